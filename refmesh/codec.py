@@ -1,0 +1,82 @@
+"""Avro single-object encoding: marker C3 01, 8-byte little-endian CRC-64-AVRO fingerprint, body.
+
+Every event says which schema wrote it, so no registry server is needed: a reader looks the
+fingerprint up among the contracts it knows and resolves the writer's schema to its own
+(schema evolution). Decoding either returns a whole value or raises one ``CodecError`` subclass
+that names the problem; it never returns half a record.
+"""
+from __future__ import annotations
+
+import io
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+
+from refmesh import schemas
+from refmesh.errors import (
+    BadMarkerError,
+    MalformedBodyError,
+    SchemaMismatchError,
+    TrailingBytesError,
+    TruncatedError,
+    UnknownFingerprintError,
+)
+
+MARKER = b"\xc3\x01"
+HEADER_LEN = 10
+
+
+def encode(name: str, value: dict) -> bytes:
+    """Encode ``value`` (a dict shaped like the contract ``name``) as a single object."""
+    contract = schemas.contract(name)
+    out = io.BytesIO()
+    out.write(MARKER)
+    out.write(contract.fingerprint)
+    try:
+        schemaless_writer(out, contract.parsed, value)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise SchemaMismatchError(f"value does not match schema {name}: {exc}") from exc
+    return out.getvalue()
+
+
+def fingerprint_of(data: bytes) -> bytes:
+    """The writer-schema fingerprint in a single-object encoding, after checking the marker."""
+    if len(data) < HEADER_LEN:
+        raise TruncatedError(
+            f"{len(data)} bytes is shorter than the {HEADER_LEN}-byte single-object header"
+        )
+    if data[:2] != MARKER:
+        raise BadMarkerError(f"bytes start with {data[:2].hex()}, not the Avro marker c301")
+    return bytes(data[2:HEADER_LEN])
+
+
+def decode(data: bytes, expect: str | None = None) -> tuple[str, dict]:
+    """Decode a single object; return (contract name, value) in the current reader schema.
+
+    ``expect`` names the record type the caller wants; any other type is a SchemaMismatchError.
+    """
+    fp = fingerprint_of(data)
+    writer = schemas.BY_FINGERPRINT.get(fp)
+    if writer is None:
+        raise UnknownFingerprintError(f"unknown writer-schema fingerprint {fp.hex()}")
+    if expect is not None and writer.name != expect:
+        raise SchemaMismatchError(f"expected a {expect} record, got a {writer.name} record")
+    reader = schemas.CURRENT.get(writer.name)
+    if reader is None:
+        raise UnknownFingerprintError(f"{writer.name} is not a record type this reader handles")
+    body = io.BytesIO(data)
+    body.seek(HEADER_LEN)
+    try:
+        value = schemaless_reader(body, writer.parsed, reader.parsed)
+    except SchemaResolutionError as exc:
+        raise SchemaMismatchError(f"{writer.name} v{writer.version} cannot be read: {exc}") from exc
+    except (EOFError, StopIteration) as exc:
+        raise TruncatedError(f"{writer.name} record ends early") from exc
+    except (ValueError, IndexError, UnicodeDecodeError, TypeError, OverflowError,
+            MemoryError, KeyError) as exc:
+        raise MalformedBodyError(f"{writer.name} body does not decode: {type(exc).__name__}") from exc
+    if body.tell() != len(data):
+        raise TrailingBytesError(
+            f"{len(data) - body.tell()} bytes after the end of the {writer.name} record"
+        )
+    return writer.name, value

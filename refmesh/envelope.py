@@ -1,0 +1,127 @@
+"""Sealed envelopes: HPKE (RFC 9180) encryption for one recipient, Ed25519 signature by the sender.
+
+Wire format: an ``Envelope`` record in Avro single-object encoding (README, "Envelope format"):
+
+    header      clear routing data: event id and type, sender, recipient, key ids, inner
+                schema fingerprint, created-at, suite; nothing about the person
+    ciphertext  HPKE single-shot output (encapsulated key || AEAD ciphertext) of the inner
+                record's single-object encoding, with info = LABEL || encoding of the envelope
+                with empty ciphertext and signature (so the header is bound to the ciphertext)
+    signature   Ed25519 over LABEL || encoding of the envelope with an empty signature
+
+Opening checks, in order: the bytes decode and are canonical (re-encoding gives the same bytes,
+so no bit can change without changing a value), the recipient is us, the sender's signing key is
+in the trusted directory and not revoked, the signature verifies, the event is neither too old
+nor from the future, we hold the decryption key, decryption succeeds, and the inner record's
+type and fingerprint match the header. Any failure raises ``SealError`` whose ``reason`` says
+which check failed, for the audit log; the message a peer could see is always the same.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke
+
+from refmesh import codec, keys
+from refmesh.directory import TrustedDirectory
+from refmesh.errors import CodecError, DirectoryError, SealError
+
+LABEL = b"refmesh-envelope-v1\0"
+HYBRID = "MLKEM768X25519_HKDFSHA256_AES256GCM"
+CLASSIC = "X25519_HKDFSHA256_AES256GCM"
+_KDF, _AEAD = hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
+SUITES = {HYBRID: ("MLKEM768X25519", hpke.Suite(hpke.KEM.MLKEM768_X25519, _KDF, _AEAD)),
+          CLASSIC: ("X25519", hpke.Suite(hpke.KEM.X25519, _KDF, _AEAD))}
+EVENT_TYPES = ("Referral", "ReferralStatus", "Consent", "ErasureNotice")
+MAX_AGE_MS = 30 * 86_400_000  # an event older than 30 days is refused (replay window)
+MAX_SKEW_MS = 5 * 60_000  # clocks may disagree by 5 minutes
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened event: its clear header and the inner record (as a dict of its contract)."""
+
+    header: dict
+    record_type: str
+    record: dict
+
+
+def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str,
+         directory: TrustedDirectory, now: int, *, suite: str = HYBRID,
+         event_id: str | None = None) -> bytes:
+    """Seal ``record`` (a dict of contract ``record_type``) from ``sender`` for ``recipient``."""
+    if record_type not in EVENT_TYPES:
+        raise SealError("unsupported_suite", f"cannot seal a {record_type}")
+    kind, hpke_suite = SUITES[suite]
+    recipient_key_id, recipient_public = directory.encryption_key(recipient, kind, now)
+    inner = codec.encode(record_type, record)
+    header = {
+        "eventId": event_id or str(uuid.uuid4()), "eventType": record_type,
+        "sender": sender.agency_id, "recipient": recipient,
+        "senderKeyId": sender.signing.key_id, "recipientKeyId": recipient_key_id,
+        "schemaFingerprint": codec.fingerprint_of(inner), "createdAt": now, "suite": suite,
+    }
+    info = LABEL + _encode(header, b"", b"")
+    ciphertext = hpke_suite.encrypt(inner, keys.hpke_public(kind, recipient_public), info=info)
+    signature = keys.sign(sender.signing, LABEL + _encode(header, ciphertext, b""))
+    return _encode(header, ciphertext, signature)
+
+
+def _encode(header: dict, ciphertext: bytes, signature: bytes) -> bytes:
+    return codec.encode("Envelope", {"header": header, "ciphertext": ciphertext,
+                                     "signature": signature})
+
+
+def read_header(data: bytes) -> dict:
+    """The clear header of an envelope, unverified: for routing and logs only."""
+    try:
+        return codec.decode(data, expect="Envelope")[1]["header"]
+    except CodecError as exc:
+        raise SealError("malformed", str(exc)) from exc
+
+
+def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, now: int, *,
+         max_age_ms: int = MAX_AGE_MS, max_skew_ms: int = MAX_SKEW_MS) -> Opened:
+    """Verify and decrypt an envelope sealed for ``recipient``; raise SealError otherwise."""
+    try:
+        envelope = codec.decode(data, expect="Envelope")[1]
+    except CodecError as exc:
+        raise SealError("malformed", str(exc)) from exc
+    header, ciphertext = envelope["header"], envelope["ciphertext"]
+    if _encode(header, ciphertext, envelope["signature"]) != data:
+        raise SealError("malformed", "non-canonical encoding")
+    if header["recipient"] != recipient.agency_id:
+        raise SealError("wrong_recipient", f"sealed for {header['recipient']}")
+    try:
+        sender_public = directory.signing_key(header["sender"], header["senderKeyId"], now)
+    except DirectoryError as exc:
+        reason = {"unknown_agency": "unknown_sender", "revoked_key": "revoked_key"}.get(
+            exc.reason, "unknown_key")
+        raise SealError(reason, str(exc)) from exc
+    if not keys.verify(sender_public, envelope["signature"],
+                       LABEL + _encode(header, ciphertext, b"")):
+        raise SealError("bad_signature", f"event {header['eventId']}")
+    age = now - header["createdAt"]
+    if age > max_age_ms:
+        raise SealError("too_old", f"event {header['eventId']} is {age} ms old")
+    if -age > max_skew_ms:
+        raise SealError("from_future", f"event {header['eventId']} is {-age} ms ahead")
+    kind, hpke_suite = SUITES[header["suite"]]
+    private = recipient.decryption_key(header["recipientKeyId"])
+    if private is None or private.kind != kind:
+        raise SealError("unknown_key", f"no decryption key {header['recipientKeyId']}")
+    try:
+        inner = hpke_suite.decrypt(ciphertext, private.loaded,
+                                   info=LABEL + _encode(header, b"", b""))
+    except (InvalidTag, ValueError) as exc:
+        raise SealError("decrypt_failed", f"event {header['eventId']}") from exc
+    try:
+        record_type, record = codec.decode(inner)
+    except CodecError as exc:
+        raise SealError("inner_mismatch", str(exc)) from exc
+    if record_type != header["eventType"] or codec.fingerprint_of(inner) != header[
+            "schemaFingerprint"]:
+        raise SealError("inner_mismatch", f"header says {header['eventType']}")
+    return Opened(header, record_type, record)

@@ -1,0 +1,215 @@
+"""Records as frozen dataclasses, generated from the Avro contracts so the schema stays the one
+source of truth.
+
+``Referral.from_dict(d)`` checks ``d`` strictly against the contract (unknown fields, missing
+fields, wrong types, enum symbols, int ranges) and raises ``RecordError`` naming the dotted path
+of the first wrong field. ``to_dict()`` gives the plain dict that ``codec.encode`` writes.
+Arrays become tuples so that records stay immutable.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from refmesh import schemas
+from refmesh.errors import RecordError
+
+_INT = (-(2**31), 2**31 - 1)
+_LONG = (-(2**63), 2**63 - 1)
+
+
+class Record:
+    """Base of every generated record class."""
+
+    schema_name: str = ""
+
+    @classmethod
+    def from_dict(cls, value: Any) -> "Record":
+        return _convert(cls._avro, value, cls.schema_name, {})
+
+    @classmethod
+    def from_json(cls, value: Any) -> "Record":
+        """Like ``from_dict`` for parsed JSON, where bytes are written as hex strings."""
+        return _convert(cls._avro, value, cls.schema_name, {_JSON: True})
+
+    def to_dict(self) -> dict:
+        return _plain(self, False)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict: bytes as hex strings."""
+        return _plain(self, True)
+
+
+_JSON = "\0json"  # marker key in the named-types map: bytes arrive as hex strings
+
+
+def _plain(value: Any, js: bool) -> Any:
+    if isinstance(value, Record):
+        return {f.name: _plain(getattr(value, f.name), js) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v, js) for v in value]
+    if js and isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, str):
+        return t.rsplit(".", 1)[-1]
+    if isinstance(t, list):
+        return " or ".join(_type_name(x) for x in t)
+    return t.get("name") or t["type"]
+
+
+def _convert(t: Any, value: Any, path: str, named: dict) -> Any:
+    if isinstance(t, str):
+        if t in named:
+            return _convert(named[t], value, path, named)
+        return _primitive(t, _unhex(t, value, path, named), path)
+    if isinstance(t, list):
+        return _union(t, value, path, named)
+    kind = t["type"]
+    if "name" in t:
+        named.setdefault(t["name"], t)
+        named.setdefault(f"{t.get('namespace', schemas.NAMESPACE)}.{t['name']}", t)
+    if kind == "record":
+        return _record(t, value, path, named)
+    if kind == "enum":
+        if value not in t["symbols"]:
+            raise RecordError(path, f"{value!r} is not one of {', '.join(t['symbols'])}")
+        return value
+    if kind == "array":
+        if not isinstance(value, (list, tuple)):
+            raise RecordError(path, f"expected a list, got {type(value).__name__}")
+        return tuple(_convert(t["items"], v, f"{path}[{i}]", named) for i, v in enumerate(value))
+    if kind == "fixed":
+        value = _unhex("bytes", value, path, named)
+        if not isinstance(value, bytes) or len(value) != t["size"]:
+            raise RecordError(path, f"expected {t['size']} bytes")
+        return value
+    return _primitive(kind, _unhex(kind, value, path, named), path)
+
+
+def _unhex(kind: str, value: Any, path: str, named: dict) -> Any:
+    if kind != "bytes" or not named.get(_JSON) or not isinstance(value, str):
+        return value
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise RecordError(path, "expected hex-encoded bytes") from None
+
+
+def _union(branches: list, value: Any, path: str, named: dict) -> Any:
+    if value is None:
+        if "null" in branches:
+            return None
+        raise RecordError(path, "is required (null is not allowed)")
+    errors = []
+    for branch in branches:
+        if branch == "null":
+            continue
+        try:
+            return _convert(branch, value, path, named)
+        except RecordError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    raise RecordError(path, f"does not match any of {_type_name(branches)}")
+
+
+def _record(t: dict, value: Any, path: str, named: dict) -> Record:
+    cls = _CLASSES[t["name"]]
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise RecordError(path, f"expected an object ({t['name']}), got {type(value).__name__}")
+    names = [f["name"] for f in t["fields"]]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise RecordError(
+            f"{path}.{unknown[0]}", f"unknown field; {t['name']} has: {', '.join(names)}"
+        )
+    kwargs = {}
+    for f in t["fields"]:
+        where = f"{path}.{f['name']}"
+        if f["name"] in value:
+            kwargs[f["name"]] = _convert(f["type"], value[f["name"]], where, named)
+        elif "default" in f:
+            kwargs[f["name"]] = _convert(f["type"], f["default"], where, named)
+        else:
+            raise RecordError(where, "is required")
+    return cls(**kwargs)
+
+
+def _primitive(kind: str, value: Any, path: str) -> Any:
+    ok = {
+        "null": value is None,
+        "boolean": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool) and _INT[0] <= value <= _INT[1],
+        "long": isinstance(value, int) and not isinstance(value, bool)
+        and _LONG[0] <= value <= _LONG[1],
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "double": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "string": isinstance(value, str),
+        "bytes": isinstance(value, bytes),
+    }.get(kind)
+    if ok is None:
+        raise RecordError(path, f"unsupported Avro type {kind}")
+    if not ok:
+        shown = repr(value) if len(repr(value)) < 60 else type(value).__name__
+        raise RecordError(path, f"expected {kind}, got {shown}")
+    return value
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def _build(t: Any) -> None:
+    """Create one frozen dataclass per named record in ``t`` (depth first)."""
+    if isinstance(t, list):
+        for branch in t:
+            _build(branch)
+        return
+    if not isinstance(t, dict):
+        return
+    if t["type"] == "array":
+        _build(t["items"])
+    if t["type"] != "record" or t["name"] in _CLASSES:
+        return
+    for f in t["fields"]:
+        _build(f["type"])
+    cls = dataclasses.make_dataclass(
+        t["name"], [(f["name"], Any) for f in t["fields"]], bases=(Record,), frozen=True,
+        namespace={"schema_name": t["name"], "_avro": t, "__doc__": t.get("doc", "")},
+    )
+    cls.__module__ = __name__
+    _CLASSES[t["name"]] = cls
+
+
+for _contract in schemas.CURRENT.values():
+    _build(_contract.raw)
+
+
+def record_class(name: str) -> type:
+    """The generated class for a record type (top-level or nested), e.g. "Person"."""
+    return _CLASSES[name]
+
+
+def from_dict(name: str, value: Any) -> Record:
+    """Check ``value`` against the current contract ``name`` and build its record."""
+    schemas.contract(name)
+    return record_class(name).from_dict(value)
+
+
+Referral = record_class("Referral")
+Consent = record_class("Consent")
+ReferralStatus = record_class("ReferralStatus")
+ErasureNotice = record_class("ErasureNotice")
+AuditRecord = record_class("AuditRecord")
+Aggregate = record_class("Aggregate")
+Envelope = record_class("Envelope")
+EnvelopeHeader = record_class("EnvelopeHeader")
+Directory = record_class("Directory")
+SignedDirectory = record_class("SignedDirectory")
+Member = record_class("Member")
+Person = record_class("Person")

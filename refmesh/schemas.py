@@ -1,0 +1,58 @@
+"""The Avro contracts in ``schemas/``, parsed once, with their CRC-64-AVRO fingerprints.
+
+``schemas/*.avsc`` are the current contracts; ``schemas/released/NAME.vN.avsc`` are frozen copies
+of every released version. A reader knows all of them, so it can read events written by an
+older (or newer) gateway and resolve them to the current schema.
+
+Reading these files is loading the package's own static contracts, not environment I/O.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastavro
+from fastavro.schema import fingerprint as _fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from refmesh.errors import ConfigError
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+RELEASED_DIR = SCHEMA_DIR / "released"
+NAMESPACE = "org.refmesh"
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str  # short name, e.g. "Referral"
+    version: int
+    raw: dict  # the JSON as written, docs included
+    parsed: dict  # fastavro's parsed form, for writing and reading
+    fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO of the canonical form
+
+
+def _contract(raw: dict) -> Contract:
+    parsed = fastavro.parse_schema(raw)
+    hex_fp = _fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+    # fastavro prints the 64-bit value big-endian; single-object encoding wants little-endian.
+    fp = int(hex_fp, 16).to_bytes(8, "big")[::-1]
+    return Contract(raw["name"], int(raw.get("refmesh.version", 1)), raw, parsed, fp)
+
+
+def _load(path: Path) -> Contract:
+    return _contract(json.loads(path.read_text(encoding="utf-8")))
+
+
+CURRENT: dict[str, Contract] = {p.stem: _load(p) for p in sorted(SCHEMA_DIR.glob("*.avsc"))}
+RELEASED: list[Contract] = [_load(p) for p in sorted(RELEASED_DIR.glob("*.avsc"))]
+BY_FINGERPRINT: dict[bytes, Contract] = {c.fingerprint: c for c in [*RELEASED, *CURRENT.values()]}
+
+
+def contract(name: str) -> Contract:
+    """The current contract called ``name`` (e.g. "Referral")."""
+    try:
+        return CURRENT[name]
+    except KeyError:
+        known = ", ".join(sorted(CURRENT))
+        raise ConfigError(f"no schema called {name!r}; known schemas: {known}") from None
