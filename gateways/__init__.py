@@ -1,0 +1,1 @@
+"""An agency's edge: Kafka I/O, the embedded test broker, topic set-up."""
