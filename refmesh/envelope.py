@@ -34,7 +34,7 @@ CLASSIC = "X25519_HKDFSHA256_AES256GCM"
 _KDF, _AEAD = hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
 SUITES = {HYBRID: ("MLKEM768X25519", hpke.Suite(hpke.KEM.MLKEM768_X25519, _KDF, _AEAD)),
           CLASSIC: ("X25519", hpke.Suite(hpke.KEM.X25519, _KDF, _AEAD))}
-EVENT_TYPES = ("Referral", "ReferralStatus", "Consent", "ErasureNotice")
+EVENT_TYPES = ("Referral", "ReferralStatus", "Consent", "ErasureNotice", "Receipt")
 MAX_AGE_MS = 30 * 86_400_000  # an event older than 30 days is refused (replay window)
 MAX_SKEW_MS = 5 * 60_000  # clocks may disagree by 5 minutes
 

@@ -1,0 +1,146 @@
+"""The gateway's HTTP API (aiohttp): submit referrals, read the inbox and outbox, change status.
+
+Every route but /healthz needs ``Authorization: Bearer <agency API token>``; a missing or wrong
+token gets 401 and no data. Bodies are checked against the Avro contract before anything is
+stored; a bad body gets 400 naming the field. Logs carry referral and event ids, never case
+fields. The routes are described by /openapi.json (gateways/openapi.py).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateways.openapi import OPENAPI
+from gateways.store import NotFound, StoreError
+from refmesh.errors import MeshError, RecordError
+from refmesh.loop import TransitionError
+
+log = logging.getLogger("refmesh.api")
+MAX_BODY = 256 * 1024  # a referral is a few KB; anything far larger is refused unread
+GATEWAY = web.AppKey("gateway", object)
+
+
+def problem(status: int, message: str, field: str | None = None) -> web.Response:
+    body = {"error": message} if field is None else {"error": message, "field": field}
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def guard(request: web.Request, handler):
+    """Authentication, error translation, security headers and request metrics."""
+    gateway = request.app[GATEWAY]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource \
+        else "unknown"
+    try:
+        if request.path != "/healthz":
+            supplied = request.headers.get("Authorization", "")
+            expected = f"Bearer {gateway.api_token}"
+            if not hmac.compare_digest(supplied.encode(), expected.encode()):
+                response = problem(401, "missing or wrong API token: send "
+                                        "'Authorization: Bearer <token>'")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="refmesh"'
+                return _done(gateway, route, response)
+        response = await handler(request)
+    except RecordError as exc:
+        response = problem(400, f"invalid value: {exc.problem}", exc.path)
+    except TransitionError as exc:
+        response = problem(409, str(exc))
+    except NotFound as exc:
+        response = problem(404, str(exc))
+    except StoreError as exc:
+        log.error("store refused a write: %s", exc)
+        response = problem(503, "the gateway cannot store data right now (disk full or "
+                                "read-only database); nothing was accepted, try again later")
+    except MeshError as exc:
+        response = problem(400, str(exc))
+    except web.HTTPException as exc:
+        response = problem(exc.status, exc.reason)
+    return _done(gateway, route, response)
+
+
+def _done(gateway, route: str, response: web.StreamResponse) -> web.StreamResponse:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    gateway.metrics.api_requests.labels(route, str(response.status)).inc()
+    return response
+
+
+async def json_body(request: web.Request) -> dict:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RecordError("body", f"larger than {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise RecordError("body", f"larger than {MAX_BODY} bytes")
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise RecordError("body", f"not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(value, dict):
+        raise RecordError("body", "expected a JSON object")
+    return value
+
+
+async def submit(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    referral = gateway.submit_referral(await json_body(request))
+    log.info("referral %s accepted for %s", referral["referralId"], referral["recipientAgency"])
+    return web.json_response({"referralId": referral["referralId"], "state": "requested"},
+                             status=202)
+
+
+async def inbox(request: web.Request) -> web.Response:
+    return web.json_response({"referrals": request.app[GATEWAY].store.referrals("in")})
+
+
+async def outbox(request: web.Request) -> web.Response:
+    return web.json_response({"referrals": request.app[GATEWAY].store.referrals("out")})
+
+
+async def show(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GATEWAY].store.referral(request.match_info["id"]))
+
+
+async def change_status(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    unknown = sorted(set(body) - {"state", "reason", "detail"})
+    if unknown:
+        raise RecordError(unknown[0], "unknown field; send state, reason and detail")
+    if not isinstance(body.get("state"), str):
+        raise RecordError("state", "is required")
+    status = request.app[GATEWAY].set_status(request.match_info["id"], body["state"],
+                                             body.get("reason"), body.get("detail"))
+    log.info("referral %s set to %s", status["referralId"], status["state"])
+    return web.json_response(status)
+
+
+async def health(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    alive = gateway.relay.thread.is_alive() and gateway.inbox.thread.is_alive()
+    return web.json_response({"ok": alive}, status=200 if alive else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[GATEWAY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+def create_api(gateway) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app[GATEWAY] = gateway
+    app.router.add_post("/v1/referrals", submit)
+    app.router.add_get("/v1/inbox", inbox)
+    app.router.add_get("/v1/outbox", outbox)
+    app.router.add_get("/v1/referrals/{id}", show)
+    app.router.add_post("/v1/referrals/{id}/status", change_status)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app

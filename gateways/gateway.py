@@ -1,0 +1,147 @@
+"""One agency's gateway: keys, directory, store, outbox relay, inbox consumer and HTTP API.
+
+``Gateway`` holds the parts and the two operations case workers use (submit a referral, change
+a status); ``serve`` runs it with the HTTP API until SIGINT/SIGTERM.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import uuid
+
+from kafka import KafkaProducer
+
+from gateways import kafka as profiles
+from gateways.inbox import Inbox
+from gateways.loading import DirectoryRef, load_anchor, load_keys, now_ms
+from gateways.metrics import Metrics
+from gateways.relay import Relay
+from gateways.store import Store
+from gateways.topics import TopicSpec, ensure_topics
+from refmesh import records, topology
+from refmesh.errors import ConfigError, DirectoryError, RecordError
+from refmesh.settings import GatewaySettings
+
+log = logging.getLogger("refmesh.gateway")
+
+
+def profile_of(settings) -> profiles.ClientProfile:
+    return profiles.EMBEDDED if settings.broker == "embedded" else profiles.APACHE
+
+
+def env_secret(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"set the {what} in the environment variable {name}")
+    return value
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.keys = load_keys(settings.keystore, settings.agency, settings.passphrase_env)
+        self.directory = DirectoryRef(settings.directory, load_anchor(settings.anchor))
+        self.directory().member(settings.agency)
+        self.api_token = env_secret(settings.api_token_env, "API token")
+        self.partition_secret = env_secret(settings.partition_secret_env,
+                                           "partition secret").encode()
+        self.store = Store(settings.database, settings.agency)
+        self.metrics = Metrics(self.store.outbox_depth, self._lag)
+        profile = profile_of(settings)
+        self.producer = KafkaProducer(**profiles.producer_config(
+            profile, settings.bootstrap, settings.security))
+        self.relay = Relay(self.store, self.keys, self.directory, self.producer, self.metrics,
+                           settings)
+        group = f"refmesh.gateway.{settings.agency.replace('/', '.')}"
+        self.inbox = Inbox(self.store, self.keys, self.directory, profiles.consumer_config(
+            profile, settings.bootstrap, group, settings.security), self.producer,
+            self.metrics, on_stored=self.relay.wake)
+
+    def _lag(self) -> int:
+        consumer = self.inbox.consumer
+        if consumer is None:
+            return 0
+        try:
+            parts = consumer.assignment()
+            ends = consumer.end_offsets(list(parts))
+            return sum(max(0, ends[tp] - consumer.position(tp)) for tp in parts)
+        except Exception:  # metrics must never break the gateway
+            return 0
+
+    def ensure_topics(self) -> None:
+        me = self.settings.agency
+        names = [topology.agency_inbox(me), topology.deadletter(me)]
+        ensure_topics(profiles.admin_config(profile_of(self.settings), self.settings.bootstrap,
+                                            self.settings.security),
+                      [TopicSpec(n, self.settings.partitions) for n in names])
+
+    def start(self) -> None:
+        self.relay.start()
+        self.inbox.start()
+        log.info("gateway %s started (directory serial %d)", self.settings.agency,
+                 self.directory().serial)
+
+    def stop(self) -> None:
+        self.inbox.stop()
+        self.relay.stop()
+        self.producer.close(timeout=5)
+        self.store.close()
+
+    # --- what case workers do ---------------------------------------------------------------
+
+    def submit_referral(self, referral: dict) -> dict:
+        """Validate and keep a referral from a case worker; it goes out through the outbox.
+
+        The gateway fills in what it knows: referralId (if absent), senderAgency, createdAt.
+        """
+        if not isinstance(referral, dict):
+            raise RecordError("Referral", "expected a JSON object")
+        value = {"referralId": str(uuid.uuid4()), "createdAt": now_ms(), **referral,
+                 "senderAgency": self.settings.agency}
+        checked = records.Referral.from_dict(value).to_dict()
+        recipient = checked["recipientAgency"]
+        if recipient == self.settings.agency:
+            raise RecordError("Referral.recipientAgency", "cannot refer a case to yourself")
+        try:
+            self.directory().member(recipient)
+        except DirectoryError as exc:
+            raise RecordError("Referral.recipientAgency", str(exc)) from None
+        key = topology.partition_key(self.partition_secret, checked["subjectId"])
+        self.store.submit_referral(checked, key, now_ms())
+        self.relay.wake()
+        return checked
+
+    def set_status(self, referral_id: str, state: str, reason: str | None = None,
+                   detail: str | None = None) -> dict:
+        status = self.store.set_status(referral_id, state, reason, now_ms(), detail)
+        records.ReferralStatus.from_dict(status)
+        self.relay.wake()
+        return status
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run a gateway with its HTTP API until SIGINT or SIGTERM."""
+    from aiohttp import web
+
+    from gateways.api import create_api
+
+    gateway = Gateway(settings)
+    gateway.ensure_topics()
+    gateway.start()
+    runner = web.AppRunner(create_api(gateway), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    print(f"gateway {settings.agency} listening on http://{settings.http_host}:"
+          f"{settings.http_port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        gateway.stop()

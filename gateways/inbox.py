@@ -1,0 +1,93 @@
+"""The inbox consumer: reads the agency's topic, verifies, opens, validates, deduplicates and
+stores each event, then commits the offset (only after the store). An event that fails any check
+goes to the agency's dead-letter topic with the reason in a header, never any plaintext, and
+consumption goes on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import KafkaConsumer, OffsetAndMetadata
+from kafka.errors import KafkaError
+
+from gateways.store import Store
+from refmesh import envelope, records, topology
+from refmesh.errors import RecordError, SealError
+
+log = logging.getLogger("refmesh.inbox")
+
+
+class Inbox:
+    def __init__(self, store: Store, keys, directory_ref, consumer_config: dict, producer,
+                 metrics, on_stored=lambda: None,
+                 clock=lambda: int(time.time() * 1000)) -> None:
+        self.store, self.keys, self.directory_ref = store, keys, directory_ref
+        self.consumer_config, self.producer, self.metrics = consumer_config, producer, metrics
+        self.on_stored, self.clock = on_stored, clock
+        self.topic = topology.agency_inbox(keys.agency_id)
+        self.deadletter_topic = topology.deadletter(keys.agency_id)
+        self._stop = threading.Event()
+        self.consumer: KafkaConsumer | None = None
+        self.thread = threading.Thread(target=self._run, name="inbox", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.consumer = KafkaConsumer(self.topic, **self.consumer_config)
+                self._consume()
+            except KafkaError as exc:
+                log.warning("inbox consumer lost the broker (%s); reconnecting",
+                            type(exc).__name__)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("inbox consumer failed; restarting it")
+                self._stop.wait(1.0)
+            finally:
+                if self.consumer is not None:
+                    self.consumer.close(autocommit=False)
+                    self.consumer = None
+
+    def _consume(self) -> None:
+        while not self._stop.is_set():
+            batches = self.consumer.poll(timeout_ms=500, max_records=200)
+            for tp, messages in batches.items():
+                for message in messages:
+                    self.handle(message)
+                self.consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, None, -1)})
+
+    def handle(self, message) -> None:
+        """Process one Kafka message; return once it is stored or dead-lettered."""
+        where = f"{message.topic}/{message.partition}@{message.offset}"
+        try:
+            opened = envelope.open(message.value or b"", self.keys, self.directory_ref(),
+                                   self.clock())
+            record = records.from_dict(opened.record_type, opened.record).to_dict()
+        except SealError as exc:
+            self._dead_letter(message, exc.reason, where)
+            return
+        except RecordError as exc:
+            self._dead_letter(message, "invalid_record", where, exc.path)
+            return
+        new = self.store.receive(opened.header["eventId"], opened.record_type,
+                                 opened.header["sender"], record, self.clock())
+        self.metrics.received.labels(opened.record_type, "new" if new else "duplicate").inc()
+        log.info("stored %s event %s from %s (%s) at %s", opened.record_type,
+                 opened.header["eventId"], opened.header["sender"],
+                 "new" if new else "duplicate", where)
+        self.on_stored()
+
+    def _dead_letter(self, message, reason: str, where: str, detail: str = "") -> None:
+        self.metrics.rejected.labels(reason).inc()
+        log.warning("dead-lettered event at %s: %s %s", where, reason, detail)
+        headers = [("refmesh-reason", reason.encode()), ("refmesh-source", where.encode())]
+        self.producer.send(self.deadletter_topic, value=message.value, key=message.key,
+                           headers=headers).get(timeout=30)

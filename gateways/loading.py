@@ -1,0 +1,101 @@
+"""Reading an agency's files: keystore, trust anchor, signed directory (edge I/O for the core)."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from refmesh import directory, keys
+from refmesh.errors import ConfigError, DirectoryError
+
+
+def file_safe(agency_id: str) -> str:
+    """BH/GOV/MOI -> BH_GOV_MOI, for file names."""
+    return directory.check_agency_id(agency_id).replace("/", "_")
+
+
+def keystore_path(folder: str | Path, agency_id: str) -> Path:
+    return Path(folder) / f"{file_safe(agency_id)}.keystore"
+
+
+def read_bytes(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist; check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def passphrase(env_name: str) -> str:
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConfigError(f"set the keystore passphrase in the environment variable {env_name}")
+    return value
+
+
+def load_keys(folder: str | Path, agency_id: str, passphrase_env: str) -> keys.AgencyKeys:
+    path = keystore_path(folder, agency_id)
+    return keys.unlock(read_bytes(path, "keystore"), passphrase(passphrase_env), str(path))
+
+
+def load_anchor(path: str | Path) -> directory.TrustAnchor:
+    try:
+        return directory.TrustAnchor.from_json(json.loads(read_bytes(path, "trust anchor")))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"trust anchor {path} is not JSON: {exc}") from None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class DirectoryRef:
+    """The current trusted directory, re-read when its file changes (never to an older serial).
+
+    Call it to get the directory; a replaced file that fails verification is refused and the
+    previous edition stays in force (the error is logged by the caller via ``last_error``).
+    """
+
+    def __init__(self, path: str | Path, anchor: directory.TrustAnchor) -> None:
+        self.path, self.anchor = Path(path), anchor
+        self._lock = threading.Lock()
+        self._mtime = 0.0
+        self._checked = 0.0
+        self.last_error: str | None = None
+        self.current = directory.load(read_bytes(self.path, "directory"), anchor, now_ms())
+        self._mtime = self.path.stat().st_mtime
+
+    def __call__(self) -> directory.TrustedDirectory:
+        now = time.monotonic()
+        if now - self._checked > 1.0:
+            with self._lock:
+                self._checked = now
+                self._maybe_reload()
+        return self.current
+
+    def _maybe_reload(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime == self._mtime and now_ms() < self.current.expires_at:
+                return
+            self._mtime = mtime
+            self.current = directory.load(self.path.read_bytes(), self.anchor, now_ms(),
+                                          min_serial=self.current.serial)
+            self.last_error = None
+        except (OSError, DirectoryError) as exc:
+            self.last_error = str(exc)
+
+
+def write_private(path: str | Path, data: bytes) -> None:
+    """Write a file only its owner can read (0600), atomically (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

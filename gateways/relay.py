@@ -1,0 +1,98 @@
+"""The outbox relay: seals due outbox entries and publishes them with kafka-python.
+
+A broker acknowledgement never closes an entry that needs a receipt: the entry is re-sent with
+exponential backoff until the recipient's gateway answers with a Receipt (or the policy domain
+with a refusal). The backoff is scheduled *before* the send, so a crash mid-send only means one
+more re-send, which the recipient deduplicates.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka.errors import KafkaError
+
+from gateways.store import Store, StoreError
+from refmesh import envelope, topology
+from refmesh.errors import DirectoryError, MeshError
+
+log = logging.getLogger("refmesh.relay")
+
+
+def backoff_ms(attempts: int, first_ms: int, ceiling_ms: int) -> int:
+    """Delay before the next re-send: first_ms, 2x, 4x, ... up to ceiling_ms."""
+    return min(ceiling_ms, first_ms * (2 ** min(attempts, 20)))
+
+
+class Relay:
+    def __init__(self, store: Store, keys, directory_ref, producer, metrics, settings,
+                 clock=lambda: int(time.time() * 1000)) -> None:
+        self.store, self.keys, self.directory_ref = store, keys, directory_ref
+        self.producer, self.metrics, self.settings, self.clock = producer, metrics, settings, clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        """Send now instead of at the next tick (a submission just arrived)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.tick()
+            except Exception:  # keep relaying; the entry stays pending and is retried
+                log.exception("relay tick failed")
+                busy = False
+            if not busy:
+                self._wake.wait(self.settings.poll_interval_ms / 1000)
+                self._wake.clear()
+
+    def tick(self) -> bool:
+        """Publish every due entry once; return True if there was work."""
+        now = self.clock()
+        due = self.store.due(now)
+        pending = []
+        for entry in due:
+            next_ms = now + backoff_ms(entry.attempts, self.settings.resend_after_ms,
+                                       self.settings.max_resend_after_ms)
+            try:
+                self.store.attempted(entry.delivery_key, next_ms)
+                directory = self.directory_ref()
+                hop = topology.first_hop(directory, self.keys.agency_id, entry.record_type,
+                                         entry.recipient)
+                data = envelope.seal(entry.record_type, entry.record, self.keys, hop.seal_for,
+                                     directory, now, event_id=entry.event_id)
+                future = self.producer.send(hop.topic, key=entry.partition_key or
+                                            entry.event_id.encode(), value=data)
+                pending.append((entry, future))
+            except (DirectoryError, MeshError, StoreError) as exc:
+                log.error("cannot send delivery %s (%s): %s", entry.delivery_key,
+                          entry.record_type, exc)
+            except KafkaError as exc:
+                self.metrics.send_failures.inc()
+                log.warning("broker refused delivery %s: %s; retrying later",
+                            entry.delivery_key, type(exc).__name__)
+        for entry, future in pending:
+            try:
+                future.get(timeout=self.settings.resend_after_ms / 1000 + 10)
+            except KafkaError as exc:
+                self.metrics.send_failures.inc()
+                log.warning("delivery %s not acknowledged: %s; retrying later",
+                            entry.delivery_key, type(exc).__name__)
+                continue
+            self.metrics.sent.labels(entry.record_type).inc()
+            if not entry.needs_receipt:
+                self.store.sent(entry.delivery_key, self.clock())
+            log.info("published %s event %s (attempt %d)", entry.record_type, entry.event_id,
+                     entry.attempts + 1)
+        return bool(due)

@@ -1,0 +1,118 @@
+"""The sample mesh of DOMAIN.md, written to a folder: keys, signed directory, trust anchor and
+one settings file per gateway and per policy domain. Used by ``make demo`` and the integration
+tests. All synthetic.
+
+Two jurisdictions: Bahrain (policy domain: the National Committee, which also coordinates the
+mesh and signs the directory) and an origin country, Ethiopia (its own national committee as
+policy domain, with a reception agency).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from gateways.loading import keystore_path, write_private
+from refmesh import directory, keys
+
+COORDINATOR = "BH/GOV/NCCTIP"
+
+
+@dataclass(frozen=True)
+class Agency:
+    agency_id: str
+    name: str
+    role: str
+    country: str
+    domain: str | None  # None: the agency is a policy domain itself
+
+
+SAMPLE = (
+    Agency(COORDINATOR, "National Committee for Combating Trafficking in Persons (sample)",
+           "CentralGovernmentOrganisation", "BH", None),
+    Agency("BH/GOV/HOTLINE", "Trafficking hotline (sample)", "CentralGovernmentOrganisation",
+           "BH", COORDINATOR),
+    Agency("BH/GOV/MOI-ATU", "Police anti-trafficking unit (sample)", "LawEnforcement", "BH",
+           COORDINATOR),
+    Agency("BH/GOV/SHELTER", "Shelter for workers (sample)", "CentralGovernmentOrganisation",
+           "BH", COORDINATOR),
+    Agency("BH/NGO/PSYCH", "Psychological support service (sample)",
+           "HealthServiceOrganisation", "BH", COORDINATOR),
+    Agency("BH/IO/IOM", "IOM country office (sample)", "IntergovernmentalOrganisation", "BH",
+           COORDINATOR),
+    Agency("ET/GOV/NCC", "Origin-country national committee (sample)",
+           "CentralGovernmentOrganisation", "ET", None),
+    Agency("ET/NGO/RECEPTION", "Reception and reintegration agency (sample)", "NGO", "ET",
+           "ET/GOV/NCC"),
+)
+
+
+@dataclass(frozen=True)
+class MeshFiles:
+    root: Path
+    keystore: Path
+    directory: Path
+    anchor: Path
+    env: dict  # environment the processes need: passphrase, partition secret, API tokens
+
+    def gateway_config(self, agency_id: str) -> Path:
+        return self.root / "config" / f"gateway-{agency_id.replace('/', '_')}.yaml"
+
+    def agents_config(self, domain_id: str) -> Path:
+        return self.root / "config" / f"agents-{domain_id.replace('/', '_')}.yaml"
+
+    def token(self, agency_id: str) -> str:
+        return self.env[token_env(agency_id)]
+
+
+def token_env(agency_id: str) -> str:
+    return "REFMESH_API_TOKEN_" + agency_id.replace("/", "_").replace("-", "_")
+
+
+def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "embedded",
+          first_port: int = 18080, passphrase: str | None = None, scrypt_n: int = 2**14,
+          resend_after_ms: int = 3000) -> MeshFiles:
+    """Write the whole sample mesh under ``root`` and return where everything is."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "keys").mkdir(exist_ok=True)
+    (root / "config").mkdir(exist_ok=True)
+    passphrase = passphrase or secrets.token_urlsafe(16)
+    env = {"REFMESH_PASSPHRASE": passphrase,
+           "REFMESH_PARTITION_SECRET": secrets.token_hex(16)}
+    coordinator_keys = None
+    draft = directory.empty(COORDINATOR)
+    for agency in agencies:
+        k = keys.generate(agency.agency_id, now)
+        write_private(keystore_path(root / "keys", agency.agency_id),
+                      keys.lock(k, passphrase, os.urandom(16), os.urandom(12), n=scrypt_n))
+        draft = directory.add_member(draft, directory.member_entry(
+            k, agency.name, agency.role, agency.country, agency.domain, now))
+        if agency.agency_id == COORDINATOR:
+            coordinator_keys = k
+    files = MeshFiles(root, root / "keys", root / "directory.bin", root / "anchor.json", env)
+    write_private(files.directory, directory.sign(draft, coordinator_keys, now))
+    files.anchor.write_text(json.dumps(directory.TrustAnchor.of(coordinator_keys).to_json()))
+    common = {"keystore": str(files.keystore), "directory": str(files.directory),
+              "anchor": str(files.anchor), "bootstrap": bootstrap, "broker": broker}
+    port = first_port
+    for agency in agencies:
+        safe = agency.agency_id.replace("/", "_")
+        if agency.domain is None:
+            _yaml(files.agents_config(agency.agency_id), {
+                **common, "domain": agency.agency_id, "data_dir": str(root / "agents" / safe)})
+        else:
+            env[token_env(agency.agency_id)] = secrets.token_urlsafe(24)
+            _yaml(files.gateway_config(agency.agency_id), {
+                **common, "agency": agency.agency_id, "database": str(root / f"{safe}.db"),
+                "http_port": port, "api_token_env": token_env(agency.agency_id),
+                "resend_after_ms": resend_after_ms})
+            port += 1
+    return files
+
+
+def _yaml(path: Path, doc: dict) -> None:
+    path.write_text(yaml.safe_dump(doc, sort_keys=True))

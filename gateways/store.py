@@ -1,0 +1,276 @@
+"""The gateway's local state: outbox, inbox and the referrals it sent and received (SQLite, WAL).
+
+Every change that matters is one transaction: a submitted referral is stored together with its
+outbox entry; a received event is stored together with the receipt and status it causes. So a
+crash at any point loses nothing and does nothing twice. Records are kept as their Avro
+single-object encoding (what was validated), never as loose JSON.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from refmesh import codec, loop
+from refmesh.errors import MeshError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    delivery_key TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    record BLOB NOT NULL,
+    partition_key BLOB,
+    needs_receipt INTEGER NOT NULL,
+    state TEXT NOT NULL,              -- pending, confirmed, refused, sent
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    closed_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
+CREATE TABLE IF NOT EXISTS inbox (
+    delivery_key TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    record BLOB NOT NULL,
+    received_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS referrals (
+    referral_id TEXT PRIMARY KEY,
+    direction TEXT NOT NULL,          -- out (we sent it) or in (we received it)
+    peer TEXT NOT NULL,               -- the recipient (out) or the sender (in)
+    state TEXT NOT NULL,
+    record BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    referral_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    set_by TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    recorded_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_referral ON history (referral_id);
+"""
+
+
+class StoreError(MeshError):
+    """The gateway cannot keep what it was given (disk full, read-only database...)."""
+
+
+class NotFound(MeshError, LookupError):
+    """No referral with that id at this gateway."""
+
+
+@dataclass(frozen=True)
+class Due:
+    delivery_key: str
+    event_id: str
+    record_type: str
+    recipient: str
+    record: dict
+    partition_key: bytes | None
+    needs_receipt: bool
+    attempts: int
+
+
+class Store:
+    """One SQLite database per gateway; safe to share between the API, relay and inbox threads."""
+
+    def __init__(self, path: str, agency_id: str) -> None:
+        self.agency = agency_id
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open gateway database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self):
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"the gateway database refused the write: {exc}") from exc
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _rows(self, sql: str, args=()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            names = [c[0] for c in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    # --- outgoing ---------------------------------------------------------------------------
+
+    def _enqueue(self, db, record_type: str, record: dict, recipient: str, now: int,
+                 partition_key: bytes | None = None, needs_receipt: bool = True) -> bool:
+        key = loop.delivery_key(record_type, record)
+        cur = db.execute(
+            "INSERT OR IGNORE INTO outbox (delivery_key, event_id, record_type, recipient, "
+            "record, partition_key, needs_receipt, state, next_attempt_ms, created_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (key, str(uuid.uuid4()), record_type, recipient, codec.encode(record_type, record),
+             partition_key, int(needs_receipt), now, now))
+        return cur.rowcount == 1
+
+    def submit_referral(self, referral: dict, partition_key: bytes, now: int) -> None:
+        """Keep a new outgoing referral and queue it; refuse a referral id already used."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM referrals WHERE referral_id = ?",
+                          (referral["referralId"],)).fetchone():
+                raise loop.TransitionError(f"referral {referral['referralId']} exists already")
+            db.execute("INSERT INTO referrals VALUES (?, 'out', ?, 'requested', ?, ?, ?)",
+                       (referral["referralId"], referral["recipientAgency"],
+                        codec.encode("Referral", referral), now, now))
+            self._history(db, referral["referralId"], "requested", None, None, self.agency,
+                          now, now)
+            self._enqueue(db, "Referral", referral, referral["recipientAgency"], now,
+                          partition_key)
+
+    def set_status(self, referral_id: str, state: str, reason: str | None, now: int,
+                   detail: str | None = None) -> dict:
+        """A local case worker changes a referral's state; the peer is told through the outbox."""
+        with self._tx() as db:
+            row = db.execute("SELECT direction, peer, state FROM referrals WHERE referral_id = ?",
+                             (referral_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no referral {referral_id} at {self.agency}")
+            direction, peer, current = row
+            loop.check_transition(current, state, "sender" if direction == "out" else
+                                  "recipient", reason)
+            status = {"referralId": referral_id, "state": state, "reason": reason,
+                      "detail": detail, "setBy": self.agency, "at": now}
+            self._apply_status(db, referral_id, status, now)
+            self._enqueue(db, "ReferralStatus", status, peer, now)
+            return status
+
+    def due(self, now: int, limit: int = 100) -> list[Due]:
+        rows = self._rows(
+            "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ? "
+            "ORDER BY next_attempt_ms LIMIT ?", (now, limit))
+        return [Due(r["delivery_key"], r["event_id"], r["record_type"], r["recipient"],
+                    codec.decode(r["record"])[1], r["partition_key"], bool(r["needs_receipt"]),
+                    r["attempts"]) for r in rows]
+
+    def attempted(self, delivery_key: str, next_attempt_ms: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? "
+                       "WHERE delivery_key = ? AND state = 'pending'",
+                       (next_attempt_ms, delivery_key))
+
+    def sent(self, delivery_key: str, now: int) -> None:
+        """A fire-and-forget event (a receipt) was acknowledged by the broker."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET state = 'sent', closed_ms = ? WHERE delivery_key = ? "
+                       "AND needs_receipt = 0", (now, delivery_key))
+
+    # --- incoming ---------------------------------------------------------------------------
+
+    def receive(self, event_id: str, record_type: str, sender: str, record: dict,
+                now: int) -> bool:
+        """Store an opened, validated event once; return False for a duplicate. Queues the
+        receipt (always, so a lost receipt is answered on re-send) and the side effects."""
+        key = loop.delivery_key(record_type, record)
+        with self._tx() as db:
+            if record_type == "Receipt":
+                db.execute("UPDATE outbox SET state = 'confirmed', closed_ms = ? "
+                           "WHERE delivery_key = ? AND state = 'pending'",
+                           (now, record["deliveryKey"]))
+                return True
+            cur = db.execute("INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?, ?, ?)",
+                             (key, event_id, record_type, sender,
+                              codec.encode(record_type, record), now))
+            new = cur.rowcount == 1
+            receipt = {"deliveryKey": key, "eventId": event_id,
+                       "outcome": "Stored" if new else "Duplicate", "receivedBy": self.agency,
+                       "at": now}
+            # A receipt answers the original sender; a policy refusal comes from the domain.
+            answer_to = record.get("senderAgency", sender) if record_type == "Referral" \
+                else sender
+            self._enqueue(db, "Receipt", receipt, answer_to, now, needs_receipt=False)
+            if new and record_type == "Referral":
+                self._received_referral(db, record, now)
+            elif new and record_type == "ReferralStatus":
+                self._apply_status(db, record["referralId"], record, now)
+            return new
+
+    def _received_referral(self, db, referral: dict, now: int) -> None:
+        rid, sender = referral["referralId"], referral["senderAgency"]
+        db.execute("INSERT OR IGNORE INTO referrals VALUES (?, 'in', ?, 'received', ?, ?, ?)",
+                   (rid, sender, codec.encode("Referral", referral), now, now))
+        status = {"referralId": rid, "state": "received", "reason": None, "detail": None,
+                  "setBy": self.agency, "at": now}
+        self._history(db, rid, "received", None, None, self.agency, now, now)
+        self._enqueue(db, "ReferralStatus", status, sender, now)
+
+    def _apply_status(self, db, referral_id: str, status: dict, now: int) -> None:
+        row = db.execute("SELECT state FROM referrals WHERE referral_id = ?",
+                         (referral_id,)).fetchone()
+        self._history(db, referral_id, status["state"], status["reason"], status["detail"],
+                      status["setBy"], status["at"], now)
+        if row is not None and (row[0] == "requested" and status["state"] != "requested"
+                                or loop.supersedes(row[0], status["state"])):
+            db.execute("UPDATE referrals SET state = ?, updated_ms = ? WHERE referral_id = ?",
+                       (status["state"], now, referral_id))
+        if status["state"] in ("refused", "revoked") and status["setBy"] != self.agency:
+            # A refusal by the policy domain answers our referral as surely as a receipt.
+            db.execute("UPDATE outbox SET state = 'refused', closed_ms = ? "
+                       "WHERE delivery_key = ? AND state = 'pending'",
+                       (now, f"referral:{referral_id}"))
+
+    def _history(self, db, referral_id, state, reason, detail, set_by, at, now) -> None:
+        db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (referral_id, state, reason, detail, set_by, at, now))
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def referrals(self, direction: str) -> list[dict]:
+        rows = self._rows("SELECT referral_id, peer, state, record, created_ms, updated_ms "
+                          "FROM referrals WHERE direction = ? ORDER BY created_ms DESC",
+                          (direction,))
+        out = []
+        for r in rows:
+            rec = codec.decode(r.pop("record"))[1]
+            out.append({**r, "urgency": rec["service"]["urgency"], "trmStage": rec["trmStage"],
+                        "dueDate": rec["service"]["dueDate"], "purpose": rec["purpose"]})
+        return out
+
+    def referral(self, referral_id: str) -> dict:
+        rows = self._rows("SELECT * FROM referrals WHERE referral_id = ?", (referral_id,))
+        if not rows:
+            raise NotFound(f"no referral {referral_id} at {self.agency}")
+        row = rows[0]
+        row["record"] = codec.decode(row["record"])[1]
+        row["history"] = self._rows(
+            "SELECT state, reason, detail, set_by, at FROM history WHERE referral_id = ? "
+            "ORDER BY at, recorded_ms", (referral_id,))
+        return row
+
+    def outbox_depth(self) -> int:
+        return self._rows("SELECT count(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
+
+    def delivery_state(self, delivery_key: str) -> str | None:
+        rows = self._rows("SELECT state FROM outbox WHERE delivery_key = ?", (delivery_key,))
+        return rows[0]["state"] if rows else None

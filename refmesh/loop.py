@@ -1,0 +1,59 @@
+"""The closed referral loop (Primero, HL7 FHIR Task) and delivery keys.
+
+requested -> received -> accepted | rejected -> in_progress -> completed | failed; the sender may
+revoke an open referral; the policy domain may refuse one before it is delivered.
+"""
+from __future__ import annotations
+
+from refmesh.errors import MeshError
+
+TERMINAL = frozenset({"rejected", "completed", "failed", "revoked", "refused"})
+NEXT = {
+    "requested": {"received", "refused", "revoked"},
+    "received": {"accepted", "rejected", "revoked"},
+    "accepted": {"in_progress", "completed", "failed", "revoked"},
+    "in_progress": {"completed", "failed", "revoked"},
+}
+RANK = {"requested": 0, "received": 1, "accepted": 2, "in_progress": 3,
+        **{s: 4 for s in TERMINAL}}
+SET_BY_SENDER = frozenset({"revoked"})
+SET_BY_DOMAIN = frozenset({"refused"})
+NEEDS_REASON = frozenset({"rejected", "failed", "refused"})
+
+
+class TransitionError(MeshError, ValueError):
+    """A status change the closed loop does not allow."""
+
+
+def check_transition(current: str, new: str, role: str, reason: str | None) -> None:
+    """Raise TransitionError unless ``role`` (sender, recipient, domain) may move current->new."""
+    allowed = NEXT.get(current, set())
+    if new not in allowed:
+        options = ", ".join(sorted(allowed)) or "none (the referral is closed)"
+        raise TransitionError(f"a {current} referral cannot become {new}; allowed: {options}")
+    who = "sender" if new in SET_BY_SENDER else "domain" if new in SET_BY_DOMAIN else "recipient"
+    if who != role:
+        raise TransitionError(f"only the {who} may set {new}, not the {role}")
+    if new in NEEDS_REASON and not reason:
+        raise TransitionError(f"{new} needs a reason code")
+
+
+def supersedes(current: str, incoming: str) -> bool:
+    """Whether a status arriving from a peer moves the local copy forward (statuses can arrive
+    out of order or twice: a later state is applied, an earlier or equal one is only logged)."""
+    return current not in TERMINAL and RANK[incoming] > RANK[current]
+
+
+def delivery_key(record_type: str, record: dict) -> str:
+    """The key a recipient deduplicates on: the same across re-sends and re-seals."""
+    if record_type == "Referral":
+        return f"referral:{record['referralId']}"
+    if record_type == "ReferralStatus":
+        return f"status:{record['referralId']}:{record['state']}"
+    if record_type == "Consent":
+        return f"consent:{record['consentId']}:{record['version']}"
+    if record_type == "ErasureNotice":
+        return f"erasure:{record['noticeId']}:{record['kind']}"
+    if record_type == "Receipt":
+        return f"receipt:{record['deliveryKey']}:{record['eventId']}"
+    raise ValueError(f"no delivery key for {record_type}")

@@ -1,0 +1,110 @@
+"""One settings object per process, built once, frozen, validated when built.
+
+Settings come from a YAML file (read at the edge) as a mapping; unknown keys are rejected by
+name (as confluent-kafka does: "Unrecognized properties"), wrong types name the key and the
+type wanted. Secrets never sit in the file: it names the environment variables that hold them.
+Broker-specific client settings live in one profile per broker kind (gateways/kafka.py), chosen
+here by ``broker``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from refmesh.directory import check_agency_id
+from refmesh.errors import ConfigError
+
+BROKER_KINDS = ("embedded", "apache")
+
+
+def build(cls, mapping: dict, source: str = "settings"):
+    """Build the frozen settings dataclass ``cls`` from ``mapping``; raise ConfigError naming
+    ``source`` and the key on any problem."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(mapping).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unrecognised setting(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name not in mapping:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: setting {name!r} is required")
+            continue
+        values[name] = _check(name, mapping[name], hints[name], source)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _check(name: str, value, hint, source: str):
+    wanted = tuple(a for a in typing.get_args(hint) if a is not type(None)) or (hint,)
+    base = tuple(typing.get_origin(w) or w for w in wanted)
+    if value is None and type(None) in typing.get_args(hint):
+        return None
+    if bool not in base and isinstance(value, bool) or not isinstance(value, base):
+        names = " or ".join(getattr(b, "__name__", str(b)) for b in base)
+        raise ConfigError(f"{source}: setting {name!r} must be {names}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Common:
+    """Settings every refmesh process shares."""
+
+    keystore: str  # folder holding <AGENCY>.keystore
+    directory: str  # signed directory file
+    anchor: str  # trust anchor JSON (the coordinator's public key)
+    bootstrap: str = "127.0.0.1:9092"
+    broker: str = "apache"  # client profile: embedded (the Tansu test broker) or apache
+    security: dict = field(default_factory=dict)  # TLS/SASL options passed to the clients
+    passphrase_env: str = "REFMESH_PASSPHRASE"  # env var holding the keystore passphrase
+    partition_secret_env: str = "REFMESH_PARTITION_SECRET"  # env var: domain's keyed-hash secret
+    partitions: int = 4  # partitions of every mesh topic (Tansu auto-creates 4)
+
+    def __post_init__(self) -> None:
+        if self.broker not in BROKER_KINDS:
+            raise ValueError(f"broker must be one of {', '.join(BROKER_KINDS)}, not {self.broker!r}")
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+
+
+@dataclass(frozen=True)
+class GatewaySettings(Common):
+    """An agency gateway (``refmesh gateway run``)."""
+
+    agency: str = ""
+    database: str = "gateway.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    api_token_env: str = "REFMESH_API_TOKEN"  # env var holding the agency's API token
+    resend_after_ms: int = 5000  # first re-send of an unconfirmed event
+    max_resend_after_ms: int = 60000  # backoff ceiling
+    poll_interval_ms: int = 200  # relay tick
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_agency_id(self.agency)
+        if not 0 <= self.http_port < 65536:
+            raise ValueError(f"http_port {self.http_port} is not a TCP port")
+        if self.resend_after_ms < 1 or self.max_resend_after_ms < self.resend_after_ms:
+            raise ValueError("resend_after_ms must be >= 1 and <= max_resend_after_ms")
+
+
+@dataclass(frozen=True)
+class AgentSettings(Common):
+    """A policy domain's stream agents (``refmesh agents run``)."""
+
+    domain: str = ""
+    data_dir: str = "agents-data"
+    web_port: int = 0  # faust's web server; 0 = off
+    worker_id: str = "1"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_agency_id(self.domain)

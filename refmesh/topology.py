@@ -1,0 +1,83 @@
+"""Topic names and routing. Topics are per agency and per policy domain so that a production
+Kafka can restrict each agency to its own topics with prefixed ACLs (README: Topics).
+Record keys never carry anything about the person: where events are partitioned by person, the
+key is a keyed hash (HMAC-SHA256) of the pseudonymous subject id under a domain secret."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from refmesh.directory import TrustedDirectory
+
+PREFIX = "refmesh"
+
+
+def _safe(agency_id: str) -> str:
+    return agency_id.replace("/", ".")
+
+
+def agency_inbox(agency_id: str) -> str:
+    """Events sealed for one agency's gateway."""
+    return f"{PREFIX}.agency.{_safe(agency_id)}.in"
+
+
+def domain_inbox(domain_id: str) -> str:
+    """Events sealed for a policy domain's agents (from its members or other domains)."""
+    return f"{PREFIX}.domain.{_safe(domain_id)}.in"
+
+
+def deadletter(owner_id: str, kind: str = "agency") -> str:
+    """Where an agency's gateway or a domain's agents put events that failed a check."""
+    return f"{PREFIX}.{kind}.{_safe(owner_id)}.deadletter"
+
+
+def audit(domain_id: str) -> str:
+    return f"{PREFIX}.domain.{_safe(domain_id)}.audit"
+
+
+def partition_key(secret: bytes, subject_id: str) -> bytes:
+    """Kafka record key for events about one person: co-partitions them without naming them."""
+    return hmac.new(secret, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32].encode()
+
+
+def domain_of(directory: TrustedDirectory, agency_id: str) -> str:
+    """The policy domain that forwards for ``agency_id`` (itself when it has none)."""
+    return directory.member(agency_id)["domain"] or agency_id
+
+
+@dataclass(frozen=True)
+class Hop:
+    seal_for: str  # the agency (gateway or domain) whose key the event is sealed with
+    topic: str
+
+
+def first_hop(directory: TrustedDirectory, sender: str, record_type: str,
+              recipient: str) -> Hop:
+    """Where a gateway publishes: referrals go to the sender's policy domain, never straight to
+    another agency; statuses, receipts and erasure confirmations go gateway to gateway."""
+    if record_type in ("Referral", "Consent"):
+        domain = domain_of(directory, sender)
+        return Hop(domain, domain_inbox(domain))
+    directory.member(recipient)
+    return Hop(recipient, agency_inbox(recipient))
+
+
+def next_hop(directory: TrustedDirectory, domain: str, recipient: str) -> Hop:
+    """Where a domain forwards a referral: to the recipient's gateway when the recipient is in
+    this domain, else to the recipient's own domain (domain to domain, as in a TRM)."""
+    target = domain_of(directory, recipient)
+    if target == domain:
+        return Hop(recipient, agency_inbox(recipient))
+    return Hop(target, domain_inbox(target))
+
+
+def mesh_topics(directory: TrustedDirectory) -> list[tuple[str, bool]]:
+    """Every topic of the mesh as (name, compacted)."""
+    names: list[tuple[str, bool]] = []
+    for agency_id, member in sorted(directory.members.items()):
+        names += [(agency_inbox(agency_id), False), (deadletter(agency_id), False)]
+        if member["domain"] is None:
+            names += [(domain_inbox(agency_id), False), (deadletter(agency_id, "domain"), False),
+                      (audit(agency_id), False)]
+    return names
