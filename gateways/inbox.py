@@ -13,8 +13,8 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from kafka.errors import KafkaError
 
 from gateways.store import Store
-from refmesh import envelope, records, topology
-from refmesh.errors import RecordError, SealError
+from refmesh import envelope, loop, records, topology
+from refmesh.errors import DirectoryError, RecordError, SealError
 
 log = logging.getLogger("refmesh.inbox")
 
@@ -67,15 +67,25 @@ class Inbox:
     def handle(self, message) -> None:
         """Process one Kafka message; return once it is stored or dead-lettered."""
         where = f"{message.topic}/{message.partition}@{message.offset}"
+        directory = self.directory_ref()
+        me = self.keys.agency_id
         try:
-            opened = envelope.open(message.value or b"", self.keys, self.directory_ref(),
-                                   self.clock())
+            opened = envelope.open(message.value or b"", self.keys, directory, self.clock())
             record = records.from_dict(opened.record_type, opened.record).to_dict()
+            problem = loop.addressing_problem(opened.record_type, record,
+                                              opened.header["sender"], me,
+                                              topology.domain_of(directory, me))
         except SealError as exc:
             self._dead_letter(message, exc.reason, where)
             return
         except RecordError as exc:
             self._dead_letter(message, "invalid_record", where, exc.path)
+            return
+        except DirectoryError as exc:
+            self._dead_letter(message, exc.reason, where)
+            return
+        if problem is not None:
+            self._dead_letter(message, problem, where, opened.header["eventId"])
             return
         new = self.store.receive(opened.header["eventId"], opened.record_type,
                                  opened.header["sender"], record, self.clock())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -20,13 +21,17 @@ def keystore_path(folder: str | Path, agency_id: str) -> Path:
     return Path(folder) / f"{file_safe(agency_id)}.keystore"
 
 
-def read_bytes(path: str | Path, what: str) -> bytes:
+def read_bytes(path: str | Path, what: str, fix: str = "check the path") -> bytes:
+    """The bytes of ``path``; ``what`` and ``fix`` go into the error message."""
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist; check the path") from None
+        raise ConfigError(f"{what} {path} does not exist; {fix}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a file; {fix}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}; "
+                          "check its permissions") from exc
 
 
 def passphrase(env_name: str) -> str:
@@ -89,13 +94,42 @@ class DirectoryRef:
             self.last_error = str(exc)
 
 
-def write_private(path: str | Path, data: bytes) -> None:
-    """Write a file only its owner can read (0600), atomically (temp file, then rename)."""
+
+def write_file(path: str | Path, data: bytes, *, mode: int = 0o600,
+               overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` created with ``mode`` (0600 unless the file is public).
+
+    Without ``overwrite`` an existing file is an error (O_EXCL, no race). With it, the data goes
+    to a temporary file that replaces ``path`` only once complete, so a reader never sees half a
+    file and a replaced file takes ``mode`` rather than keeping the old one. A path that is not a
+    regular file (/dev/stdout, a pipe) is written to, never replaced.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: the directory {path.parent} does not exist; "
+                          "create it first")
+    if not overwrite:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return path
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        special = False
+    if special:
+        with open(path, "wb") as out:
+            out.write(data)
+        return path
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

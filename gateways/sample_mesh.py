@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from gateways.loading import keystore_path, write_private
+from gateways.loading import keystore_path, write_file
 from refmesh import directory, keys
 
 COORDINATOR = "BH/GOV/NCCTIP"
@@ -75,11 +75,12 @@ def token_env(agency_id: str) -> str:
 
 def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "embedded",
           first_port: int = 18080, passphrase: str | None = None, scrypt_n: int = 2**14,
-          resend_after_ms: int = 3000) -> MeshFiles:
+          resend_after_ms: int = 3000, mount: str | None = None) -> MeshFiles:
     """Write the whole sample mesh under ``root`` and return where everything is."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "keys").mkdir(exist_ok=True)
     (root / "config").mkdir(exist_ok=True)
+    (root / "state").mkdir(exist_ok=True)
     passphrase = passphrase or secrets.token_urlsafe(16)
     env = {"REFMESH_PASSPHRASE": passphrase,
            "REFMESH_PARTITION_SECRET": secrets.token_hex(16)}
@@ -87,27 +88,28 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
     draft = directory.empty(COORDINATOR)
     for agency in agencies:
         k = keys.generate(agency.agency_id, now)
-        write_private(keystore_path(root / "keys", agency.agency_id),
+        write_file(keystore_path(root / "keys", agency.agency_id),
                       keys.lock(k, passphrase, os.urandom(16), os.urandom(12), n=scrypt_n))
         draft = directory.add_member(draft, directory.member_entry(
             k, agency.name, agency.role, agency.country, agency.domain, now))
         if agency.agency_id == COORDINATOR:
             coordinator_keys = k
     files = MeshFiles(root, root / "keys", root / "directory.bin", root / "anchor.json", env)
-    write_private(files.directory, directory.sign(draft, coordinator_keys, now))
+    write_file(files.directory, directory.sign(draft, coordinator_keys, now))
     files.anchor.write_text(json.dumps(directory.TrustAnchor.of(coordinator_keys).to_json()))
-    common = {"keystore": str(files.keystore), "directory": str(files.directory),
-              "anchor": str(files.anchor), "bootstrap": bootstrap, "broker": broker}
+    seen = Path(mount) if mount else root  # where the folder is for the processes
+    common = {"keystore": str(seen / "keys"), "directory": str(seen / "directory.bin"),
+              "anchor": str(seen / "anchor.json"), "bootstrap": bootstrap, "broker": broker}
     port = first_port
     for agency in agencies:
         safe = agency.agency_id.replace("/", "_")
         if agency.domain is None:
             _yaml(files.agents_config(agency.agency_id), {
-                **common, "domain": agency.agency_id, "data_dir": str(root / "agents" / safe)})
+                **common, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe)})
         else:
             env[token_env(agency.agency_id)] = secrets.token_urlsafe(24)
             _yaml(files.gateway_config(agency.agency_id), {
-                **common, "agency": agency.agency_id, "database": str(root / f"{safe}.db"),
+                **common, "agency": agency.agency_id, "database": str(seen / "state" / f"{safe}.db"),
                 "http_port": port, "api_token_env": token_env(agency.agency_id),
                 "resend_after_ms": resend_after_ms})
             port += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from refmesh import codec, keys
 from refmesh.errors import CodecError, ConfigError, DirectoryError, RecordError
-from refmesh.records import Directory, Member, SignedDirectory
+from refmesh.records import Directory, Member
 
 AGENCY_ID = re.compile(r"^[A-Z]{2}/(GOV|NGO|IO|COM|EDU|MUN)/[A-Z0-9][A-Z0-9_-]{0,31}$")
 ROLES = Member._avro["fields"][2]["type"]["symbols"]
@@ -79,14 +79,24 @@ def empty(coordinator: str) -> dict:
 
 
 def add_member(draft: dict, member: dict) -> dict:
-    """Add a member, or update it: new details win, new keys are added, known keys are kept."""
+    """Add a member, or update it: new details win, new keys are added, and a key already in
+    the draft stays exactly as it is there (so re-adding an old member file can never
+    un-revoke a key or move its validity)."""
     entry = Member.from_dict(member).to_dict()
     check_agency_id(entry["agencyId"])
+    if entry["domain"] is not None:
+        check_agency_id(entry["domain"])
+    if entry["role"] not in ROLES or not re.fullmatch(r"[A-Z]{2}", entry["jurisdiction"]):
+        raise ConfigError(f"{entry['agencyId']}: role or jurisdiction is not valid")
+    for k in entry["keys"]:
+        if keys.key_id(k["kind"], k["publicKey"]) != k["keyId"]:
+            raise ConfigError(f"{entry['agencyId']}: key id {k['keyId']} does not match its "
+                              "public key; use the member file written by 'agency init'")
     members = [m for m in draft["members"] if m["agencyId"] != entry["agencyId"]]
     old = next((m for m in draft["members"] if m["agencyId"] == entry["agencyId"]), None)
     if old is not None:
-        known = {k["keyId"] for k in entry["keys"]}
-        entry["keys"] = [k for k in old["keys"] if k["keyId"] not in known] + entry["keys"]
+        known = {k["keyId"] for k in old["keys"]}
+        entry["keys"] = old["keys"] + [k for k in entry["keys"] if k["keyId"] not in known]
     return {**draft, "members": sorted([*members, entry], key=lambda m: m["agencyId"])}
 
 

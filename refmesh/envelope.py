@@ -53,9 +53,16 @@ def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str
          event_id: str | None = None) -> bytes:
     """Seal ``record`` (a dict of contract ``record_type``) from ``sender`` for ``recipient``."""
     if record_type not in EVENT_TYPES:
-        raise SealError("unsupported_suite", f"cannot seal a {record_type}")
+        raise SealError("inner_mismatch", f"{record_type} is not an event type")
+    if suite not in SUITES:
+        raise SealError("unsupported_suite", f"unknown suite {suite}")
     kind, hpke_suite = SUITES[suite]
     recipient_key_id, recipient_public = directory.encryption_key(recipient, kind, now)
+    try:
+        public_key = keys.hpke_public(kind, recipient_public)
+    except ValueError as exc:
+        raise DirectoryError(f"{recipient} key {recipient_key_id} is malformed",
+                             "unknown_key") from exc
     inner = codec.encode(record_type, record)
     header = {
         "eventId": event_id or str(uuid.uuid4()), "eventType": record_type,
@@ -64,7 +71,7 @@ def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str
         "schemaFingerprint": codec.fingerprint_of(inner), "createdAt": now, "suite": suite,
     }
     info = LABEL + _encode(header, b"", b"")
-    ciphertext = hpke_suite.encrypt(inner, keys.hpke_public(kind, recipient_public), info=info)
+    ciphertext = hpke_suite.encrypt(inner, public_key, info=info)
     signature = keys.sign(sender.signing, LABEL + _encode(header, ciphertext, b""))
     return _encode(header, ciphertext, signature)
 
@@ -108,7 +115,7 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
         raise SealError("too_old", f"event {header['eventId']} is {age} ms old")
     if -age > max_skew_ms:
         raise SealError("from_future", f"event {header['eventId']} is {-age} ms ahead")
-    kind, hpke_suite = SUITES[header["suite"]]
+    kind, hpke_suite = SUITES[header["suite"]]  # an unknown symbol cannot decode
     private = recipient.decryption_key(header["recipientKeyId"])
     if private is None or private.kind != kind:
         raise SealError("unknown_key", f"no decryption key {header['recipientKeyId']}")

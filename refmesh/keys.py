@@ -26,6 +26,7 @@ from refmesh.errors import KeystoreError
 
 KEYSTORE_FORMAT = "refmesh-keystore/1"
 SCRYPT_N = 2**15  # about 0.1 s per unlock on this class of machine: slows guessing, not use
+MIN_SCRYPT_N, MAX_SCRYPT_N = 2**10, 2**20
 PREFIX = {"Ed25519": "sig", "MLKEM768X25519": "mlkx", "X25519": "x25519"}
 _MLKEM_PUB = 1184
 
@@ -149,11 +150,13 @@ def _kek(passphrase: str, salt: bytes, n: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=n, r=8, p=1).derive(passphrase.encode("utf-8"))
 
 
-def lock(keys: AgencyKeys, passphrase: str, salt: bytes, nonce: bytes, n: int = SCRYPT_N) -> bytes:
+def lock(keys: AgencyKeys, passphrase: str, salt: bytes, nonce: bytes,
+         n: int | None = None) -> bytes:
     """Serialise ``keys`` encrypted under ``passphrase``. ``salt`` (16 bytes) and ``nonce``
     (12 bytes) must be fresh random bytes; they are parameters so tests can use fixed vectors."""
     if not passphrase:
         raise KeystoreError("an empty passphrase cannot protect a keystore; choose one")
+    n = SCRYPT_N if n is None else n
     clear = {"format": KEYSTORE_FORMAT, "agency": keys.agency_id,
              "kdf": {"name": "scrypt", "n": n, "r": 8, "p": 1, "salt": _b64(salt)}}
     secret = json.dumps({"signing": _key_json(keys.signing),
@@ -173,7 +176,13 @@ def unlock(data: bytes, passphrase: str, source: str = "keystore") -> AgencyKeys
             raise KeystoreError(f"{source} has format {clear['format']!r}, "
                                 f"expected {KEYSTORE_FORMAT}")
         kdf = clear["kdf"]
-        kek = _kek(passphrase, base64.b64decode(kdf["salt"]), int(kdf["n"]))
+        n = int(kdf["n"])
+        if not MIN_SCRYPT_N <= n <= MAX_SCRYPT_N or n & (n - 1):
+            # n is read before the file is authenticated: bound it so that a crafted file
+            # cannot make the unlock take gigabytes of memory.
+            raise KeystoreError(f"{source} asks for scrypt n={n}; refmesh accepts powers of "
+                                f"two from {MIN_SCRYPT_N} to {MAX_SCRYPT_N}")
+        kek = _kek(passphrase, base64.b64decode(kdf["salt"]), n)
         aad = json.dumps(clear, sort_keys=True).encode()
         secret = AESGCM(kek).decrypt(base64.b64decode(doc["nonce"]),
                                      base64.b64decode(doc["ciphertext"]), aad)

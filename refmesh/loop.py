@@ -57,3 +57,26 @@ def delivery_key(record_type: str, record: dict) -> str:
     if record_type == "Receipt":
         return f"receipt:{record['deliveryKey']}:{record['eventId']}"
     raise ValueError(f"no delivery key for {record_type}")
+
+
+def addressing_problem(record_type: str, record: dict, envelope_sender: str, me: str,
+                       my_domain: str) -> str | None:
+    """Why an opened event is not for ``me`` or not from who it claims, or None if it is fine.
+
+    A referral must name ``me`` as recipient (a domain that forwards it to the wrong agency is
+    caught here) and reach me through my own policy domain; a status must be set by its
+    envelope's sender, or be a refusal by my policy domain.
+    """
+    if record_type == "Referral":
+        if record["recipientAgency"] != me:
+            return "misaddressed"
+        if envelope_sender != my_domain:
+            return "sender_mismatch"
+    elif record_type == "ReferralStatus":
+        by_domain = envelope_sender == my_domain and record["state"] == "refused"
+        if record["setBy"] != envelope_sender and not by_domain:
+            return "sender_mismatch"
+    elif record_type == "Receipt":
+        if record["receivedBy"] != envelope_sender:
+            return "sender_mismatch"
+    return None

@@ -1,0 +1,32 @@
+"""The `refmesh` command line: agency keys, the signed directory, sealing and opening events.
+
+An edge over the pure core: commands read files, the environment, the clock and os.urandom,
+call refmesh, and write files. Every expected failure is one ``error: ...`` line on stderr with
+exit code 2 (bad input or usage) or 1 (an envelope or directory that was rejected).
+"""
+from __future__ import annotations
+
+import click
+
+from gateways.cli import agency, common, directory, events, refer, run
+
+
+@click.group("refmesh", cls=common.MeshGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """refmesh: encrypted, signed referrals between counter-trafficking agencies."""
+
+
+cli.add_command(agency.agency)
+cli.add_command(directory.directory)
+cli.add_command(events.seal)
+cli.add_command(events.open_)
+for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, refer.refer):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="refmesh")
+
+
+__all__ = ["cli", "main"]

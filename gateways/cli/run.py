@@ -1,0 +1,122 @@
+"""`refmesh broker`, `refmesh topics ensure`, `refmesh gateway run`, `refmesh agents run`,
+`refmesh mesh sample`: running the mesh."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import click
+
+from gateways import kafka as profiles
+from gateways.cli import common
+from gateways.run import configure_logging, load_settings
+from refmesh import topology
+from refmesh.settings import AgentSettings
+
+BOOTSTRAP = click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", metavar="HOST:PORT",
+                         help="Kafka bootstrap address (env REFMESH_BOOTSTRAP); overrides the "
+                              "settings file.")
+
+
+@click.command("broker")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a free one).")
+def broker(port: int | None) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, in memory) until Ctrl-C."""
+    from gateways.broker import EmbeddedBroker
+
+    embedded = EmbeddedBroker(port=port)
+    bootstrap = embedded.start()
+    click.echo(f"broker ready: export REFMESH_BOOTSTRAP={bootstrap}   (Ctrl-C stops it; data "
+               "is kept in memory only)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        embedded.stop()
+        click.echo("broker stopped", err=True)
+
+
+@click.group("topics", cls=common.MeshGroup)
+def topics() -> None:
+    """The mesh's Kafka topics."""
+
+
+@topics.command("ensure")
+@BOOTSTRAP
+@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
+              show_default=True, help="Client profile.")
+@click.option("--partitions", type=click.IntRange(1, 1000), default=4, show_default=True)
+@common.directory_option()
+@common.anchor_option()
+def ensure(bootstrap: str | None, kind: str, partitions: int, directory_file: str,
+           anchor_file: str) -> None:
+    """Create every topic of the mesh (from the signed directory); running it again is fine."""
+    from gateways.topics import TopicSpec, ensure_topics
+
+    trusted = common.trusted_directory(directory_file, anchor_file, common.now_ms())
+    profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
+    specs = [TopicSpec(name, partitions, compacted)
+             for name, compacted in topology.mesh_topics(trusted)]
+    created = ensure_topics(profiles.admin_config(profile, bootstrap or "127.0.0.1:9092"), specs)
+    click.echo(f"{len(specs)} topics present ({len(created)} created)")
+
+
+@click.group("gateway", cls=common.MeshGroup)
+def gateway() -> None:
+    """An agency's gateway."""
+
+
+@gateway.command("run")
+@click.option("--config", required=True, envvar="REFMESH_GATEWAY_CONFIG",
+              type=click.Path(dir_okay=False), help="Gateway settings YAML (README: Gateway "
+                                                    "configuration).")
+@click.option("--agency", type=common.AGENCY, help="Agency id; overrides the settings file.")
+@BOOTSTRAP
+def gateway_run(config: str, agency: str | None, bootstrap: str | None) -> None:
+    """Run a gateway: outbox relay, inbox consumer and HTTP API, until Ctrl-C or SIGTERM."""
+    from gateways.gateway import serve
+
+    settings = load_settings(config, {"agency": agency, "bootstrap": bootstrap})
+    configure_logging()
+    asyncio.run(serve(settings))
+
+
+@click.group("agents", cls=common.MeshGroup)
+def agents() -> None:
+    """A policy domain's stream agents."""
+
+
+@agents.command("run")
+@click.option("--config", required=True, envvar="REFMESH_AGENTS_CONFIG",
+              type=click.Path(dir_okay=False), help="Agent settings YAML.")
+@click.option("--domain", type=common.AGENCY, help="Domain id; overrides the settings file.")
+@BOOTSTRAP
+def agents_run(config: str, domain: str | None, bootstrap: str | None) -> None:
+    """Run the domain's faust agents until Ctrl-C or SIGTERM."""
+    from agents.run import run
+
+    run(load_settings(config, {"domain": domain, "bootstrap": bootstrap}, AgentSettings))
+
+
+@click.group("mesh", cls=common.MeshGroup)
+def mesh() -> None:
+    """Sample meshes."""
+
+
+@mesh.command("sample")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@BOOTSTRAP
+@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
+              show_default=True)
+@click.option("--mount", help="Path the folder will have inside containers (e.g. /mesh).")
+def sample(out: str, bootstrap: str | None, kind: str, mount: str | None) -> None:
+    """Write the synthetic sample mesh of DOMAIN.md (keys, signed directory, settings, .env)."""
+    from gateways.sample_mesh import build
+
+    files = build(Path(out), bootstrap or "kafka:9092", common.now_ms(), broker=kind,
+                  mount=mount)
+    env = "".join(f"{k}={v}\n" for k, v in sorted(files.env.items()))
+    common.write_file(Path(out) / ".env", env.encode())
+    click.echo(f"sample mesh written to {out} (secrets in {out}/.env, mode 0600)")

@@ -1,0 +1,69 @@
+"""A small client for a gateway's HTTP API (used by the CLI, the demo and the tests)."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from refmesh.errors import MeshError
+
+
+class GatewayError(MeshError):
+    """The gateway refused a request or cannot be reached; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 0, field: str | None = None) -> None:
+        self.status, self.field = status, field
+        super().__init__(message)
+
+
+class GatewayClient:
+    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.token}",
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                doc = json.loads(exc.read())
+            except ValueError:
+                doc = {"error": exc.reason}
+            if exc.code == 401:
+                raise GatewayError(f"the gateway at {self.url} refused the API token; check "
+                                   "REFMESH_API_TOKEN", 401) from None
+            where = f" (field {doc['field']})" if doc.get("field") else ""
+            raise GatewayError(f"{doc.get('error', exc.reason)}{where}", exc.code,
+                               doc.get("field")) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise GatewayError(f"no gateway answers at {self.url} ({reason}); is "
+                               "'refmesh gateway run' running there?") from None
+
+    def submit(self, referral: dict) -> dict:
+        return self._call("POST", "/v1/referrals", referral)
+
+    def inbox(self) -> list[dict]:
+        return self._call("GET", "/v1/inbox")["referrals"]
+
+    def outbox(self) -> list[dict]:
+        return self._call("GET", "/v1/outbox")["referrals"]
+
+    def show(self, referral_id: str) -> dict:
+        return self._call("GET", f"/v1/referrals/{referral_id}")
+
+    def set_status(self, referral_id: str, state: str, reason: str | None = None) -> dict:
+        body = {"state": state} if reason is None else {"state": state, "reason": reason}
+        return self._call("POST", f"/v1/referrals/{referral_id}/status", body)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                return response.status == 200
+        except (OSError, urllib.error.URLError):
+            return False

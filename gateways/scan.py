@@ -1,0 +1,62 @@
+"""The leak scanner: read every topic of a mesh from the beginning and report any canary value
+(a planted personal value) found in clear in a record's value, key or headers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, TopicPartition
+
+from gateways.supervise import wait_until
+
+
+@dataclass
+class ScanResult:
+    topics: int = 0
+    messages: int = 0
+    bytes: int = 0
+    hits: list[tuple[str, int, int, str]] = field(default_factory=list)  # topic, part, offset, canary
+
+
+def scan(consumer_config: dict, canaries: list[str], topic_prefix: str = "",
+         timeout: float = 60.0) -> ScanResult:
+    """Read every topic (whose name starts with ``topic_prefix``) up to its current end."""
+    needles = [(c, c.encode("utf-8")) for c in canaries if c]
+    config = {k: v for k, v in consumer_config.items()
+              if k not in ("group_id", "enable_auto_commit")}
+    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+    result = ScanResult()
+    try:
+        topics = sorted(t for t in consumer.topics() if t.startswith(topic_prefix))
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        result.topics = len(topics)
+        if not parts:
+            return result
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        todo = {tp for tp in parts if ends[tp] > 0}
+
+        def drained():
+            for tp, messages in consumer.poll(timeout_ms=200, max_records=2000).items():
+                for m in messages:
+                    _check(m, needles, result)
+            for tp in list(todo):
+                if consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+            return not todo
+
+        wait_until(drained, timeout, "the scan to reach the end of every topic", interval=0)
+    finally:
+        consumer.close(autocommit=False)
+    return result
+
+
+def _check(message, needles, result: ScanResult) -> None:
+    result.messages += 1
+    blobs = [message.value or b"", message.key or b""]
+    blobs += [v or b"" for _, v in (message.headers or [])]
+    result.bytes += sum(len(b) for b in blobs)
+    for canary, raw in needles:
+        if any(raw in blob for blob in blobs):
+            result.hits.append((message.topic, message.partition, message.offset, canary))

@@ -1,0 +1,85 @@
+"""Start, watch and stop refmesh processes (gateways, agents) for the demo, drills and tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from refmesh.errors import MeshError
+
+
+class ProcessError(MeshError):
+    """A supervised process failed to start or a condition was not met in time."""
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value, or raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise ProcessError(f"timed out after {timeout:.0f} s waiting for {what}")
+        event.wait(interval)
+
+
+class Proc:
+    """One child process running a refmesh module, its output in a log file."""
+
+    def __init__(self, name: str, module: str, args: list[str], env: dict, log_dir: Path) -> None:
+        self.name, self.module, self.args = name, module, args
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_path = Path(log_dir) / f"{name.replace('/', '_')}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        log = open(self.log_path, "ab")
+        root = str(Path(__file__).resolve().parent.parent)
+        self.env["PYTHONPATH"] = root + os.pathsep + self.env.get("PYTHONPATH", "")
+        self.popen = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
+                                      stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                      cwd=root, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def check_alive(self) -> None:
+        if self.popen is not None and self.popen.poll() is not None:
+            raise ProcessError(f"{self.name} exited with code {self.popen.returncode}:\n"
+                               f"{self.tail()}")
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the process (fault drills: no chance to clean up)."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
