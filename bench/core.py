@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import avro.io  # noqa: E402
 import avro.schema  # noqa: E402
-from cryptography.hazmat.primitives import hpke  # noqa: E402
 
 from bench.results import spread, write_section  # noqa: E402
 from refmesh import codec, directory, envelope, keys, samples, schemas  # noqa: E402

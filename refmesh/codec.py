@@ -12,10 +12,11 @@ import io
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
-from refmesh import schemas
+from refmesh import records, schemas
 from refmesh.errors import (
     BadMarkerError,
     MalformedBodyError,
+    RecordError,
     SchemaMismatchError,
     TrailingBytesError,
     TruncatedError,
@@ -27,15 +28,24 @@ HEADER_LEN = 10
 
 
 def encode(name: str, value: dict) -> bytes:
-    """Encode ``value`` (a dict shaped like the contract ``name``) as a single object."""
-    contract = schemas.contract(name)
+    """Encode ``value`` (a dict shaped like the contract ``name``) as a single object, after
+    checking it strictly (fastavro alone would write 1.5 as 1, or drop unknown fields)."""
+    try:
+        records.check(name, value)
+    except RecordError as exc:
+        raise SchemaMismatchError(f"value does not match schema {name}: {exc}") from exc
+    return encode_with(schemas.contract(name), value)
+
+
+def encode_with(contract: schemas.Contract, value: dict) -> bytes:
+    """Encode an already checked value with a given (possibly older) contract."""
     out = io.BytesIO()
     out.write(MARKER)
     out.write(contract.fingerprint)
     try:
         schemaless_writer(out, contract.parsed, value)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-        raise SchemaMismatchError(f"value does not match schema {name}: {exc}") from exc
+        raise SchemaMismatchError(f"value does not match {contract.name}: {exc}") from exc
     return out.getvalue()
 
 
@@ -55,6 +65,17 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict]:
 
     ``expect`` names the record type the caller wants; any other type is a SchemaMismatchError.
     """
+    writer, value = _decode(data, expect, resolve=True)
+    return writer.name, value
+
+
+def decode_as_written(data: bytes, expect: str | None = None) -> tuple[schemas.Contract, dict]:
+    """Decode with the writer's own schema, no resolution: for checks that must re-create the
+    exact bytes (an envelope's signature), whatever version wrote them."""
+    return _decode(data, expect, resolve=False)
+
+
+def _decode(data: bytes, expect: str | None, resolve: bool) -> tuple[schemas.Contract, dict]:
     fp = fingerprint_of(data)
     writer = schemas.BY_FINGERPRINT.get(fp)
     if writer is None:
@@ -66,8 +87,10 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict]:
         raise UnknownFingerprintError(f"{writer.name} is not a record type this reader handles")
     body = io.BytesIO(data)
     body.seek(HEADER_LEN)
+    target = reader if resolve else writer
     try:
-        value = schemaless_reader(body, writer.parsed, reader.parsed)
+        value = schemaless_reader(body, writer.parsed,
+                                  None if target is writer else target.parsed)
     except SchemaResolutionError as exc:
         raise SchemaMismatchError(f"{writer.name} v{writer.version} cannot be read: {exc}") from exc
     except (EOFError, StopIteration) as exc:
@@ -79,4 +102,9 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict]:
         raise TrailingBytesError(
             f"{len(data) - body.tell()} bytes after the end of the {writer.name} record"
         )
-    return writer.name, value
+    if target is reader:
+        try:  # validate on every decode: e.g. an int wider than 32 bits on the wire
+            records.check(reader.name, value)
+        except RecordError as exc:
+            raise MalformedBodyError(f"{writer.name} body out of range: {exc}") from exc
+    return target, value

@@ -21,7 +21,7 @@ DAY_MS = 86_400_000
 
 def check_agency_id(agency_id: str) -> str:
     """Return ``agency_id`` if it is an X-Road style id (COUNTRY/CLASS/CODE), else raise."""
-    if not isinstance(agency_id, str) or not AGENCY_ID.match(agency_id):
+    if not isinstance(agency_id, str) or not AGENCY_ID.fullmatch(agency_id):
         raise ConfigError(
             f"agency id {agency_id!r} is not COUNTRY/CLASS/CODE, e.g. BH/GOV/MOI "
             "(ISO 3166 country, class GOV, NGO, IO, COM, EDU or MUN, code in capitals)")

@@ -91,14 +91,25 @@ def read_header(data: bytes) -> dict:
 
 def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, now: int, *,
          max_age_ms: int = MAX_AGE_MS, max_skew_ms: int = MAX_SKEW_MS) -> Opened:
-    """Verify and decrypt an envelope sealed for ``recipient``; raise SealError otherwise."""
+    """Verify and decrypt an envelope sealed for ``recipient``; raise SealError otherwise.
+
+    The byte-exact checks (canonical form, signature, HPKE info) use the schema version that
+    wrote the envelope, so gateways on different compatible versions still read each other.
+    """
     try:
-        envelope = codec.decode(data, expect="Envelope")[1]
+        writer, as_written = codec.decode_as_written(data, expect="Envelope")
+        current = writer.fingerprint == codec.schemas.contract("Envelope").fingerprint
+        envelope = as_written if current else codec.decode(data, expect="Envelope")[1]
     except CodecError as exc:
         raise SealError("malformed", str(exc)) from exc
-    header, ciphertext = envelope["header"], envelope["ciphertext"]
-    if _encode(header, ciphertext, envelope["signature"]) != data:
+    ciphertext = envelope["ciphertext"]
+    if codec.encode_with(writer, as_written) != data:
         raise SealError("malformed", "non-canonical encoding")
+
+    def written(ct: bytes, sig: bytes) -> bytes:
+        return codec.encode_with(writer, {**as_written, "ciphertext": ct, "signature": sig})
+
+    header = envelope["header"]
     if header["recipient"] != recipient.agency_id:
         raise SealError("wrong_recipient", f"sealed for {header['recipient']}")
     try:
@@ -107,8 +118,7 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
         reason = {"unknown_agency": "unknown_sender", "revoked_key": "revoked_key"}.get(
             exc.reason, "unknown_key")
         raise SealError(reason, str(exc)) from exc
-    if not keys.verify(sender_public, envelope["signature"],
-                       LABEL + _encode(header, ciphertext, b"")):
+    if not keys.verify(sender_public, envelope["signature"], LABEL + written(ciphertext, b"")):
         raise SealError("bad_signature", f"event {header['eventId']}")
     age = now - header["createdAt"]
     if age > max_age_ms:
@@ -120,8 +130,7 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
     if private is None or private.kind != kind:
         raise SealError("unknown_key", f"no decryption key {header['recipientKeyId']}")
     try:
-        inner = hpke_suite.decrypt(ciphertext, private.loaded,
-                                   info=LABEL + _encode(header, b"", b""))
+        inner = hpke_suite.decrypt(ciphertext, private.loaded, info=LABEL + written(b"", b""))
     except (InvalidTag, ValueError) as exc:
         raise SealError("decrypt_failed", f"event {header['eventId']}") from exc
     try:

@@ -190,6 +190,76 @@ for _contract in schemas.CURRENT.values():
     _build(_contract.raw)
 
 
+def _compile(t: Any, named: dict):
+    """A fast yes/no check for values of Avro type ``t`` (no error paths: on "no", callers run
+    the slower ``from_dict`` to say exactly what is wrong)."""
+    if isinstance(t, str):
+        if t in named:
+            return lambda v, t=t: named[t](v)
+        lo, hi = _INT if t == "int" else _LONG
+        return {
+            "null": lambda v: v is None,
+            "boolean": lambda v: type(v) is bool,
+            "int": lambda v: type(v) is int and lo <= v <= hi,
+            "long": lambda v: type(v) is int and lo <= v <= hi,
+            "float": lambda v: type(v) in (int, float),
+            "double": lambda v: type(v) in (int, float),
+            "string": lambda v: type(v) is str,
+            "bytes": lambda v: type(v) is bytes,
+        }[t]
+    if isinstance(t, list):
+        checks = [_compile(b, named) for b in t]
+        if len(t) == 2 and t[0] == "null":
+            other = checks[1]
+            return lambda v: v is None or other(v)
+        return lambda v: any(c(v) for c in checks)
+    kind = t["type"]
+    if kind == "enum":
+        symbols = frozenset(t["symbols"])
+        check = lambda v: type(v) is str and v in symbols  # noqa: E731
+    elif kind == "array":
+        item = _compile(t["items"], named)
+        check = lambda v: type(v) in (list, tuple) and all(item(x) for x in v)  # noqa: E731
+    elif kind == "fixed":
+        size = t["size"]
+        check = lambda v: type(v) is bytes and len(v) == size  # noqa: E731
+    elif kind == "record":
+        named[t["name"]] = named[f"{t.get('namespace', schemas.NAMESPACE)}.{t['name']}"] = \
+            lambda v: check(v)
+        fields = [(f["name"], _compile(f["type"], named), "default" in f) for f in t["fields"]]
+        names = frozenset(f[0] for f in fields)
+
+        def check(v):
+            if type(v) is not dict or not v.keys() <= names:
+                return False
+            for name, ok, optional in fields:
+                if name in v:
+                    if not ok(v[name]):
+                        return False
+                elif not optional:
+                    return False
+            return True
+    else:
+        return _compile(kind, named)
+    if "name" in t:
+        named[t["name"]] = check
+    return check
+
+
+_CHECKS = {name: _compile(c.raw, {}) for name, c in schemas.CURRENT.items()}
+
+
+def check(name: str, value: Any) -> None:
+    """Raise RecordError (naming the field) unless ``value`` is a valid ``name`` record dict.
+
+    Fast when the value is valid; the precise error comes from the slower ``from_dict``.
+    """
+    fast = _CHECKS.get(name) or _CHECKS[schemas.contract(name).name]
+    if not fast(value):
+        from_dict(name, value)
+        raise RecordError(name, "does not match its contract")  # from_dict found no reason
+
+
 def record_class(name: str) -> type:
     """The generated class for a record type (top-level or nested), e.g. "Person"."""
     return _CLASSES[name]

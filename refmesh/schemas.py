@@ -34,9 +34,9 @@ class Contract:
 
 def _contract(raw: dict) -> Contract:
     parsed = fastavro.parse_schema(raw)
-    hex_fp = _fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
-    # fastavro prints the 64-bit value big-endian; single-object encoding wants little-endian.
-    fp = int(hex_fp, 16).to_bytes(8, "big")[::-1]
+    # fastavro gives the fingerprint's bytes in little-endian order, as single-object
+    # encoding carries them (the Avro spec's "null" vector: 8a8f25cce724dd63).
+    fp = bytes.fromhex(_fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
     return Contract(raw["name"], int(raw.get("refmesh.version", 1)), raw, parsed, fp)
 
 
