@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from gateways import kafka as profiles
-from gateways.broker import EmbeddedBroker, free_port
+from gateways.broker import EmbeddedBroker
 from gateways.loading import DirectoryRef, load_anchor, now_ms
 from gateways.mesh import RunningMesh
 from gateways.sample_mesh import SAMPLE, build
@@ -74,8 +74,7 @@ def main() -> int:
     try:
         bootstrap = broker.start()
         say(f"embedded Kafka-protocol broker (Tansu) at {bootstrap}")
-        files = build(work / "mesh", bootstrap, now_ms(), first_port=free_port(),
-                      resend_after_ms=3000)
+        files = build(work / "mesh", bootstrap, now_ms(),     resend_after_ms=3000)
         say(f"sample mesh written: {len(SAMPLE)} agencies in 2 jurisdictions, directory signed "
             f"by {DOMAINS[0]}")
         trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()

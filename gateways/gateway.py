@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 import uuid
 
 from kafka import KafkaProducer
@@ -38,6 +39,39 @@ def env_secret(name: str, what: str) -> str:
     return value
 
 
+class KafkaLink:
+    """The gateway's producer, made when first needed and remade after the broker was lost, so
+    that a gateway starts, and accepts submissions, while the broker is down. The first time it
+    connects it makes sure the agency's own topics exist (pre-created, never auto-created)."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.profile = profile_of(settings)
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                s, me = self.settings, self.settings.agency
+                ensure_topics(profiles.admin_config(self.profile, s.bootstrap, s.security),
+                              [TopicSpec(n, s.partitions) for n in
+                               (topology.agency_inbox(me), topology.deadletter(me))])
+                self._producer = KafkaProducer(**profiles.producer_config(
+                    self.profile, s.bootstrap, s.security))
+            return self._producer
+
+    def reset(self) -> None:
+        """Drop the producer after a failure; the next use makes a new one."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=1)
+
+    def close(self) -> None:
+        self.reset()
+
+
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -50,13 +84,12 @@ class Gateway:
         self.store = Store(settings.database, settings.agency)
         self.metrics = Metrics(self.store.outbox_depth, self._lag)
         profile = profile_of(settings)
-        self.producer = KafkaProducer(**profiles.producer_config(
-            profile, settings.bootstrap, settings.security))
-        self.relay = Relay(self.store, self.keys, self.directory, self.producer, self.metrics,
+        self.kafka = KafkaLink(settings)
+        self.relay = Relay(self.store, self.keys, self.directory, self.kafka, self.metrics,
                            settings)
         group = f"refmesh.gateway.{settings.agency.replace('/', '.')}"
         self.inbox = Inbox(self.store, self.keys, self.directory, profiles.consumer_config(
-            profile, settings.bootstrap, group, settings.security), self.producer,
+            profile, settings.bootstrap, group, settings.security), self.kafka,
             self.metrics, on_stored=self.relay.wake)
 
     def _lag(self) -> int:
@@ -70,13 +103,6 @@ class Gateway:
         except Exception:  # metrics must never break the gateway
             return 0
 
-    def ensure_topics(self) -> None:
-        me = self.settings.agency
-        names = [topology.agency_inbox(me), topology.deadletter(me)]
-        ensure_topics(profiles.admin_config(profile_of(self.settings), self.settings.bootstrap,
-                                            self.settings.security),
-                      [TopicSpec(n, self.settings.partitions) for n in names])
-
     def start(self) -> None:
         self.relay.start()
         self.inbox.start()
@@ -86,7 +112,7 @@ class Gateway:
     def stop(self) -> None:
         self.inbox.stop()
         self.relay.stop()
-        self.producer.close(timeout=5)
+        self.kafka.close()
         self.store.close()
 
     # --- what case workers do ---------------------------------------------------------------
@@ -128,12 +154,16 @@ async def serve(settings: GatewaySettings) -> None:
     from gateways.api import create_api
 
     gateway = Gateway(settings)
-    gateway.ensure_topics()
     gateway.start()
     runner = web.AppRunner(create_api(gateway), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        gateway.stop()
+        raise ConfigError(f"cannot listen on {settings.http_host}:{settings.http_port} "
+                          f"({exc.strerror}); choose another http_port") from None
     print(f"gateway {settings.agency} listening on http://{settings.http_host}:"
           f"{settings.http_port}", flush=True)
     stop = asyncio.Event()

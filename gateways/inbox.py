@@ -20,11 +20,11 @@ log = logging.getLogger("refmesh.inbox")
 
 
 class Inbox:
-    def __init__(self, store: Store, keys, directory_ref, consumer_config: dict, producer,
+    def __init__(self, store: Store, keys, directory_ref, consumer_config: dict, kafka,
                  metrics, on_stored=lambda: None,
                  clock=lambda: int(time.time() * 1000)) -> None:
         self.store, self.keys, self.directory_ref = store, keys, directory_ref
-        self.consumer_config, self.producer, self.metrics = consumer_config, producer, metrics
+        self.consumer_config, self.kafka, self.metrics = consumer_config, kafka, metrics
         self.on_stored, self.clock = on_stored, clock
         self.topic = topology.agency_inbox(keys.agency_id)
         self.deadletter_topic = topology.deadletter(keys.agency_id)
@@ -42,6 +42,7 @@ class Inbox:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self.kafka.producer()  # makes sure the topics exist before subscribing
                 self.consumer = KafkaConsumer(self.topic, **self.consumer_config)
                 self._consume()
             except KafkaError as exc:
@@ -99,5 +100,5 @@ class Inbox:
         self.metrics.rejected.labels(reason).inc()
         log.warning("dead-lettered event at %s: %s %s", where, reason, detail)
         headers = [("refmesh-reason", reason.encode()), ("refmesh-source", where.encode())]
-        self.producer.send(self.deadletter_topic, value=message.value, key=message.key,
+        self.kafka.producer().send(self.deadletter_topic, value=message.value, key=message.key,
                            headers=headers).get(timeout=30)

@@ -48,7 +48,7 @@ class RunningMesh:
 
         def ready():
             proc.check_alive()
-            return "refmesh agents ready" in proc.log_text()
+            return "joined its group" in proc.log_text()
 
         wait_until(ready, timeout, f"agents of {domain} to join their group")
 

@@ -26,10 +26,10 @@ def backoff_ms(attempts: int, first_ms: int, ceiling_ms: int) -> int:
 
 
 class Relay:
-    def __init__(self, store: Store, keys, directory_ref, producer, metrics, settings,
+    def __init__(self, store: Store, keys, directory_ref, kafka, metrics, settings,
                  clock=lambda: int(time.time() * 1000)) -> None:
         self.store, self.keys, self.directory_ref = store, keys, directory_ref
-        self.producer, self.metrics, self.settings, self.clock = producer, metrics, settings, clock
+        self.kafka, self.metrics, self.settings, self.clock = kafka, metrics, settings, clock
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
@@ -61,6 +61,15 @@ class Relay:
         """Publish every due entry once; return True if there was work."""
         now = self.clock()
         due = self.store.due(now)
+        if not due:
+            return False
+        try:
+            producer = self.kafka.producer()
+        except (KafkaError, MeshError) as exc:
+            self.metrics.send_failures.inc()
+            log.warning("no broker to publish %d due event(s) to (%s); retrying",
+                        len(due), type(exc).__name__)
+            return False
         pending = []
         for entry in due:
             next_ms = now + backoff_ms(entry.attempts, self.settings.resend_after_ms,
@@ -72,7 +81,7 @@ class Relay:
                                          entry.recipient)
                 data = envelope.seal(entry.record_type, entry.record, self.keys, hop.seal_for,
                                      directory, now, event_id=entry.event_id)
-                future = self.producer.send(hop.topic, key=entry.partition_key or
+                future = producer.send(hop.topic, key=entry.partition_key or
                                             entry.event_id.encode(), value=data)
                 pending.append((entry, future))
             except (DirectoryError, MeshError, StoreError) as exc:
@@ -82,6 +91,8 @@ class Relay:
                 self.metrics.send_failures.inc()
                 log.warning("broker refused delivery %s: %s; retrying later",
                             entry.delivery_key, type(exc).__name__)
+                self.kafka.reset()
+                break
         for entry, future in pending:
             try:
                 future.get(timeout=self.settings.resend_after_ms / 1000 + 10)
@@ -89,10 +100,11 @@ class Relay:
                 self.metrics.send_failures.inc()
                 log.warning("delivery %s not acknowledged: %s; retrying later",
                             entry.delivery_key, type(exc).__name__)
+                self.kafka.reset()
                 continue
             self.metrics.sent.labels(entry.record_type).inc()
             if not entry.needs_receipt:
                 self.store.sent(entry.delivery_key, self.clock())
             log.info("published %s event %s (attempt %d)", entry.record_type, entry.event_id,
                      entry.attempts + 1)
-        return bool(due)
+        return True

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from gateways.broker import free_port
 from gateways.loading import keystore_path, write_file
 from refmesh import directory, keys
 
@@ -51,6 +52,16 @@ SAMPLE = (
 )
 
 
+def renamed(suffix: str, agencies=SAMPLE) -> tuple[Agency, ...]:
+    """The same mesh with ``-SUFFIX`` on every agency code, so that tests sharing one broker
+    never share a topic."""
+    def rename(agency_id: str | None) -> str | None:
+        return None if agency_id is None else f"{agency_id}-{suffix.upper()}"
+
+    return tuple(Agency(rename(a.agency_id), a.name, a.role, a.country, rename(a.domain))
+                 for a in agencies)
+
+
 @dataclass(frozen=True)
 class MeshFiles:
     root: Path
@@ -74,9 +85,11 @@ def token_env(agency_id: str) -> str:
 
 
 def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "embedded",
-          first_port: int = 18080, passphrase: str | None = None, scrypt_n: int = 2**14,
+          first_port: int | None = None, passphrase: str | None = None, scrypt_n: int = 2**14,
           resend_after_ms: int = 3000, mount: str | None = None) -> MeshFiles:
-    """Write the whole sample mesh under ``root`` and return where everything is."""
+    """Write the whole sample mesh under ``root`` and return where everything is. The first
+    agency coordinates the mesh: it signs the directory. Gateways listen on ``first_port`` and
+    up, or on free ports when it is None."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "keys").mkdir(exist_ok=True)
     (root / "config").mkdir(exist_ok=True)
@@ -85,14 +98,15 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
     env = {"REFMESH_PASSPHRASE": passphrase,
            "REFMESH_PARTITION_SECRET": secrets.token_hex(16)}
     coordinator_keys = None
-    draft = directory.empty(COORDINATOR)
+    coordinator = agencies[0].agency_id
+    draft = directory.empty(coordinator)
     for agency in agencies:
         k = keys.generate(agency.agency_id, now)
         write_file(keystore_path(root / "keys", agency.agency_id),
                       keys.lock(k, passphrase, os.urandom(16), os.urandom(12), n=scrypt_n))
         draft = directory.add_member(draft, directory.member_entry(
             k, agency.name, agency.role, agency.country, agency.domain, now))
-        if agency.agency_id == COORDINATOR:
+        if agency.agency_id == coordinator:
             coordinator_keys = k
     files = MeshFiles(root, root / "keys", root / "directory.bin", root / "anchor.json", env)
     write_file(files.directory, directory.sign(draft, coordinator_keys, now))
@@ -102,6 +116,8 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
               "anchor": str(seen / "anchor.json"), "bootstrap": bootstrap, "broker": broker}
     port = first_port
     for agency in agencies:
+        if first_port is None:
+            port = free_port()
         safe = agency.agency_id.replace("/", "_")
         if agency.domain is None:
             _yaml(files.agents_config(agency.agency_id), {

@@ -1,0 +1,89 @@
+"""Shared helpers for integration tests that run a sample mesh (agents and gateways as child
+processes) on the session broker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from gateways import kafka as profiles
+from gateways.loading import DirectoryRef, keystore_path, load_anchor, now_ms
+from gateways.mesh import RunningMesh
+from gateways.sample_mesh import MeshFiles, build, renamed
+from gateways.supervise import wait_until
+from gateways.topics import TopicSpec, ensure_topics
+from refmesh import samples, topology
+from refmesh.keys import unlock
+
+
+@dataclass
+class Mesh:
+    files: MeshFiles
+    running: RunningMesh
+    ids: dict  # original sample id -> this test's id
+    bootstrap: str
+
+    def id(self, sample_id: str) -> str:
+        return self.ids[sample_id]
+
+    def keys(self, sample_id: str):
+        path = keystore_path(self.files.keystore, self.id(sample_id))
+        return unlock(path.read_bytes(), self.files.env["REFMESH_PASSPHRASE"])
+
+    def directory(self):
+        return DirectoryRef(self.files.directory, load_anchor(self.files.anchor))()
+
+    def client(self, sample_id: str):
+        return self.running.client(self.id(sample_id))
+
+    def referral(self, n: int, sender: str, recipient: str, **over) -> dict:
+        r = samples.referral(referral_id=f"it-{n}-{now_ms()}", sender=self.id(sender),
+                             recipient=self.id(recipient), created_at=now_ms(), n=n)
+        r.update(over)
+        return r
+
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, self.bootstrap))
+
+    def read_topic(self, topic: str, expect: int, timeout: float = 30.0) -> list:
+        """Every message of ``topic`` once at least ``expect`` have arrived."""
+        config = profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, "unused")
+        config = {k: v for k, v in config.items() if k not in ("group_id", "enable_auto_commit")}
+        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+        try:
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            seen: list = []
+
+            def enough():
+                for batch in consumer.poll(timeout_ms=200).values():
+                    seen.extend(batch)
+                return len(seen) >= expect
+
+            wait_until(enough, timeout, f"{expect} message(s) on {topic}")
+            return seen
+        finally:
+            consumer.close(autocommit=False)
+
+
+def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
+               domains: list[str], env: dict | None = None) -> Mesh:
+    agencies = renamed(suffix)
+    ids = {a.agency_id.rsplit("-", 1)[0]: a.agency_id for a in agencies}
+    files = build(root / "mesh", bootstrap, now_ms(), agencies=agencies, resend_after_ms=1500, scrypt_n=2**10)
+    files.env.update(env or {})
+    trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
+    ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
+                  [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(trusted)])
+    running = RunningMesh(files, root / "logs")
+    for domain in domains:
+        running.start_agents(ids[domain])
+    for agency in gateways:
+        running.start_gateway(ids[agency], wait=False)
+    for agency in gateways:
+        running.wait_healthy(ids[agency])
+    for domain in domains:
+        running.wait_agents_ready(ids[domain])
+    return Mesh(files, running, ids, bootstrap)

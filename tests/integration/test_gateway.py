@@ -1,0 +1,153 @@
+"""Two gateways and their policy domain on the real embedded broker: the closed loop, dedup,
+dead letters, authentication."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gateways.client import GatewayClient, GatewayError
+from gateways.supervise import wait_until
+from refmesh import envelope, topology
+from tests.integration.meshfix import start_mesh
+
+HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
+IOM, RECEPTION, ET_NCC = "BH/IO/IOM", "ET/NGO/RECEPTION", "ET/GOV/NCC"
+
+
+@pytest.fixture(scope="module")
+def mesh(bootstrap, tmp_path_factory):
+    m = start_mesh(tmp_path_factory.mktemp("gw"), bootstrap, uuid.uuid4().hex[:6],
+                   [HOTLINE, SHELTER, IOM, RECEPTION], [NCC, ET_NCC])
+    yield m
+    m.running.stop()
+
+
+def state_at(client, rid: str) -> str:
+    try:
+        return client.show(rid)["state"]
+    except GatewayError:
+        return ""
+
+
+def test_referral_goes_through_the_domain_and_the_whole_loop_comes_back(mesh):
+    hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    referral = mesh.referral(1, HOTLINE, SHELTER)
+    rid = hotline.submit(referral)["referralId"]
+    wait_until(lambda: state_at(hotline, rid) == "received", 60, "the received status")
+    got = shelter.show(rid)
+    assert got["record"]["person"]["firstName"] == referral["person"]["firstName"]
+    assert got["peer"] == mesh.id(HOTLINE)
+    for state in ("accepted", "in_progress", "completed"):
+        shelter.set_status(rid, state)
+        wait_until(lambda: state_at(hotline, rid) == state, 60, f"{state} at the hotline")
+    history = [h["state"] for h in hotline.show(rid)["history"]]
+    assert history == ["requested", "received", "accepted", "in_progress", "completed"]
+    with pytest.raises(GatewayError) as closed:
+        shelter.set_status(rid, "accepted")
+    assert closed.value.status == 409 and "completed" in str(closed.value)
+    with pytest.raises(GatewayError) as revoke:
+        hotline.set_status(rid, "revoked")
+    assert revoke.value.status == 409
+
+
+def test_rejection_needs_a_reason_and_reaches_the_sender(mesh):
+    hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    rid = hotline.submit(mesh.referral(2, HOTLINE, SHELTER))["referralId"]
+    wait_until(lambda: state_at(shelter, rid) == "received", 60, "delivery")
+    with pytest.raises(GatewayError) as no_reason:
+        shelter.set_status(rid, "rejected")
+    assert no_reason.value.status == 409 and "reason" in str(no_reason.value)
+    shelter.set_status(rid, "rejected", "LackOfCapacity")
+    wait_until(lambda: state_at(hotline, rid) == "rejected", 60, "the rejection")
+    last = hotline.show(rid)["history"][-1]
+    assert (last["state"], last["reason"]) == ("rejected", "LackOfCapacity")
+
+
+def test_cross_border_referral_goes_domain_to_domain(mesh):
+    iom, reception = mesh.client(IOM), mesh.client(RECEPTION)
+    referral = mesh.referral(3, IOM, RECEPTION, trmStage="ReturnAndInclusion", purpose="Return")
+    rid = iom.submit(referral)["referralId"]
+    wait_until(lambda: state_at(iom, rid) == "received", 90, "the received status")
+    assert reception.show(rid)["record"]["trmStage"] == "ReturnAndInclusion"
+    assert [r["referral_id"] for r in reception.inbox()] == [rid]
+
+
+def _sealed_by_domain(mesh, referral: dict) -> bytes:
+    return envelope.seal("Referral", referral, mesh.keys(NCC), mesh.id(SHELTER),
+                         mesh.directory(), referral["createdAt"])
+
+
+def test_a_duplicate_event_is_stored_once(mesh):
+    referral = mesh.referral(4, HOTLINE, SHELTER)
+    data = _sealed_by_domain(mesh, referral)
+    producer = mesh.producer()
+    topic = topology.agency_inbox(mesh.id(SHELTER))
+    for _ in range(3):
+        producer.send(topic, value=data, key=b"k").get(timeout=10)
+    producer.close()
+    shelter = mesh.client(SHELTER)
+    wait_until(lambda: state_at(shelter, referral["referralId"]) == "received", 60, "delivery")
+    receipts_for = topology.agency_inbox(mesh.id(HOTLINE))
+    mesh.read_topic(receipts_for, 1)
+    wait_until(lambda: 'outcome="duplicate"' in _metrics(shelter) and
+               'refmesh_events_received_total{outcome="duplicate",type="Referral"} 2.0'
+               in _metrics(shelter), 30, "two duplicates counted")
+    assert [r["referral_id"] for r in shelter.inbox()].count(referral["referralId"]) == 1
+
+
+def _metrics(client: GatewayClient) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(client.url + "/metrics",
+                                     headers={"Authorization": f"Bearer {client.token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+
+def test_forged_tampered_and_misaddressed_events_are_dead_lettered(mesh):
+    directory, topic = mesh.directory(), topology.agency_inbox(mesh.id(SHELTER))
+    forged_referral = mesh.referral(5, HOTLINE, SHELTER)
+    forged = envelope.seal("Referral", forged_referral, mesh.keys(IOM), mesh.id(SHELTER),
+                           directory, forged_referral["createdAt"])  # not the shelter's domain
+    tampered = bytearray(_sealed_by_domain(mesh, mesh.referral(6, HOTLINE, SHELTER)))
+    tampered[-100] ^= 0x01
+    wrong = mesh.referral(7, HOTLINE, HOTLINE)
+    misaddressed = envelope.seal("Referral", wrong, mesh.keys(NCC), mesh.id(SHELTER),
+                                 directory, wrong["createdAt"])
+    garbage = b"\xc3\x01 definitely not an envelope"
+    good = mesh.referral(8, HOTLINE, SHELTER)
+    producer = mesh.producer()
+    for data in (forged, bytes(tampered), misaddressed, garbage, _sealed_by_domain(mesh, good)):
+        producer.send(topic, value=data, key=b"k").get(timeout=10)
+    producer.close()
+    shelter = mesh.client(SHELTER)
+    wait_until(lambda: state_at(shelter, good["referralId"]) == "received", 60, "the good one")
+    dead = mesh.read_topic(topology.deadletter(mesh.id(SHELTER)), 4)
+    reasons = sorted(dict(m.headers)["refmesh-reason"].decode() for m in dead)
+    assert reasons == ["bad_signature", "malformed", "misaddressed", "sender_mismatch"]
+    stored = {r["referral_id"] for r in shelter.inbox()}
+    assert not stored & {forged_referral["referralId"], wrong["referralId"]}
+
+
+def test_the_api_needs_the_agency_token(mesh):
+    good = mesh.client(SHELTER)
+    for token in ("", "wrong", mesh.files.token(mesh.id(HOTLINE))):
+        with pytest.raises(GatewayError) as refused:
+            GatewayClient(good.url, token).inbox()
+        assert refused.value.status == 401
+    assert good.healthy()
+
+
+def test_a_bad_body_names_the_field(mesh):
+    hotline = mesh.client(HOTLINE)
+    bad = mesh.referral(9, HOTLINE, SHELTER)
+    bad["person"]["gender"] = "Unknown"
+    with pytest.raises(GatewayError) as refused:
+        hotline.submit(bad)
+    assert refused.value.status == 400 and refused.value.field == "Referral.person.gender"
+    unknown = mesh.referral(10, HOTLINE, "BH/GOV/MOI-ATU")
+    unknown["recipientAgency"] = "BH/GOV/NOBODY"
+    with pytest.raises(GatewayError) as nobody:
+        hotline.submit(unknown)
+    assert nobody.value.status == 400 and "not in directory" in str(nobody.value)
