@@ -22,6 +22,7 @@ from gateways.scan import scan
 from gateways.supervise import wait_until
 from gateways.topics import TopicSpec, ensure_topics
 from refmesh import samples, topology
+from refmesh.errors import MeshError
 
 HOTLINE, POLICE, SHELTER = "BH/GOV/HOTLINE", "BH/GOV/MOI-ATU", "BH/GOV/SHELTER"
 PSYCH, IOM, RECEPTION = "BH/NGO/PSYCH", "BH/IO/IOM", "ET/NGO/RECEPTION"
@@ -35,8 +36,10 @@ def say(message: str) -> None:
 
 def case_path(now: int) -> list[tuple[str, dict, str]]:
     """(sender, referral, what the recipient's case worker does) along DOMAIN.md's typical case."""
+    count = iter(range(1, 100))
+
     def referral(n, sender, recipient, stage, purpose, services):
-        r = samples.referral(referral_id=f"demo-{n:04d}-{now}", sender=sender,
+        r = samples.referral(referral_id=f"demo-{next(count)}-{now}", sender=sender,
                              recipient=recipient, created_at=now, n=n)
         r["trmStage"], r["purpose"] = stage, purpose
         r["service"] = {**r["service"], "services": services}
@@ -71,6 +74,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="refmesh-demo-"))
     broker = EmbeddedBroker()
     mesh = None
+    code = 1
     try:
         bootstrap = broker.start()
         say(f"embedded Kafka-protocol broker (Tansu) at {bootstrap}")
@@ -94,14 +98,21 @@ def main() -> int:
         for domain in DOMAINS:
             mesh.wait_agents_ready(domain)
         say(f"policy-domain agents of {', '.join(DOMAINS)} and {len(gateways)} gateways running")
-        return run_case_path(mesh, bootstrap)
+        code = run_case_path(mesh, bootstrap)
+    except MeshError as exc:
+        say(f"demo failed: {exc}")
+        code = 1
     finally:
         if mesh is not None:
             mesh.stop()
             say("gateways and agents stopped")
         broker.stop()
+    if code == 0:
         shutil.rmtree(work, ignore_errors=True)
         say("broker stopped; temporary files removed")
+    else:
+        say(f"broker stopped; logs kept in {work / 'logs'}")
+    return code
 
 
 def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
