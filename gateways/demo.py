@@ -87,7 +87,7 @@ def main() -> int:
         admin = profiles.admin_config(profiles.EMBEDDED, bootstrap)
         ensure_topics(admin, specs)
         say(f"{len(specs)} topics created with explicit partition counts")
-        mesh = RunningMesh(files, work / "logs")
+        mesh = RunningMesh(files, work / "logs")  # stopped in finally, even if a start fails
         for domain in DOMAINS:
             mesh.start_agents(domain)
         gateways = (HOTLINE, POLICE, SHELTER, PSYCH, IOM, RECEPTION)

@@ -78,12 +78,16 @@ def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
     ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
                   [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(trusted)])
     running = RunningMesh(files, root / "logs")
-    for domain in domains:
-        running.start_agents(ids[domain])
-    for agency in gateways:
-        running.start_gateway(ids[agency], wait=False)
-    for agency in gateways:
-        running.wait_healthy(ids[agency])
-    for domain in domains:
-        running.wait_agents_ready(ids[domain])
+    try:
+        for domain in domains:
+            running.start_agents(ids[domain])
+        for agency in gateways:
+            running.start_gateway(ids[agency], wait=False)
+        for agency in gateways:
+            running.wait_healthy(ids[agency])
+        for domain in domains:
+            running.wait_agents_ready(ids[domain])
+    except BaseException:
+        running.stop()  # never leave child processes behind a failed fixture
+        raise
     return Mesh(files, running, ids, bootstrap)

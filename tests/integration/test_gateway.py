@@ -151,3 +151,63 @@ def test_a_bad_body_names_the_field(mesh):
     with pytest.raises(GatewayError) as nobody:
         hotline.submit(unknown)
     assert nobody.value.status == 400 and "not in directory" in str(nobody.value)
+
+
+def test_case_workers_cli_sends_lists_shows_and_changes_status(mesh, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from gateways.cli import cli
+
+    hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    referral = mesh.referral(11, HOTLINE, SHELTER)
+    del referral["recipientAgency"], referral["purpose"]
+    path = tmp_path / "referral.json"
+    path.write_text(json.dumps(referral))
+    runner = CliRunner()
+    as_hotline = {"REFMESH_GATEWAY": hotline.url, "REFMESH_API_TOKEN": hotline.token}
+    as_shelter = {"REFMESH_GATEWAY": shelter.url, "REFMESH_API_TOKEN": shelter.token}
+    sent = runner.invoke(cli, ["refer", "send", str(path), "--to", mesh.id(SHELTER),
+                               "--purpose", "Services"], env=as_hotline)
+    assert sent.exit_code == 0, sent.output
+    rid = referral["referralId"]
+    assert rid in sent.output
+    wait_until(lambda: state_at(shelter, rid) == "received", 60, "delivery")
+    inbox = runner.invoke(cli, ["refer", "inbox"], env=as_shelter)
+    assert rid in inbox.output and mesh.id(HOTLINE) in inbox.output
+    accepted = runner.invoke(cli, ["refer", "status", rid, "--set", "accepted"], env=as_shelter)
+    assert accepted.exit_code == 0 and "accepted" in accepted.output
+    shown = runner.invoke(cli, ["refer", "show", rid], env=as_shelter)
+    assert json.loads(shown.output)["state"] == "accepted"
+
+    def fails(args, env):
+        result = runner.invoke(cli, args, env=env)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error: ")
+        assert "Traceback" not in result.output
+        return lines[0]
+
+    assert "refused the API token" in fails(["refer", "inbox"],
+                                            {**as_shelter, "REFMESH_API_TOKEN": "nope"})
+    assert "no gateway answers" in fails(
+        ["refer", "inbox"], {**as_shelter, "REFMESH_GATEWAY": "http://127.0.0.1:9"})
+    assert "not in directory" in fails(["refer", "send", str(path), "--to", "BH/GOV/NOBODY",
+                                        "--purpose", "Services"], as_hotline)
+    assert "accepted referral cannot become received" in fails(
+        ["refer", "status", rid, "--set", "received"], as_shelter)
+
+
+def test_leak_scanner_finds_a_planted_value_in_clear(mesh):
+    from gateways import kafka as profiles
+    from gateways.scan import scan
+
+    canary = f"CANARY-{uuid.uuid4().hex}"
+    topic = topology.deadletter(mesh.id(SHELTER))
+    producer = mesh.producer()
+    producer.send(topic, value=f"name={canary}".encode()).get(timeout=10)
+    producer.close()
+    config = profiles.consumer_config(profiles.EMBEDDED, mesh.bootstrap, "scan")
+    found = scan(config, [canary, "never-planted-value"], topic_prefix=topic)
+    assert [(hit[0], hit[3]) for hit in found.hits] == [(topic, canary)]
+    assert found.messages >= 1

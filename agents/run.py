@@ -1,0 +1,114 @@
+"""Run a policy domain's agents in one faust worker: ``python -m agents.run --config FILE.yaml``.
+
+``run(settings)`` loads the domain's keystore, trust anchor and signed directory, creates the
+domain's topics with explicit partition counts (nothing may be auto-created: shared/BROKER.md),
+builds the app with ``agents.forward.create_app`` and runs a faust Worker until SIGINT or
+SIGTERM. The config file holds ``refmesh.settings.AgentSettings`` keys; the keystore passphrase
+comes from the environment variable the file names (``passphrase_env``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import faust
+import yaml
+from kafka.errors import KafkaError
+
+from agents.forward import create_app, profile_of, sink_topics
+from gateways import kafka as profiles
+from gateways.loading import DirectoryRef, load_anchor, load_keys, read_bytes
+from gateways.topics import TopicError, TopicSpec, ensure_topics
+from refmesh import settings as settings_mod
+from refmesh import topology
+from refmesh.errors import ConfigError, MeshError
+from refmesh.settings import AgentSettings
+
+log = logging.getLogger("refmesh.agents.run")
+
+
+def load_settings(path: str) -> AgentSettings:
+    """AgentSettings from a YAML file; ConfigError naming the file on any problem."""
+    try:
+        mapping = yaml.safe_load(read_bytes(path, "agents config"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"agents config {path} is not valid YAML: {exc}") from None
+    return settings_mod.build(AgentSettings, {} if mapping is None else mapping, source=path)
+
+
+def domain_topics(domain: str) -> list[str]:
+    """The topics the domain owns and its workers need before they start."""
+    return [topology.domain_inbox(domain), topology.deadletter(domain, "domain")]
+
+
+def prepare_topics(settings: AgentSettings, directory) -> list[str]:
+    """Create the domain's own topics (an error stops the start) and every topic it forwards
+    to under the current directory (an error is only logged: another owner may have made them
+    with another partition count, which producing does not mind). Return the names known to
+    exist."""
+    admin = profiles.admin_config(profile_of(settings), settings.bootstrap, settings.security)
+    own = domain_topics(settings.domain)
+    ensure_topics(admin, [TopicSpec(name, settings.partitions) for name in own])
+    sinks = [name for name in sink_topics(directory, settings.domain) if name not in own]
+    try:
+        ensure_topics(admin, [TopicSpec(name, settings.partitions) for name in sinks])
+    except TopicError as exc:
+        log.warning("not every forwarding topic is as expected: %s", exc)
+        return own
+    return own + sinks
+
+
+def prepare_app(settings: AgentSettings) -> faust.App:
+    """Load the domain's files, create its topics and return the app, ready to run."""
+    keys = load_keys(settings.keystore, settings.domain, settings.passphrase_env)
+    directory_ref = DirectoryRef(settings.directory, load_anchor(settings.anchor))
+    directory_ref().member(settings.domain)  # a domain missing from its directory is misconfigured
+    known = prepare_topics(settings, directory_ref())
+    # faust makes only the last level of its data directory
+    (Path(settings.data_dir) / settings.worker_id).mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, keys, directory_ref)
+    app.publisher.known(known)
+    started = time.monotonic()
+
+    @app.on_partitions_assigned.connect
+    async def _joined(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
+        # the first assignment is the group join; later ones are rebalances
+        log.info("worker %s of %s joined its group %.2f s after start; %d partitions assigned",
+                 settings.worker_id, settings.domain, time.monotonic() - started, len(assigned))
+
+    return app
+
+
+def run(settings: AgentSettings) -> NoReturn:
+    """Run the domain's agents until SIGINT or SIGTERM (the faust Worker handles both).
+
+    Never returns normally: the worker ends the process with SystemExit.
+    """
+    app = prepare_app(settings)
+    faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agents.run",
+                                     description="Run a policy domain's stream agents.")
+    parser.add_argument("--config", required=True, help="agents settings (YAML)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        run(settings)
+    except (MeshError, TopicError) as exc:
+        print(f"refmesh agents: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"refmesh agents: cannot reach the broker ({type(exc).__name__}); check "
+              "bootstrap in the config and that the broker is running", file=sys.stderr)
+        return 2
+    return 0  # not reached: the worker ends the process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The forwarding agent as a process (``python -m agents.run``) on the real embedded broker.
+
+The domain topics cannot take the ``unique`` suffix (their names come from the agency ids), so
+every test invents its own domain and agencies: BH/GOV/D<8 hex> and friends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from gateways.kafka import EMBEDDED, admin_config, producer_config
+from gateways.loading import keystore_path
+from gateways.topics import TopicSpec, ensure_topics
+from refmesh import directory, envelope, keys, samples, topology
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSPHRASE = "integration-test-passphrase"
+PARTITIONS = 2
+START_DEADLINE_S = 25.0  # worker start, group join and the first event
+STOP_DEADLINE_S = 10.0
+EXTRA_EVENTS = 5  # forwarded one at a time after the first, to see the steady latency
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _write_mesh(folder: Path, tag: str) -> dict:
+    """Keys, a signed directory and an anchor for one domain with two member agencies."""
+    now = _now() - 60_000
+    ids = {"domain": f"BH/GOV/D{tag}", "hotline": f"BH/NGO/H{tag}", "shelter": f"BH/NGO/S{tag}"}
+    mesh = {name: keys.generate(agency, now) for name, agency in ids.items()}
+    draft = directory.empty(ids["domain"])
+    draft = directory.add_member(draft, directory.member_entry(
+        mesh["domain"], "Committee", "CentralGovernmentOrganisation", "BH", None, now))
+    for name in ("hotline", "shelter"):
+        draft = directory.add_member(draft, directory.member_entry(
+            mesh[name], name.title(), "NGO", "BH", ids["domain"], now))
+    signed = directory.sign(draft, mesh["domain"], now)
+    anchor = directory.TrustAnchor.of(mesh["domain"])
+    (folder / "keys").mkdir()
+    keystore_path(folder / "keys", ids["domain"]).write_bytes(
+        keys.lock(mesh["domain"], PASSPHRASE, os.urandom(16), os.urandom(12), n=2**12))
+    (folder / "directory.bin").write_bytes(signed)
+    (folder / "anchor.json").write_text(json.dumps(anchor.to_json()))
+    return {"ids": ids, "keys": mesh, "directory": directory.load(signed, anchor, _now())}
+
+
+def _start_agent(folder: Path, bootstrap: str, domain: str) -> tuple[subprocess.Popen, Path]:
+    config = folder / "agents.yaml"
+    config.write_text(yaml.safe_dump({
+        "keystore": str(folder / "keys"), "directory": str(folder / "directory.bin"),
+        "anchor": str(folder / "anchor.json"), "bootstrap": bootstrap, "broker": "embedded",
+        "domain": domain, "data_dir": str(folder / "data"), "partitions": PARTITIONS}))
+    log_path = folder / "agent.log"
+    env = {**os.environ, "REFMESH_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT)}
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "agents.run", "--config", str(config)],
+                                   cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    return process, log_path
+
+
+def _stop(process: subprocess.Popen) -> int | None:
+    """SIGTERM, then wait; returns the exit code, or None if it had to be killed."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=STOP_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+        return None
+
+
+def _reader(bootstrap: str, topic: str) -> KafkaConsumer:
+    """A group-less consumer assigned to every partition (no join to wait for)."""
+    # Tansu does not answer a waiting fetch as soon as records arrive (delivery latency grows
+    # with fetch_max_wait_ms): a short wait keeps this reader out of the latency measured.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    return consumer
+
+
+def _wait_for(consumer: KafkaConsumer, count: int, deadline: float, process, log_path) -> list:
+    found = []
+    while len(found) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {len(found)} of {count} records after the deadline; agent log:\n"
+                        + log_path.read_text(errors="replace")[-4000:])
+        if process.poll() is not None:
+            pytest.fail(f"agent exited with {process.returncode}; log:\n"
+                        + log_path.read_text(errors="replace")[-4000:])
+        for batch in consumer.poll(timeout_ms=100).values():
+            found.extend(batch)
+    return found
+
+
+def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
+        tmp_path, bootstrap):
+    tag = uuid.uuid4().hex[:8].upper()
+    mesh = _write_mesh(tmp_path, tag)
+    ids, mesh_keys, trusted = mesh["ids"], mesh["keys"], mesh["directory"]
+    inbox, target = topology.domain_inbox(ids["domain"]), topology.agency_inbox(ids["shelter"])
+    dead = topology.deadletter(ids["domain"], "domain")
+    ensure_topics(admin_config(EMBEDDED, bootstrap),
+                  [TopicSpec(name, PARTITIONS) for name in (inbox, target, dead)])
+
+    started = time.monotonic()
+    process, log_path = _start_agent(tmp_path, bootstrap, ids["domain"])
+    producer = KafkaProducer(**producer_config(EMBEDDED, bootstrap))
+    recipient_reader, dead_reader = _reader(bootstrap, target), _reader(bootstrap, dead)
+    try:
+        referral = samples.referral(sender=ids["hotline"], recipient=ids["shelter"],
+                                    created_at=_now())
+        sealed = envelope.seal("Referral", referral, mesh_keys["hotline"], ids["domain"],
+                               trusted, _now())
+        key = b"0123456789abcdef0123456789abcdef"
+        producer.send(inbox, key=key, value=sealed).get(timeout=10)
+        tampered = bytearray(sealed)
+        tampered[-1] ^= 1
+        producer.send(inbox, key=b"tampered", value=bytes(tampered)).get(timeout=10)
+
+        first = _wait_for(recipient_reader, 1, started + START_DEADLINE_S, process, log_path)
+        first_at = time.monotonic() - started
+        assert first[0].key == key
+        opened = envelope.open(first[0].value, mesh_keys["shelter"], trusted, _now())
+        assert opened.record_type == "Referral" and opened.record == referral
+        assert opened.header["sender"] == ids["domain"]
+
+        (dead_letter,) = _wait_for(dead_reader, 1, started + START_DEADLINE_S, process, log_path)
+        assert dead_letter.key == b"tampered" and dead_letter.value == bytes(tampered)
+        assert dict(dead_letter.headers)["refmesh-reason"] == b"bad_signature"
+
+        latencies = []  # steady state: one event at a time, publish to arrival
+        for n in range(EXTRA_EVENTS):
+            one = samples.referral(referral_id=str(uuid.uuid4()), sender=ids["hotline"],
+                                   recipient=ids["shelter"], created_at=_now(), n=n)
+            sent_at = time.monotonic()
+            producer.send(inbox, key=key, value=envelope.seal(
+                "Referral", one, mesh_keys["hotline"], ids["domain"], trusted, _now()))
+            producer.flush(timeout=10)
+            (got,) = _wait_for(recipient_reader, 1, time.monotonic() + 10, process, log_path)
+            latencies.append(time.monotonic() - sent_at)
+            assert envelope.open(got.value, mesh_keys["shelter"], trusted,
+                                 _now()).record["referralId"] == one["referralId"]
+    finally:
+        producer.close(timeout=5)
+        recipient_reader.close()
+        dead_reader.close()
+        stop_started = time.monotonic()
+        code = _stop(process)
+        stopped_in = time.monotonic() - stop_started
+
+    log_text = log_path.read_text(errors="replace")
+    joined = re.search(r"joined its group ([0-9.]+) s after start", log_text)
+    latencies.sort()
+    print(f"\nforward agent: first event forwarded {first_at:.2f} s after process start; "
+          f"group joined {joined.group(1) if joined else '?'} s after app build; "
+          f"steady latency median {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+          f"max {latencies[-1] * 1000:.0f} ms; SIGTERM to exit {stopped_in:.2f} s")
+    assert code is not None, f"agent ignored SIGTERM for {STOP_DEADLINE_S} s:\n{log_text[-4000:]}"
+    assert code == 0, log_text[-4000:]
+    assert PASSPHRASE not in log_text  # no secrets and no payload in the logs
+    assert not [name for name in samples.FICTIONAL_GIVEN if name in log_text]
