@@ -1,0 +1,34 @@
+"""`make demo` runs the sample mesh end to end, exits 0 by itself and leaves nothing running."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _demo_processes() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "refmesh-demo-" in args:
+            found.append(args)
+    return found
+
+
+def test_demo_runs_the_case_path_and_finds_no_leak():
+    done = subprocess.run([sys.executable, "-m", "gateways.demo"], cwd=ROOT, timeout=240,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "planted personal values: 0 found" in out
+    for state in ("received by", "to completed", "to rejected (LackOfCapacity)",
+                  "ET/NGO/RECEPTION set"):
+        assert state in out, state
+    assert "ET/NGO/RECEPTION   1 referral(s)" in out
+    assert "Traceback" not in out + done.stderr
+    assert _demo_processes() == []
