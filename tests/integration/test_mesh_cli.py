@@ -1,0 +1,63 @@
+"""The operators' commands on a real broker: `refmesh broker`, `refmesh topics ensure`, and the
+gateway's OpenAPI document."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from click.testing import CliRunner
+from kafka import KafkaAdminClient
+
+from gateways import kafka as profiles
+from gateways.broker import port_is_free
+from gateways.cli import cli
+from gateways.loading import DirectoryRef, load_anchor, now_ms
+from gateways.sample_mesh import build, renamed
+from refmesh import topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_refmesh_broker_prints_its_address_and_stops_on_ctrl_c():
+    proc = subprocess.Popen([sys.executable, "-m", "gateways.cli", "broker"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "REFMESH_BOOTSTRAP=127.0.0.1:" in line
+        bootstrap = line.split("REFMESH_BOOTSTRAP=")[1].split()[0]
+        admin = KafkaAdminClient(**profiles.admin_config(profiles.EMBEDDED, bootstrap))
+        admin.list_topics()
+        admin.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        assert port_is_free(int(bootstrap.rsplit(":", 1)[1]))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_topics_ensure_creates_every_mesh_topic_once(bootstrap, tmp_path):
+    files = build(tmp_path, bootstrap, now_ms(), agencies=renamed(uuid.uuid4().hex[:6]),
+                  scrypt_n=2**10)
+    args = ["topics", "ensure", "--bootstrap", bootstrap, "--broker", "embedded",
+            "--partitions", "3", "--directory", str(files.directory), "--anchor",
+            str(files.anchor)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "22 topics present (22 created)" in first.output
+    second = CliRunner().invoke(cli, args)
+    assert "22 topics present (0 created)" in second.output
+    trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
+    names = [name for name, _ in topology.mesh_topics(trusted)]
+    admin = KafkaAdminClient(**profiles.admin_config(profiles.EMBEDDED, bootstrap))
+    try:
+        described = admin.describe_topics(names)
+    finally:
+        admin.close()
+    assert sorted(t["name"] for t in described) == sorted(names)
+    assert {len(t["partitions"]) for t in described} == {3}
