@@ -117,6 +117,36 @@ async def change_status(request: web.Request) -> web.Response:
     return web.json_response(status)
 
 
+async def record_consent(request: web.Request) -> web.Response:
+    consent = request.app[GATEWAY].record_consent(await json_body(request))
+    log.info("consent %s v%d recorded", consent["consentId"], consent["version"])
+    return web.json_response({"consentId": consent["consentId"], "version": consent["version"]},
+                             status=202)
+
+
+async def withdraw_consent(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    unknown = sorted(set(body) - {"channel"})
+    if unknown:
+        raise RecordError(unknown[0], "unknown field; send channel")
+    consent = request.app[GATEWAY].withdraw_consent(request.match_info["id"],
+                                                    body.get("channel", "InPerson"))
+    log.info("consent %s withdrawn", consent["consentId"])
+    return web.json_response(consent, status=202)
+
+
+async def consents(request: web.Request) -> web.Response:
+    return web.json_response({"consents": request.app[GATEWAY].store.consents()})
+
+
+async def consent(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GATEWAY].store.consent(request.match_info["id"]))
+
+
+async def erasures(request: web.Request) -> web.Response:
+    return web.json_response({"erasures": request.app[GATEWAY].store.erasures()})
+
+
 async def health(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     alive = gateway.relay.thread.is_alive() and gateway.inbox.thread.is_alive()
@@ -140,6 +170,11 @@ def create_api(gateway) -> web.Application:
     app.router.add_get("/v1/outbox", outbox)
     app.router.add_get("/v1/referrals/{id}", show)
     app.router.add_post("/v1/referrals/{id}/status", change_status)
+    app.router.add_post("/v1/consents", record_consent)
+    app.router.add_get("/v1/consents", consents)
+    app.router.add_get("/v1/consents/{id}", consent)
+    app.router.add_post("/v1/consents/{id}/withdraw", withdraw_consent)
+    app.router.add_get("/v1/erasures", erasures)
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)

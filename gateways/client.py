@@ -61,6 +61,18 @@ class GatewayClient:
         body = {"state": state} if reason is None else {"state": state, "reason": reason}
         return self._call("POST", f"/v1/referrals/{referral_id}/status", body)
 
+    def record_consent(self, consent: dict) -> dict:
+        return self._call("POST", "/v1/consents", consent)
+
+    def withdraw_consent(self, consent_id: str, channel: str = "InPerson") -> dict:
+        return self._call("POST", f"/v1/consents/{consent_id}/withdraw", {"channel": channel})
+
+    def consents(self) -> list[dict]:
+        return self._call("GET", "/v1/consents")["consents"]
+
+    def erasures(self) -> list[dict]:
+        return self._call("GET", "/v1/erasures")["erasures"]
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:

@@ -23,6 +23,7 @@ from gateways.store import Store
 from gateways.topics import TopicSpec, ensure_topics
 from refmesh import records, topology
 from refmesh.errors import ConfigError, DirectoryError, RecordError
+from refmesh.loop import TransitionError
 from refmesh.settings import GatewaySettings
 
 log = logging.getLogger("refmesh.gateway")
@@ -81,7 +82,8 @@ class Gateway:
         self.api_token = env_secret(settings.api_token_env, "API token")
         self.partition_secret = env_secret(settings.partition_secret_env,
                                            "partition secret").encode()
-        self.store = Store(settings.database, settings.agency)
+        self.store = Store(settings.database, settings.agency,
+                           topology.domain_of(self.directory(), settings.agency))
         self.metrics = Metrics(self.store.outbox_depth, self._lag)
         profile = profile_of(settings)
         self.kafka = KafkaLink(settings)
@@ -136,6 +138,37 @@ class Gateway:
             raise RecordError("Referral.recipientAgency", str(exc)) from None
         key = topology.partition_key(self.partition_secret, checked["subjectId"])
         self.store.submit_referral(checked, key, now_ms())
+        self.relay.wake()
+        return checked
+
+    def record_consent(self, consent: dict) -> dict:
+        """Keep a consent recorded by a case worker and send it to the policy domain. The
+        gateway fills in consentId, version 1, controller, validFrom and the Given event."""
+        if not isinstance(consent, dict):
+            raise RecordError("Consent", "expected a JSON object")
+        now, me = now_ms(), self.settings.agency
+        value = {"consentId": str(uuid.uuid4()), "version": 1, "validFrom": now,
+                 "events": [{"type": "Given", "at": now, "channel": "InPerson",
+                             "recordedBy": me}], **consent, "controller": me}
+        checked = records.Consent.from_dict(value).to_dict()
+        self.store.record_consent(checked, topology.partition_key(
+            self.partition_secret, checked["subjectId"]), now)
+        self.relay.wake()
+        return checked
+
+    def withdraw_consent(self, consent_id: str, channel: str = "InPerson") -> dict:
+        """Record the person's withdrawal; the domain stops forwarding and asks every agency
+        that received data about the person to erase it."""
+        consent = self.store.consent(consent_id)
+        if any(e["type"] == "Withdrawn" for e in consent["events"]):
+            raise TransitionError(f"consent {consent_id} is already withdrawn")
+        now = now_ms()
+        event = {"type": "Withdrawn", "at": now, "channel": channel,
+                 "recordedBy": self.settings.agency}
+        checked = records.Consent.from_dict(
+            {**consent, "events": [*consent["events"], event]}).to_dict()
+        self.store.record_consent(checked, topology.partition_key(
+            self.partition_secret, checked["subjectId"]), now)
         self.relay.wake()
         return checked
 

@@ -73,9 +73,10 @@ class Inbox:
         try:
             opened = envelope.open(message.value or b"", self.keys, directory, self.clock())
             record = records.from_dict(opened.record_type, opened.record).to_dict()
-            problem = loop.addressing_problem(opened.record_type, record,
-                                              opened.header["sender"], me,
-                                              topology.domain_of(directory, me))
+            problem = loop.addressing_problem(
+                opened.record_type, record, opened.header["sender"], me,
+                topology.domain_of(directory, me),
+                topology.is_domain(directory, opened.header["sender"]))
         except SealError as exc:
             self._dead_letter(message, exc.reason, where)
             return

@@ -5,8 +5,8 @@ from refmesh import schemas
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                            "field": {"type": "string"}}, "required": ["error"]}
-_STATES = schemas.contract("ReferralStatus").raw["fields"][1]["type"]["symbols"]
-_REASONS = schemas.contract("ReferralStatus").raw["fields"][2]["type"][1]["symbols"]
+_STATES = schemas.symbols("ReferralState")
+_REASONS = schemas.symbols("StatusReason")
 
 
 def _errors(*codes: int) -> dict:
@@ -17,6 +17,8 @@ def _errors(*codes: int) -> dict:
             for c in codes}
 
 
+_CHANNELS = schemas.symbols("ConsentChannel")
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _LIST = {"200": {"description": "Referrals, newest first", "content": {"application/json": {
     "schema": {"type": "object", "properties": {"referrals": {"type": "array", "items": {
         "type": "object"}}}}}}}}
@@ -58,6 +60,35 @@ OPENAPI = {
                                "detail": {"type": "string"}}}}}},
             "responses": {"200": {"description": "The status sent to the peer"},
                           **_errors(400, 401, 404, 409, 503)}}},
+        "/v1/consents": {
+            "post": {"summary": "Record a consent (stored, then sent to the policy domain)",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"type": "object", "description": "A Consent record "
+                                    "(schemas/Consent.avsc); consentId, version, controller, "
+                                    "validFrom and the Given event are filled in when absent",
+                                    "required": ["subjectId", "givenBy", "method", "language",
+                                                 "noticeVersion", "purposes",
+                                                 "dataCategories"]}}}},
+                     "responses": {"202": {"description": "Stored"}, **_errors(400, 401, 503)}},
+            "get": {"summary": "Consents recorded here", "responses": {
+                "200": {"description": "Consents, newest first"}, **_errors(401)}}},
+        "/v1/consents/{id}": {"get": {"summary": "One consent with its event history",
+                                      "parameters": _ID, "responses": {
+                                          "200": {"description": "The consent"},
+                                          **_errors(401, 404)}}},
+        "/v1/consents/{id}/withdraw": {"post": {
+            "summary": "Record the person's withdrawal: forwarding stops and every agency that "
+                       "received data is asked to erase it",
+            "parameters": _ID,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"channel": {"enum": _CHANNELS}}}}}},
+            "responses": {"202": {"description": "The consent with its Withdrawn event"},
+                          **_errors(400, 401, 404, 409, 503)}}},
+        "/v1/erasures": {"get": {"summary": "Erasure requests received here and confirmations "
+                                            "received from agencies that erased",
+                                 "responses": {"200": {"description": "Erasure notices"},
+                                               **_errors(401)}}},
         "/healthz": {"get": {"summary": "Liveness (no token needed, no data)", "security": [],
                              "responses": {"200": {"description": "Relay and inbox running"},
                                            "503": {"description": "A worker thread died"}}}},

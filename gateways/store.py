@@ -59,6 +59,22 @@ CREATE TABLE IF NOT EXISTS history (
     recorded_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_referral ON history (referral_id);
+CREATE TABLE IF NOT EXISTS consents (
+    consent_id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL,
+    record BLOB NOT NULL,             -- the latest Consent, with its event history
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    notice_id TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- Request (we were asked) or Confirmation (we were told)
+    consent_id TEXT NOT NULL,
+    referral_ids TEXT NOT NULL,       -- comma-separated ids, never case data
+    requested_by TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (notice_id, kind, requested_by)
+);
 """
 
 
@@ -85,8 +101,9 @@ class Due:
 class Store:
     """One SQLite database per gateway; safe to share between the API, relay and inbox threads."""
 
-    def __init__(self, path: str, agency_id: str) -> None:
+    def __init__(self, path: str, agency_id: str, domain: str | None = None) -> None:
         self.agency = agency_id
+        self._domain_hint = domain or agency_id  # where consents go (routing uses the sender)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -125,15 +142,20 @@ class Store:
     # --- outgoing ---------------------------------------------------------------------------
 
     def _enqueue(self, db, record_type: str, record: dict, recipient: str, now: int,
-                 partition_key: bytes | None = None, needs_receipt: bool = True) -> bool:
+                 partition_key: bytes | None = None, needs_receipt: bool = True) -> None:
+        """Queue a record once per delivery key. A fire-and-forget record (a receipt) queued
+        again is re-armed: the peer re-sent because our first receipt was lost."""
         key = loop.delivery_key(record_type, record)
-        cur = db.execute(
-            "INSERT OR IGNORE INTO outbox (delivery_key, event_id, record_type, recipient, "
+        rearm = "" if needs_receipt else (
+            " ON CONFLICT (delivery_key) DO UPDATE SET state = 'pending', record = "
+            "excluded.record, next_attempt_ms = excluded.next_attempt_ms")
+        db.execute(
+            "INSERT INTO outbox (delivery_key, event_id, record_type, recipient, "
             "record, partition_key, needs_receipt, state, next_attempt_ms, created_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+            + (rearm or " ON CONFLICT (delivery_key) DO NOTHING"),
             (key, str(uuid.uuid4()), record_type, recipient, codec.encode(record_type, record),
              partition_key, int(needs_receipt), now, now))
-        return cur.rowcount == 1
 
     def submit_referral(self, referral: dict, partition_key: bytes, now: int) -> None:
         """Keep a new outgoing referral and queue it; refuse a referral id already used."""
@@ -186,6 +208,31 @@ class Store:
             db.execute("UPDATE outbox SET state = 'sent', closed_ms = ? WHERE delivery_key = ? "
                        "AND needs_receipt = 0", (now, delivery_key))
 
+    def record_consent(self, consent: dict, partition_key: bytes, now: int) -> None:
+        """Keep a consent (new, amended or withdrawn) and send it to the policy domain."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?)",
+                       (consent["consentId"], consent["subjectId"],
+                        codec.encode("Consent", consent), now))
+            self._enqueue(db, "Consent", consent, self._domain_hint, now, partition_key)
+
+    def consent(self, consent_id: str) -> dict:
+        rows = self._rows("SELECT record FROM consents WHERE consent_id = ?", (consent_id,))
+        if not rows:
+            raise NotFound(f"no consent {consent_id} at {self.agency}")
+        return codec.decode(rows[0]["record"])[1]
+
+    def consents(self) -> list[dict]:
+        rows = self._rows("SELECT record FROM consents ORDER BY updated_ms DESC")
+        return [codec.decode(r["record"])[1] for r in rows]
+
+    def erasures(self) -> list[dict]:
+        rows = self._rows("SELECT notice_id, kind, consent_id, referral_ids, requested_by, at, "
+                          "received_ms FROM erasures ORDER BY received_ms DESC")
+        for r in rows:
+            r["referral_ids"] = [x for x in r["referral_ids"].split(",") if x]
+        return rows
+
     # --- incoming ---------------------------------------------------------------------------
 
     def receive(self, event_id: str, record_type: str, sender: str, record: dict,
@@ -214,7 +261,40 @@ class Store:
                 self._received_referral(db, record, now)
             elif new and record_type == "ReferralStatus":
                 self._apply_status(db, record["referralId"], record, now)
+            elif new and record_type == "ErasureNotice":
+                self._erasure(db, record, sender, now)
             return new
+
+    def _erasure(self, db, notice: dict, sender: str, now: int) -> None:
+        db.execute("INSERT OR IGNORE INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (notice["noticeId"], notice["kind"], notice["consentId"],
+                    ",".join(notice["referralIds"]), notice["requestedBy"], notice["at"], now))
+        if notice["kind"] != "Request":
+            return
+        senders = set()
+        for rid in notice["referralIds"]:
+            row = db.execute("SELECT peer FROM referrals WHERE referral_id = ? AND "
+                             "direction = 'in'", (rid,)).fetchone()
+            if row is not None:
+                senders.add(row[0])
+            # Erase the case data; the inbox row keeps its delivery key (record emptied) so a
+            # late re-send of the same referral is recognised as a duplicate, not stored again.
+            db.execute("DELETE FROM referrals WHERE referral_id = ? AND direction = 'in'", (rid,))
+            db.execute("UPDATE inbox SET record = X'' WHERE delivery_key = ?",
+                       (f"referral:{rid}",))
+        confirmation = {**notice, "kind": "Confirmation", "requestedBy": self.agency, "at": now}
+        for to in sorted({sender, *senders}):
+            self._enqueue_to(db, "ErasureNotice", confirmation, to, now)
+
+    def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int) -> None:
+        """Queue one record for several recipients: the delivery key names the recipient."""
+        key = f"{loop.delivery_key(record_type, record)}:{recipient}"
+        db.execute(
+            "INSERT OR IGNORE INTO outbox (delivery_key, event_id, record_type, recipient, "
+            "record, partition_key, needs_receipt, state, next_attempt_ms, created_ms) "
+            "VALUES (?, ?, ?, ?, ?, NULL, 1, 'pending', ?, ?)",
+            (key, str(uuid.uuid4()), record_type, recipient, codec.encode(record_type, record),
+             now, now))
 
     def _received_referral(self, db, referral: dict, now: int) -> None:
         rid, sender = referral["referralId"], referral["senderAgency"]

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from refmesh import codec, keys
+from refmesh import codec, keys, schemas
 from refmesh.errors import CodecError, ConfigError, DirectoryError, RecordError
 from refmesh.records import Directory, Member
 
 AGENCY_ID = re.compile(r"^[A-Z]{2}/(GOV|NGO|IO|COM|EDU|MUN)/[A-Z0-9][A-Z0-9_-]{0,31}$")
-ROLES = Member._avro["fields"][2]["type"]["symbols"]
+ROLES = schemas.symbols("AgencyRole")
 LABEL = b"refmesh-directory-v1\0"
 DAY_MS = 86_400_000
 

@@ -50,8 +50,8 @@ def delivery_key(record_type: str, record: dict) -> str:
         return f"referral:{record['referralId']}"
     if record_type == "ReferralStatus":
         return f"status:{record['referralId']}:{record['state']}"
-    if record_type == "Consent":
-        return f"consent:{record['consentId']}:{record['version']}"
+    if record_type == "Consent":  # a withdrawal adds an event without a new version
+        return f"consent:{record['consentId']}:{record['version']}:{len(record['events'])}"
     if record_type == "ErasureNotice":
         return f"erasure:{record['noticeId']}:{record['kind']}"
     if record_type == "Receipt":
@@ -60,12 +60,13 @@ def delivery_key(record_type: str, record: dict) -> str:
 
 
 def addressing_problem(record_type: str, record: dict, envelope_sender: str, me: str,
-                       my_domain: str) -> str | None:
+                       my_domain: str, sender_is_domain: bool = False) -> str | None:
     """Why an opened event is not for ``me`` or not from who it claims, or None if it is fine.
 
     A referral must name ``me`` as recipient (a domain that forwards it to the wrong agency is
     caught here) and reach me through my own policy domain; a status must be set by its
-    envelope's sender, or be a refusal by my policy domain.
+    envelope's sender, or be a refusal by my policy domain; an erasure request must come from
+    a policy domain, a confirmation from the agency that erased.
     """
     if record_type == "Referral":
         if record["recipientAgency"] != me:
@@ -79,4 +80,13 @@ def addressing_problem(record_type: str, record: dict, envelope_sender: str, me:
     elif record_type == "Receipt":
         if record["receivedBy"] != envelope_sender:
             return "sender_mismatch"
+    elif record_type == "ErasureNotice":
+        # Requests come from the policy domain that forwarded the data (ours, or the sender's
+        # domain across a border); confirmations from the agency that erased.
+        if record["requestedBy"] != envelope_sender:
+            return "sender_mismatch"
+        if record["kind"] == "Request" and not sender_is_domain:
+            return "sender_mismatch"
+    elif record_type == "Consent":
+        return "unexpected_type"  # consents go to policy domains, never to a gateway
     return None

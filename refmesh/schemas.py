@@ -56,3 +56,29 @@ def contract(name: str) -> Contract:
     except KeyError:
         known = ", ".join(sorted(CURRENT))
         raise ConfigError(f"no schema called {name!r}; known schemas: {known}") from None
+
+
+def _named(t, found: dict) -> None:
+    if isinstance(t, list):
+        for branch in t:
+            _named(branch, found)
+    elif isinstance(t, dict):
+        if "name" in t and t.get("type") in ("enum", "record", "fixed"):
+            found.setdefault(t["name"], t)
+        for f in t.get("fields", ()):
+            _named(f["type"], found)
+        if t.get("type") == "array":
+            _named(t["items"], found)
+
+
+NAMED: dict[str, dict] = {}
+for _c in CURRENT.values():
+    _named(_c.raw, NAMED)
+
+
+def symbols(enum_name: str) -> list[str]:
+    """The symbols of a named enum of the current contracts, e.g. symbols("AgencyRole")."""
+    try:
+        return list(NAMED[enum_name]["symbols"])
+    except KeyError:
+        raise ConfigError(f"no enum called {enum_name!r} in the contracts") from None

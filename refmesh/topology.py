@@ -59,8 +59,14 @@ def first_hop(directory: TrustedDirectory, sender: str, record_type: str,
     if record_type in ("Referral", "Consent"):
         domain = domain_of(directory, sender)
         return Hop(domain, domain_inbox(domain))
-    directory.member(recipient)
+    if is_domain(directory, recipient):  # e.g. an erasure confirmation for the domain's audit
+        return Hop(recipient, domain_inbox(recipient))
     return Hop(recipient, agency_inbox(recipient))
+
+
+def is_domain(directory: TrustedDirectory, agency_id: str) -> bool:
+    """Whether ``agency_id`` is a policy domain (runs agents) rather than a member gateway."""
+    return directory.member(agency_id)["domain"] is None
 
 
 def next_hop(directory: TrustedDirectory, domain: str, recipient: str) -> Hop:

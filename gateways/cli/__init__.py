@@ -21,7 +21,8 @@ cli.add_command(agency.agency)
 cli.add_command(directory.directory)
 cli.add_command(events.seal)
 cli.add_command(events.open_)
-for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, refer.refer):
+for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, refer.refer,
+                refer.consent):
     cli.add_command(command)
 
 

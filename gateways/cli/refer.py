@@ -1,32 +1,42 @@
 """`refmesh refer ...`: case workers' commands, talking to their gateway's HTTP API."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from gateways.cli import common
 from gateways.client import GatewayClient
 from refmesh import schemas
 
-PURPOSES = schemas.contract("Referral").raw["fields"][7]["type"]["symbols"]
-STATES = schemas.contract("ReferralStatus").raw["fields"][1]["type"]["symbols"]
-REASONS = schemas.contract("ReferralStatus").raw["fields"][2]["type"][1]["symbols"]
+PURPOSES = schemas.symbols("Purpose")
+STATES = schemas.symbols("ReferralState")
+REASONS = schemas.symbols("StatusReason")
 
 
-@click.group("refer", cls=common.MeshGroup)
-@click.option("--gateway", "url", envvar="REFMESH_GATEWAY", default="http://127.0.0.1:8080",
-              show_default=True, help="Your gateway's URL (env REFMESH_GATEWAY).")
-@click.option("--token-env", default="REFMESH_API_TOKEN", show_default=True, metavar="VAR",
-              help="Environment variable holding your gateway's API token.")
-@click.pass_context
-def refer(ctx: click.Context, url: str, token_env: str) -> None:
-    """Send, list and follow referrals through your agency's gateway."""
-    import os
+def gateway_group(name: str, doc: str):
+    """A command group whose commands get a GatewayClient for the case worker's gateway."""
+    def decorate(fn):
+        @click.group(name, cls=common.MeshGroup, help=doc)
+        @click.option("--gateway", "url", envvar="REFMESH_GATEWAY",
+                      default="http://127.0.0.1:8080", show_default=True,
+                      help="Your gateway's URL (env REFMESH_GATEWAY).")
+        @click.option("--token-env", default="REFMESH_API_TOKEN", show_default=True,
+                      metavar="VAR", help="Environment variable holding your gateway's token.")
+        @click.pass_context
+        def group(ctx: click.Context, url: str, token_env: str) -> None:
+            token = os.environ.get(token_env)
+            if not token:
+                raise click.UsageError(f"set your gateway's API token in the environment "
+                                       f"variable {token_env}")
+            ctx.obj = GatewayClient(url, token)
+        return group
+    return decorate
 
-    token = os.environ.get(token_env)
-    if not token:
-        raise click.UsageError(f"set your gateway's API token in the environment variable "
-                               f"{token_env}")
-    ctx.obj = GatewayClient(url, token)
+
+@gateway_group("refer", "Send, list and follow referrals through your agency's gateway.")
+def refer() -> None:
+    pass
 
 
 @refer.command("send")
@@ -83,3 +93,54 @@ def status(client: GatewayClient, referral_id: str, state: str, reason: str | No
     """Change a referral's state (the other agency is told)."""
     answer = client.set_status(referral_id, state, reason)
     click.echo(f"referral {referral_id} is now {answer['state']}")
+
+
+@gateway_group("consent", "Record and withdraw a person's consent through your gateway.")
+def consent() -> None:
+    pass
+
+
+@consent.command("record")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def consent_record(client: GatewayClient, file: str) -> None:
+    """Record the consent in FILE (JSON, schemas/Consent.avsc) and send it to your domain."""
+    record = common.read_json(file, "consent", "write the consent as JSON")
+    if not isinstance(record, dict):
+        raise click.UsageError(f"consent {file} must be a JSON object")
+    answer = client.record_consent(record)
+    click.echo(f"consent {answer['consentId']} version {answer['version']} recorded")
+
+
+@consent.command("withdraw")
+@click.argument("consent_id")
+@click.option("--channel", type=click.Choice(schemas.symbols("ConsentChannel")),
+              default="InPerson", show_default=True)
+@click.pass_obj
+def consent_withdraw(client: GatewayClient, consent_id: str, channel: str) -> None:
+    """Record that the person withdrew consent CONSENT_ID."""
+    client.withdraw_consent(consent_id, channel)
+    click.echo(f"consent {consent_id} withdrawn: no further forwarding; agencies that received "
+               "data are asked to erase it (see: refmesh consent erasures)")
+
+
+@consent.command("list")
+@click.pass_obj
+def consent_list(client: GatewayClient) -> None:
+    """Consents recorded at your gateway."""
+    for c in client.consents():
+        state = "withdrawn" if any(e["type"] == "Withdrawn" for e in c["events"]) else "given"
+        click.echo(f"{c['consentId']:40} v{c['version']} subject {c['subjectId']:16} {state:9} "
+                   f"purposes {','.join(c['purposes'])}")
+
+
+@consent.command("erasures")
+@click.pass_obj
+def consent_erasures(client: GatewayClient) -> None:
+    """Erasure requests received and erasure confirmations from other agencies."""
+    rows = client.erasures()
+    if not rows:
+        click.echo("(none)")
+    for e in rows:
+        click.echo(f"{e['kind']:12} notice {e['notice_id']} consent {e['consent_id']} by "
+                   f"{e['requested_by']}: {len(e['referral_ids'])} referral(s)")
