@@ -22,7 +22,9 @@ import uuid
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from refmesh import codec, keys
 from refmesh.directory import TrustedDirectory
@@ -141,3 +143,31 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
             "schemaFingerprint"]:
         raise SealError("inner_mismatch", f"header says {header['eventType']}")
     return Opened(header, record_type, record)
+
+
+# --- the domain's own state at rest on the broker ---------------------------------------------
+
+_STATE_INFO = b"refmesh-state-v1"
+
+
+def _state_key(owner: keys.AgencyKeys) -> bytes:
+    # Derived from the owner's oldest X25519 decryption key, which rotation keeps (old keys stay
+    # so that old events open), so state written before a rotation still opens after it.
+    base = [k for k in owner.decryption if k.kind == "X25519"][-1]
+    return HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                info=_STATE_INFO).derive(base.secret)
+
+
+def protect(owner: keys.AgencyKeys, context: bytes, plaintext: bytes) -> bytes:
+    """Encrypt state only ``owner`` reads back (a policy domain's consent table and forwarding
+    log live in Kafka changelog topics, on the untrusted broker). AES-SIV: deterministic, so no
+    nonce to draw, and misuse-resistant; ``context`` (e.g. the table and key) is bound as
+    associated data, so a value cannot be moved to another key."""
+    return AESSIV(_state_key(owner)).encrypt(plaintext, [_STATE_INFO, context])
+
+
+def unprotect(owner: keys.AgencyKeys, context: bytes, data: bytes) -> bytes:
+    try:
+        return AESSIV(_state_key(owner)).decrypt(data, [_STATE_INFO, context])
+    except (InvalidTag, ValueError) as exc:
+        raise SealError("decrypt_failed", "protected state does not open") from exc

@@ -85,3 +85,20 @@ class DirectoryError(MeshError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class PolicyError(MeshError, ValueError):
+    """A minimisation policy is invalid, unsigned, tampered, or signed by the wrong key.
+
+    The message names the file, the line (when known) and the key, e.g. ``policy.yaml line 14:
+    rules[2].fields: unknown field person.birthdat``. ``reason`` is a short code for logs:
+    invalid (the policy's content), or for a signed policy unsigned, malformed, bad_signature,
+    wrong_domain, unknown_key, revoked_key, expired_key.
+    """
+
+    def __init__(self, problem: str, *, source: str = "policy", path: str = "",
+                 line: int | None = None, reason: str = "invalid") -> None:
+        self.source, self.path, self.line, self.problem = source, path, line, problem
+        self.reason = reason
+        where = f"{source} line {line}" if line else source
+        super().__init__(f"{where}: {path}: {problem}" if path else f"{where}: {problem}")

@@ -2,7 +2,6 @@
 gateway's OpenAPI document."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys

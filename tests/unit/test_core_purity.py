@@ -16,6 +16,7 @@ FORBIDDEN = {
     "kafka", "aiokafka", "faust", "aiohttp", "requests", "socket", "urllib", "http",
     "subprocess", "asyncio", "time", "datetime", "os", "random", "secrets", "sqlite3", "click",
     "importlib",  # would hide any of the above
+    "yaml",  # policy and settings files are parsed at the edge; the core gets dicts
 }
 HAZMAT_ALLOWED = {"keys.py", "envelope.py"}
 FILE_READERS_ALLOWED = {"schemas.py"}

@@ -1,0 +1,245 @@
+"""What a policy domain does with one event from its inbox: pure, effects returned as values.
+
+    handle(event, ctx, view) -> Effects
+
+The faust agent (agents/forward.py) reads bytes, calls ``handle`` and carries the effects out:
+publish envelopes, write its two tables, append audit records. Nothing here raises for a bad
+event: every outcome, refusals and dead letters included, is a value that gets audited.
+
+- Referral from a member of this domain: consent and minimisation (``refmesh.decide``); Allow
+  reseals the *projection* for the next hop and logs the transfer (for erasure after a
+  withdrawal); Deny sends a ``refused`` status back to the sender with the reason code.
+- Referral from another domain (cross-border, already minimised by the sender's domain under
+  its stricter cross-border rule): forwarded to the recipient as received.
+- Consent from a member gateway: kept (encrypted for this domain) and receipted; a newly
+  withdrawn consent stops forwarding and sends an ``ErasureNotice`` to every agency that
+  received data under it.
+- Erasure confirmation: audited and receipted. Receipt: ignored.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from refmesh import consent as consents
+from refmesh import envelope, loop, minimise, records, topology
+from refmesh.decide import Allow, decide
+from refmesh.directory import TrustedDirectory
+from refmesh.errors import DirectoryError, RecordError, SealError
+from refmesh.keys import AgencyKeys
+from refmesh.policy import Policy
+
+ERASURE_NS = uuid.UUID("6f1c5d2e-8a3b-4c7d-9e0f-1a2b3c4d5e6f")
+
+
+@dataclass(frozen=True)
+class Publish:
+    topic: str
+    key: bytes | None
+    value: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What to do for one event; ``audit`` holds keyword arguments for ``audit.append``."""
+
+    event_id: str | None = None
+    publish: tuple[Publish, ...] = ()
+    audit: tuple[dict, ...] = ()
+    consent_put: tuple[bytes, bytes] | None = None  # (table key, protected Consent)
+    log_put: tuple[bytes, bytes] | None = None  # (subject key, protected forwarding log)
+    deadletter: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    keys: AgencyKeys  # the domain's keys
+    directory: TrustedDirectory
+    policy: Policy
+    secret: bytes  # pseudonymisation secret
+    now: int
+
+
+@dataclass(frozen=True)
+class View:
+    """Read access to the agent's tables (protected bytes, or None)."""
+
+    consent: Callable[[bytes], bytes | None]
+    log: Callable[[bytes], bytes | None]
+
+
+def consent_key(subject_key: bytes, consent_id: str) -> bytes:
+    return subject_key + b"|" + consent_id.encode()
+
+
+def read_consent(ctx: Context, view: View, key: bytes) -> dict | None:
+    data = view.consent(key)
+    if data is None:
+        return None
+    return records.Consent.from_dict(json.loads(envelope.unprotect(
+        ctx.keys, b"consent|" + key, data))).to_dict()
+
+
+def read_log(ctx: Context, view: View, key: bytes) -> list[dict]:
+    data = view.log(key)
+    return [] if data is None else json.loads(envelope.unprotect(ctx.keys, b"log|" + key, data))
+
+
+def handle(data: bytes, key: bytes | None, ctx: Context, view: View) -> Effects:
+    me = ctx.keys.agency_id
+    try:
+        opened = envelope.open(data, ctx.keys, ctx.directory, ctx.now)
+        record = records.from_dict(opened.record_type, opened.record).to_dict()
+    except SealError as exc:
+        return _dead(exc.reason, None)
+    except RecordError:
+        return _dead("invalid_record", None)
+    event_id, kind, signer = opened.header["eventId"], opened.record_type, opened.header["sender"]
+    try:
+        if kind == "Receipt":
+            return Effects(event_id)
+        if kind == "Referral":
+            return _referral(record, key, signer, event_id, ctx, view)
+        if kind == "Consent":
+            return _consent(record, key or b"", signer, event_id, ctx, view)
+        if kind == "ErasureNotice" and record["kind"] == "Confirmation" \
+                and record["requestedBy"] == signer:
+            return Effects(event_id, publish=(_receipt(kind, record, event_id, signer, ctx),),
+                           audit=(_audit(ctx, event_id, "ErasureConfirmed", sender=signer,
+                                         recipient=me),))
+    except DirectoryError as exc:
+        return _dead(exc.reason, event_id)
+    return _dead("unexpected_type", event_id)
+
+
+def _dead(reason: str, event_id: str | None) -> Effects:
+    return Effects(event_id, deadletter=reason, audit=({
+        "event_id": event_id or "unknown", "decision": "DeadLettered", "reason": reason},))
+
+
+def _audit(ctx: Context, event_id: str, decision: str, **fields) -> dict:
+    return {"event_id": event_id, "decision": decision, "policy_version": ctx.policy.version,
+            **fields}
+
+
+def origin_problem(referral: dict, signer: str, directory: TrustedDirectory,
+                   domain: str) -> str | None:
+    """Why the envelope's signer may not speak for the referral's sender, or None.
+
+    The domain re-signs what it forwards, so it must not launder a forgery: it takes a referral
+    from its own sender when that agency belongs to this domain (first hop), or from the
+    sender's domain when that is another domain (domain to domain); from nobody else.
+    """
+    claimed = referral["senderAgency"]
+    try:
+        home = topology.domain_of(directory, claimed)
+    except DirectoryError:
+        return "unknown_sender"
+    if signer == claimed and home == domain:
+        return None
+    if signer == home and home != domain:
+        return None
+    return "sender_mismatch"
+
+
+def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx: Context,
+              view: View) -> Effects:
+    me = ctx.keys.agency_id
+    problem = origin_problem(referral, signer, ctx.directory, me)
+    if problem is not None:
+        return _dead(problem, event_id)
+    sender, recipient = referral["senderAgency"], referral["recipientAgency"]
+    common = {"sender": sender, "recipient": recipient, "purpose": referral["purpose"]}
+    if signer != sender:  # arrived from the sender's domain: already decided and minimised
+        hop = topology.next_hop(ctx.directory, me, recipient)
+        value = envelope.seal("Referral", referral, ctx.keys, hop.seal_for, ctx.directory,
+                              ctx.now, event_id=event_id)
+        return Effects(event_id, publish=(Publish(hop.topic, key, value),), audit=(_audit(
+            ctx, event_id, "Forwarded", reason="decided_by_origin_domain",
+            legal_basis=referral["legalBasis"], fields=_present(referral), **common),))
+    consent = None
+    if referral["consentId"] is not None and key is not None:
+        consent = read_consent(ctx, view, consent_key(key, referral["consentId"]))
+    decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
+    if not isinstance(decision, Allow):
+        status = {"referralId": referral["referralId"], "state": "refused",
+                  "reason": "PolicyRefused", "detail": decision.reason, "setBy": me,
+                  "at": ctx.now}
+        value = envelope.seal("ReferralStatus", status, ctx.keys, sender, ctx.directory,
+                              ctx.now)
+        return Effects(event_id, publish=(Publish(topology.agency_inbox(sender), key, value),),
+                       audit=(_audit(ctx, event_id, "Refused", reason=decision.reason,
+                                     legal_basis=referral["legalBasis"], **common),))
+    hop = topology.next_hop(ctx.directory, me, recipient)
+    value = envelope.seal("Referral", decision.record, ctx.keys, hop.seal_for, ctx.directory,
+                          ctx.now, event_id=event_id)
+    log_put = None
+    if key is not None:
+        entries = read_log(ctx, view, key)
+        entry = {"recipient": recipient, "referralId": referral["referralId"],
+                 "consentId": referral["consentId"]}
+        if entry not in entries:
+            log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
+                                             json.dumps([*entries, entry]).encode()))
+    return Effects(event_id, publish=(Publish(hop.topic, key, value),), log_put=log_put,
+                   audit=(_audit(ctx, event_id, "Forwarded", legal_basis=decision.basis,
+                                 fields=decision.fields, **common),))
+
+
+def _present(record: dict, prefix: str = "") -> tuple[str, ...]:
+    names = []
+    for name, value in record.items():
+        if isinstance(value, dict):
+            names += _present(value, f"{prefix}{name}.")
+        elif value not in (None, "", []):
+            names.append(prefix + name)
+    return tuple(names)
+
+
+def _receipt(kind: str, record: dict, event_id: str, to: str, ctx: Context) -> Publish:
+    receipt = {"deliveryKey": loop.delivery_key(kind, record), "eventId": event_id,
+               "outcome": "Stored", "receivedBy": ctx.keys.agency_id, "at": ctx.now}
+    if kind == "ErasureNotice":  # confirmations are queued once per recipient (gateways/store)
+        receipt["deliveryKey"] += f":{ctx.keys.agency_id}"
+    value = envelope.seal("Receipt", receipt, ctx.keys, to, ctx.directory, ctx.now)
+    return Publish(topology.agency_inbox(to), None, value)
+
+
+def _consent(consent: dict, key: bytes, signer: str, event_id: str, ctx: Context,
+             view: View) -> Effects:
+    me = ctx.keys.agency_id
+    if consent["controller"] != signer or topology.domain_of(ctx.directory, signer) != me:
+        return _dead("sender_mismatch", event_id)
+    table_key = consent_key(key, consent["consentId"])
+    held = read_consent(ctx, view, table_key)
+    receipt = _receipt("Consent", consent, event_id, signer, ctx)
+    if held is not None and (held["version"], len(held["events"])) >= (
+            consent["version"], len(consent["events"])):
+        return Effects(event_id, publish=(receipt,))  # a re-send or an older copy: no change
+    put = (table_key, envelope.protect(ctx.keys, b"consent|" + table_key,
+                                       json.dumps(consent).encode()))
+    audits = [_audit(ctx, event_id, "ConsentRecorded", sender=signer)]
+    publish = [receipt]
+    newly_withdrawn = consents.withdrawn_at(consent) is not None and (
+        held is None or consents.withdrawn_at(held) is None)
+    if newly_withdrawn:
+        by_recipient: dict[str, list[str]] = {}
+        for entry in read_log(ctx, view, key):
+            if entry["consentId"] == consent["consentId"]:
+                by_recipient.setdefault(entry["recipient"], []).append(entry["referralId"])
+        for recipient, referral_ids in sorted(by_recipient.items()):
+            notice = {"noticeId": str(uuid.uuid5(ERASURE_NS, f"{consent['consentId']}|"
+                                                 f"{recipient}")),
+                      "kind": "Request",  # the consent id as this recipient's copy names it
+                      "consentId": minimise.pseudonym(ctx.secret, recipient, "consentId",
+                                                      consent["consentId"]),
+                      "referralIds": referral_ids, "reason": "ConsentWithdrawn",
+                      "requestedBy": me, "at": ctx.now}
+            value = envelope.seal("ErasureNotice", notice, ctx.keys, recipient, ctx.directory,
+                                  ctx.now)
+            publish.append(Publish(topology.agency_inbox(recipient), key, value))
+            audits.append(_audit(ctx, event_id, "ErasureSent", recipient=recipient,
+                                 reason="consent_withdrawn"))
+    return Effects(event_id, publish=tuple(publish), audit=tuple(audits), consent_put=put)
