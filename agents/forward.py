@@ -1,18 +1,18 @@
-"""The policy domain's forwarding agent.
+"""The policy domain's agent: consent, minimisation and forwarding, with an audit chain.
 
 A gateway never publishes a referral straight to another agency: it seals it for its policy
-domain and publishes it on the domain's inbox topic. This agent opens each event there with the
-domain's keys, reseals it for the next hop (the recipient's gateway when the recipient is in this
-domain, else the recipient's own domain: domain to domain, as in a TRM) and publishes it with the
-same Kafka record key (a keyed hash, never person data).
+domain and publishes it on the domain's inbox topic, keyed by a keyed hash of the person's
+pseudonymous id. Consents travel the same topic with the same key, so a withdrawal is applied
+before any later referral of that person (one partition, one order). For each event the agent
+calls the pure ``refmesh.domain.handle`` and carries out the effects it returns: publish the
+minimised, resealed referral (or a refusal status, receipts, erasure notices), write its tables
+and append the decision to the audit chain.
 
-Two halves, as shared/STYLE.md asks:
-- ``process`` is pure: bytes in, a decision value out (``Forward``, ``DeadLetter`` or
-  ``Ignore``). Its steps are open -> check_origin -> [decide: consent and minimisation, a later
-  issue] -> route -> seal; each step is a core call.
-- ``Forwarder`` and ``create_app`` are the faust edge: one message in, one produce out, and the
-  event is acknowledged (its offset may be committed) only after the broker acknowledged that
-  produce.
+The tables are faust Tables whose changelogs are the domain's compacted topics
+``refmesh.domain.<D>.consents`` and ``.forwarded`` (values encrypted for the domain: the
+broker is untrusted) and ``.audit-heads``; faust restores them from the changelog before the
+worker processes anything, so a restart cannot forget a withdrawal (the embedded profile writes
+one record per produce batch, which keeps the restore exact on Tansu: shared/BROKER.md).
 
 At-least-once with faust-streaming 0.15.3 needs three things here (the first two seen in
 experiments on the embedded broker, November 2026):
@@ -38,7 +38,6 @@ import logging
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import faust
@@ -47,186 +46,113 @@ from kafka.errors import KafkaError
 from gateways import kafka as profiles
 from gateways.loading import now_ms
 from gateways.topics import TopicError, TopicSpec, ensure_topics
-from refmesh import envelope, records, topology
+from refmesh import audit, domain, topology
 from refmesh.directory import TrustedDirectory
-from refmesh.envelope import Opened
-from refmesh.errors import ConfigError, DirectoryError, RecordError, SealError
+from refmesh.errors import ConfigError
+from refmesh.policy import Policy
 from refmesh.keys import AgencyKeys
 from refmesh.settings import AgentSettings
 
 log = logging.getLogger("refmesh.agents.forward")
 
-FORWARDED = frozenset({"Referral"})  # record types this agent reseals for the next hop
-IGNORED = frozenset({"Receipt"})  # receipts addressed to the domain need no action
-#: publish(topic, key, value, headers): returns once the broker acknowledged the record
-Publish = Callable[[str, bytes | None, bytes | None, list | None], Awaitable[None]]
-
-
-# --- decisions (values, not exceptions) ----------------------------------------------------
-
-@dataclass(frozen=True)
-class Forward:
-    """Publish ``value`` (the resealed envelope) on ``topic``."""
-
-    topic: str
-    value: bytes = field(repr=False)
-    seal_for: str
-    event_id: str
-    record_type: str
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """Publish the event unchanged on the domain's dead-letter topic; ``reason`` goes in a header.
-
-    ``event_id`` comes from the unverified clear header when the event did not open (for logs
-    only), and is None when not even the header decodes.
-    """
-
-    reason: str
-    event_id: str | None
-
-
-@dataclass(frozen=True)
-class Ignore:
-    """Nothing to publish."""
-
-    reason: str
-    event_id: str
-    record_type: str
-
-
-Outcome = Forward | DeadLetter | Ignore
-
-
-# --- the pure part -------------------------------------------------------------------------
-
-def route(opened: Opened, directory: TrustedDirectory, domain: str) -> topology.Hop:
-    """The next hop of an opened referral (raises DirectoryError for an unknown recipient)."""
-    return topology.next_hop(directory, domain, opened.record["recipientAgency"])
-
-
-def check_origin(opened: Opened, directory: TrustedDirectory, domain: str) -> str | None:
-    """Why the envelope's signer may not speak for the referral's sender, or None if it may.
-
-    The domain re-signs what it forwards, so it must not launder a forgery: an event is taken
-    from the referral's own sender when that agency belongs to this domain (first hop), or from
-    the sender's domain when that is another domain (domain to domain); from nobody else.
-    """
-    signer, claimed = opened.header["sender"], opened.record["senderAgency"]
-    try:
-        home = topology.domain_of(directory, claimed)
-    except DirectoryError:
-        return "unknown_sender_agency"
-    if signer == claimed and home == domain:
-        return None
-    if signer == home and home != domain:
-        return None
-    return "sender_mismatch"
-
-
-def _unverified_event_id(data: bytes) -> str | None:
-    try:
-        return envelope.read_header(data)["eventId"]
-    except SealError:
-        return None
-
-
-def process(data: bytes, keys: AgencyKeys, directory: TrustedDirectory, now: int) -> Outcome:
-    """Decide what to do with one event from the domain inbox; pure apart from key use."""
-    try:
-        opened = envelope.open(data, keys, directory, now)
-    except SealError as exc:
-        return DeadLetter(exc.reason, _unverified_event_id(data))
-    event_id, record_type = opened.header["eventId"], opened.record_type
-    if record_type in IGNORED:
-        return Ignore("receipt_for_domain", event_id, record_type)
-    if record_type not in FORWARDED:
-        return DeadLetter("unexpected_type", event_id)
-    try:
-        record = records.from_dict(record_type, opened.record).to_dict()
-    except RecordError:
-        return DeadLetter("invalid_record", event_id)
-    refusal = check_origin(opened, directory, keys.agency_id)
-    if refusal is not None:
-        return DeadLetter(refusal, event_id)
-    # The consent and minimisation decision (a later issue) slots in here: decide(record,
-    # consent, now) -> Allow(projected record) | Deny(reason), a Deny becoming a DeadLetter or
-    # a refusal status; the sealed record below is then the projection, not ``record``.
-    try:
-        hop = route(opened, directory, keys.agency_id)
-        sealed = envelope.seal(record_type, record, keys, hop.seal_for, directory, now,
-                               event_id=event_id)
-    except DirectoryError as exc:
-        reason = "unknown_recipient" if exc.reason == "unknown_agency" else "no_recipient_key"
-        return DeadLetter(reason, event_id)
-    return Forward(hop.topic, sealed, hop.seal_for, event_id, record_type)
+Publish = Callable[[str, "bytes | None", "bytes | None", "list | None"], Awaitable[None]]
 
 
 def sink_topics(directory: TrustedDirectory, domain: str) -> list[str]:
-    """Every topic this domain can forward to under ``directory`` (for pre-creating them)."""
+    """Every topic this domain can write to under ``directory`` (for pre-creating them): next
+    hops of referrals, and every agency's inbox (refusals, receipts, erasure requests)."""
     return sorted({topology.next_hop(directory, domain, agency).topic
-                   for agency in directory.members})
+                   for agency in directory.members}
+                  | {topology.agency_inbox(agency) for agency in directory.members})
 
 
 # --- the faust edge ------------------------------------------------------------------------
 
-class Forwarder:
-    """Handle one Kafka message: decide with ``process``, publish, wait for the acknowledgement.
+class Tables:
+    """The agent's state: three faust Tables (or plain dicts in tests), keys and values bytes."""
 
-    ``publish(topic, key, value, headers)`` must return only once the broker acknowledged the
-    record. A failed produce (aiokafka's KafkaError, faust's ProducerSendError, a timeout, or
-    anything else) is retried with backoff for as long as it takes: a referral must not be
-    dropped, and a partition that stops moving shows as consumer lag. Shutdown cancels the wait.
+    def __init__(self, consents, forwarded, heads) -> None:
+        self.consents, self.forwarded, self.heads = consents, forwarded, heads
+
+    def view(self) -> domain.View:
+        return domain.View(consent=self.consents.get, log=self.forwarded.get)
+
+
+class Forwarder:
+    """Handle one Kafka message: ``refmesh.domain.handle`` decides, this carries it out.
+
+    ``publish(topic, key, value, headers, partition)`` must return only once the broker
+    acknowledged the record. A failed produce (aiokafka's KafkaError, faust's ProducerSendError,
+    a timeout, or anything else) is retried with backoff for as long as it takes: a referral
+    must not be dropped, and a partition that stops moving shows as consumer lag. Shutdown
+    cancels the wait. Order: publish, then tables, then audit; a crash in between means the
+    event is handled again after the restart (recipients drop the duplicate by delivery key).
     """
 
     def __init__(self, keys: AgencyKeys, directory_ref: Callable[[], TrustedDirectory],
-                 publish: Publish, *, clock: Callable[[], int] = now_ms,
+                 policy: Policy, secret: bytes, publish, tables: Tables, *,
+                 clock: Callable[[], int] = now_ms,
                  retry_first_s: float = 0.5, retry_max_s: float = 10.0) -> None:
         self.keys, self.directory_ref, self.publish, self.clock = (
             keys, directory_ref, publish, clock)
+        self.policy, self.secret, self.tables = policy, secret, tables
         self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
         self.deadletter_topic = topology.deadletter(keys.agency_id, "domain")
-        self.counts: Counter[str] = Counter()  # forwarded / deadletter:<reason> / ignored
+        self.audit_topic = topology.audit(keys.agency_id)
+        self.counts: Counter[str] = Counter()  # by audit decision, and deadletter:<reason>
 
-    async def handle(self, message) -> Outcome:
+    async def handle(self, message) -> domain.Effects:
         """``message`` is a faust Message (topic, partition, offset, key, value)."""
         where = f"{message.topic}/{message.partition}@{message.offset}"
+        now = self.clock()
         try:
-            outcome = process(message.value or b"", self.keys, self.directory_ref(),
-                              self.clock())
+            ctx = domain.Context(self.keys, self.directory_ref(), self.policy, self.secret, now)
+            effects = domain.handle(message.value or b"", message.key, ctx, self.tables.view())
         except Exception as exc:  # a bug must not lose the event: park it, loudly
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             # The exception's message may quote record values: log its type and place only.
             log.error("processing the event from %s failed with %s at %s:%d; dead-lettering "
                       "it", where, type(exc).__name__, frame.filename, frame.lineno)
-            outcome = DeadLetter("internal_error", None)
-        if isinstance(outcome, Forward):
-            await self._deliver(outcome.topic, message.key, outcome.value, None, where,
-                                outcome.event_id)
-            self.counts["forwarded"] += 1
-            log.info("forwarded %s event %s from %s to %s", outcome.record_type,
-                     outcome.event_id, where, outcome.topic)
-        elif isinstance(outcome, DeadLetter):
-            headers = [("refmesh-reason", outcome.reason.encode()),
+            effects = domain.Effects(None, deadletter="internal_error", audit=(
+                {"event_id": "unknown", "decision": "DeadLettered", "reason": "internal_error"},))
+        for out in effects.publish:
+            await self._deliver(out.topic, out.key, out.value, None, None, where,
+                                effects.event_id)
+        if effects.deadletter is not None:
+            headers = [("refmesh-reason", effects.deadletter.encode()),
                        ("refmesh-source", where.encode())]
             await self._deliver(self.deadletter_topic, message.key, message.value, headers,
-                                where, outcome.event_id)
-            self.counts[f"deadletter:{outcome.reason}"] += 1
-            log.warning("dead-lettered event %s from %s: %s", outcome.event_id or "(id unknown)",
-                        where, outcome.reason)
-        else:
-            self.counts["ignored"] += 1
-            log.debug("ignored %s event %s from %s (%s)", outcome.record_type, outcome.event_id,
-                      where, outcome.reason)
-        return outcome
+                                None, where, effects.event_id)
+            self.counts[f"deadletter:{effects.deadletter}"] += 1
+            log.warning("dead-lettered event %s from %s: %s",
+                        effects.event_id or "(id unknown)", where, effects.deadletter)
+        if effects.consent_put is not None:
+            self.tables.consents[effects.consent_put[0]] = effects.consent_put[1]
+        if effects.log_put is not None:
+            self.tables.forwarded[effects.log_put[0]] = effects.log_put[1]
+        await self._audit(effects, message.partition, now, where)
+        return effects
 
-    async def _deliver(self, topic: str, key, value, headers, where: str,
+    async def _audit(self, effects: domain.Effects, partition: int, now: int,
+                     where: str) -> None:
+        head_key = str(partition).encode()
+        head = audit.Head.from_bytes(self.tables.heads.get(head_key))
+        for entry in effects.audit:
+            data, head = audit.append(head, at=now, domain=self.keys.agency_id, **entry)
+            # the chain of partition p lives in partition p of the audit topic
+            await self._deliver(self.audit_topic, head_key, data, None, partition, where,
+                                effects.event_id)
+            self.tables.heads[head_key] = head.to_bytes()
+            self.counts[entry["decision"]] += 1
+            log.info("%s event %s from %s%s", entry["decision"], entry["event_id"], where,
+                     f" ({entry['reason']})" if entry.get("reason") else "")
+
+    async def _deliver(self, topic: str, key, value, headers, partition, where: str,
                        event_id: str | None) -> None:
         delay = self.retry_first_s
         while True:
             try:
-                await self.publish(topic, key, value, headers)
+                await self.publish(topic, key, value, headers, partition)
                 return
             except Exception as exc:  # noqa: BLE001 (retry whatever it is; dropping is worse)
                 log.warning("produce to %s for event %s from %s failed (%s); retrying in "
@@ -249,7 +175,7 @@ class FaustPublisher:
         """Topics already created (by ``agents.run``): no need to check them again."""
         self._ensured.update(names)
 
-    async def __call__(self, name: str, key, value, headers) -> None:
+    async def __call__(self, name: str, key, value, headers, partition=None) -> None:
         if name not in self._ensured and await self.ensure_topic(name):
             self._ensured.add(name)
         topic = self._topics.get(name)
@@ -257,7 +183,7 @@ class FaustPublisher:
             topic = self._topics[name] = self.app.topic(
                 name, partitions=self.partitions, internal=False)
         # Topic.send returns the producer's future; the second await is the acknowledgement.
-        await (await topic.send(key=key, value=value, headers=headers))
+        await (await topic.send(key=key, value=value, headers=headers, partition=partition))
 
 
 def topic_ensurer(settings: AgentSettings) -> Callable[[str], Awaitable[bool]]:
@@ -330,44 +256,54 @@ def bound_fetch_wait(wait_ms: int) -> None:
 
 
 def create_app(settings: AgentSettings, keys: AgencyKeys,
-               directory_ref: Callable[[], TrustedDirectory], *,
+               directory_ref: Callable[[], TrustedDirectory], policy: Policy, secret: bytes, *,
                clock: Callable[[], int] = now_ms,
                ensure_topic: Callable[[str], Awaitable[bool]] | None = None) -> faust.App:
-    """The domain's faust app with its forwarding agent (named ``forward``).
+    """The domain's faust app with its agent (named ``forward``) and its three tables.
 
-    The source topic and the domain's dead-letter topic must exist before the worker starts
-    (``agents.run`` creates them); sink topics are checked once each, see ``topic_ensurer``.
-    ``app.forwarder`` and ``app.publisher`` are exposed for tests and metrics.
+    The source topic, the table changelogs, the audit and dead-letter topics must exist before
+    the worker starts (``agents.run`` creates them); sink topics are checked once each, see
+    ``topic_ensurer``. ``app.forwarder`` and ``app.publisher`` are exposed for tests.
     """
-    domain = settings.domain
-    if keys.agency_id != domain:
-        raise ConfigError(f"agents settings: domain is {domain} but the keystore holds "
-                          f"{keys.agency_id}'s keys; point keystore at {domain}'s keystore")
+    domain_id = settings.domain
+    if keys.agency_id != domain_id:
+        raise ConfigError(f"agents settings: domain is {domain_id} but the keystore holds "
+                          f"{keys.agency_id}'s keys; point keystore at {domain_id}'s keystore")
+    if policy.domain != domain_id:
+        raise ConfigError(f"agents settings: the policy is {policy.domain}'s, not {domain_id}'s")
     _check_security(settings.security)
     web = {"web_enabled": True, "web_port": settings.web_port, "web_bind": "127.0.0.1"} \
         if settings.web_port else {"web_enabled": False}
     if settings.broker == "embedded":
         bound_fetch_wait(profile_of(settings).fetch_max_wait_ms)
+    partitions = settings.partitions
     app = faust.App(
-        app_id(domain), broker=broker_url(settings.bootstrap),
+        app_id(domain_id), broker=broker_url(settings.bootstrap),
         value_serializer="raw", key_serializer="raw",
         datadir=str(Path(settings.data_dir) / settings.worker_id),
-        topic_partitions=settings.partitions,
-        topic_disable_leader=True,  # no tables: the assignor's leader topic is not needed
+        topic_partitions=partitions,
+        topic_disable_leader=True,  # no on_leader tasks: the assignor's leader topic is unused
         stream_wait_empty=False,  # see the module docstring
         **web, **profiles.faust_broker_settings(profile_of(settings)))
-    source = app.topic(topology.domain_inbox(domain), partitions=settings.partitions,
+    source = app.topic(topology.domain_inbox(domain_id), partitions=partitions,
                        internal=False, allow_empty=True)  # an empty value is dead-lettered
-    publisher = FaustPublisher(app, settings.partitions,
-                               ensure_topic or topic_ensurer(settings))
-    forwarder = Forwarder(keys, directory_ref, publisher, clock=clock)
+
+    def table(name: str):
+        changelog = app.topic(topology.table(domain_id, name), partitions=partitions,
+                              internal=False, key_serializer="raw", value_serializer="raw")
+        return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes,
+                         changelog_topic=changelog)
+
+    tables = Tables(*(table(name) for name in topology.TABLES))
+    publisher = FaustPublisher(app, partitions, ensure_topic or topic_ensurer(settings))
+    forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock)
 
     async def forward(stream):  # concurrency 1: events of a partition one after the other
         async for event in stream.noack().events():
-            outcome = await forwarder.handle(event.message)
+            effects = await forwarder.handle(event.message)
             await stream.ack(event)
-            yield outcome  # yielding lets faust's test context wait for the whole event
+            yield effects  # yielding lets faust's test context wait for the whole event
 
     app.agent(source, name="forward", concurrency=1)(forward)
-    app.forwarder, app.publisher = forwarder, publisher
+    app.forwarder, app.publisher, app.refmesh_tables = forwarder, publisher, tables
     return app

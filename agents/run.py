@@ -9,6 +9,7 @@ comes from the environment variable the file names (``passphrase_env``).
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 import time
@@ -21,7 +22,8 @@ from kafka.errors import KafkaError
 
 from agents.forward import create_app, profile_of, sink_topics
 from gateways import kafka as profiles
-from gateways.loading import DirectoryRef, load_anchor, load_keys, read_bytes
+from gateways.loading import DirectoryRef, load_anchor, load_keys, now_ms, read_bytes
+from gateways.policy_files import read_policy
 from gateways.topics import TopicError, TopicSpec, ensure_topics
 from refmesh import settings as settings_mod
 from refmesh import topology
@@ -40,9 +42,14 @@ def load_settings(path: str) -> AgentSettings:
     return settings_mod.build(AgentSettings, {} if mapping is None else mapping, source=path)
 
 
-def domain_topics(domain: str) -> list[str]:
-    """The topics the domain owns and its workers need before they start."""
-    return [topology.domain_inbox(domain), topology.deadletter(domain, "domain")]
+def domain_topics(domain: str, partitions: int) -> list[TopicSpec]:
+    """The topics the domain owns and its workers need before they start (table changelogs
+    compacted: the latest value per key is what matters)."""
+    plain = [topology.domain_inbox(domain), topology.deadletter(domain, "domain"),
+             topology.audit(domain)]
+    return [TopicSpec(name, partitions) for name in plain] + [
+        TopicSpec(topology.table(domain, name), partitions, compacted=True)
+        for name in topology.TABLES]
 
 
 def prepare_topics(settings: AgentSettings, directory) -> list[str]:
@@ -51,8 +58,9 @@ def prepare_topics(settings: AgentSettings, directory) -> list[str]:
     with another partition count, which producing does not mind). Return the names known to
     exist."""
     admin = profiles.admin_config(profile_of(settings), settings.bootstrap, settings.security)
-    own = domain_topics(settings.domain)
-    ensure_topics(admin, [TopicSpec(name, settings.partitions) for name in own])
+    own_specs = domain_topics(settings.domain, settings.partitions)
+    ensure_topics(admin, own_specs)
+    own = [t.name for t in own_specs]
     sinks = [name for name in sink_topics(directory, settings.domain) if name not in own]
     try:
         ensure_topics(admin, [TopicSpec(name, settings.partitions) for name in sinks])
@@ -66,11 +74,21 @@ def prepare_app(settings: AgentSettings) -> faust.App:
     """Load the domain's files, create its topics and return the app, ready to run."""
     keys = load_keys(settings.keystore, settings.domain, settings.passphrase_env)
     directory_ref = DirectoryRef(settings.directory, load_anchor(settings.anchor))
-    directory_ref().member(settings.domain)  # a domain missing from its directory is misconfigured
-    known = prepare_topics(settings, directory_ref())
+    directory = directory_ref()
+    directory.member(settings.domain)  # a domain missing from its directory is misconfigured
+    # The agents refuse to start on an unsigned, tampered or foreign policy (PolicyError).
+    policy, signer = read_policy(read_bytes(settings.policy, "policy"), settings.policy,
+                                 directory, settings.domain, now_ms())
+    secret = os.environ.get(settings.pseudonym_secret_env)
+    if not secret:
+        raise ConfigError(f"set the domain's pseudonymisation secret in the environment "
+                          f"variable {settings.pseudonym_secret_env}")
+    log.info("policy %s of %s signed with %s loaded", policy.version, signer.domain,
+             signer.key_id)
+    known = prepare_topics(settings, directory)
     # faust makes only the last level of its data directory
     (Path(settings.data_dir) / settings.worker_id).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, keys, directory_ref)
+    app = create_app(settings, keys, directory_ref, policy, secret.encode())
     app.publisher.known(known)
     started = time.monotonic()
 

@@ -18,9 +18,11 @@ import yaml
 
 from gateways.broker import free_port
 from gateways.loading import keystore_path, write_file
-from refmesh import directory, keys
+from refmesh import directory, keys, signed_policy
 
 COORDINATOR = "BH/GOV/NCCTIP"
+HERE = Path(__file__).resolve().parent
+POLICIES = {"BH": HERE / "sample_policy.yaml", "ET": HERE / "sample_policy_et.yaml"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
     (root / "agents").mkdir(exist_ok=True)
     passphrase = passphrase or secrets.token_urlsafe(16)
     env = {"REFMESH_PASSPHRASE": passphrase,
-           "REFMESH_PARTITION_SECRET": secrets.token_hex(16)}
+           "REFMESH_PARTITION_SECRET": secrets.token_hex(16),
+           "REFMESH_PSEUDONYM_SECRET": secrets.token_hex(32)}
+    domain_keys = {}
     coordinator_keys = None
     coordinator = agencies[0].agency_id
     draft = directory.empty(coordinator)
@@ -109,9 +113,15 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
             k, agency.name, agency.role, agency.country, agency.domain, now))
         if agency.agency_id == coordinator:
             coordinator_keys = k
+        if agency.domain is None:
+            domain_keys[agency.agency_id] = (k, agency.country)
     files = MeshFiles(root, root / "keys", root / "directory.bin", root / "anchor.json", env)
     write_file(files.directory, directory.sign(draft, coordinator_keys, now))
     files.anchor.write_text(json.dumps(directory.TrustAnchor.of(coordinator_keys).to_json()))
+    (root / "policies").mkdir(exist_ok=True)
+    for domain_id, (k, country) in domain_keys.items():
+        write_file(root / "policies" / f"{domain_id.replace('/', '_')}.signed",
+                   sample_policy(domain_id, country, k, now), mode=0o644)
     seen = Path(mount) if mount else root  # where the folder is for the processes
     common = {"keystore": str(seen / "keys"), "directory": str(seen / "directory.bin"),
               "anchor": str(seen / "anchor.json"), "bootstrap": bootstrap, "broker": broker}
@@ -124,7 +134,8 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
         safe = agency.agency_id.replace("/", "_")
         if agency.domain is None:
             _yaml(files.agents_config(agency.agency_id), {
-                **common, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe)})
+                **common, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe),
+                "policy": str(seen / "policies" / f"{safe}.signed")})
         else:
             env[token_env(agency.agency_id)] = secrets.token_urlsafe(24)
             _yaml(files.gateway_config(agency.agency_id), {
@@ -134,6 +145,15 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
                 "resend_after_ms": resend_after_ms})
             port += 1
     return files
+
+
+def sample_policy(domain_id: str, country: str, domain_keys: keys.AgencyKeys, now: int) -> bytes:
+    """The sample policy of the domain's country, for ``domain_id``, signed by the domain."""
+    text = POLICIES[country].read_text()
+    sample_domain = next(line.split(":", 1)[1].strip() for line in text.splitlines()
+                         if line.startswith("domain:"))
+    text = text.replace(f"domain: {sample_domain}", f"domain: {domain_id}", 1)
+    return signed_policy.sign(text.encode(), domain_keys, now)
 
 
 def _yaml(path: Path, doc: dict) -> None:

@@ -101,6 +101,8 @@ class AgentSettings(Common):
     """A policy domain's stream agents (``refmesh agents run``)."""
 
     domain: str = ""
+    policy: str = ""  # the domain's signed minimisation policy (refmesh policy sign)
+    pseudonym_secret_env: str = "REFMESH_PSEUDONYM_SECRET"  # env var: pseudonymisation secret
     data_dir: str = "agents-data"
     web_port: int = 0  # faust's web server; 0 = off
     worker_id: str = "1"
@@ -108,3 +110,6 @@ class AgentSettings(Common):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_agency_id(self.domain)
+        if not self.policy:
+            raise ValueError("setting 'policy' is required: the path of the domain's signed "
+                             "policy (refmesh policy sign)")

@@ -33,7 +33,17 @@ def deadletter(owner_id: str, kind: str = "agency") -> str:
 
 
 def audit(domain_id: str) -> str:
+    """The domain's audit chain (one chain per partition)."""
     return f"{PREFIX}.domain.{_safe(domain_id)}.audit"
+
+
+def table(domain_id: str, name: str) -> str:
+    """Changelog topic of one of the domain agents' tables (consents, forwarded, audit-heads):
+    compacted, values encrypted for the domain, keys keyed hashes."""
+    return f"{PREFIX}.domain.{_safe(domain_id)}.{name}"
+
+
+TABLES = ("consents", "forwarded", "audit-heads")
 
 
 def partition_key(secret: bytes, subject_id: str) -> bytes:
@@ -86,4 +96,5 @@ def mesh_topics(directory: TrustedDirectory) -> list[tuple[str, bool]]:
         if member["domain"] is None:
             names += [(domain_inbox(agency_id), False), (deadletter(agency_id, "domain"), False),
                       (audit(agency_id), False)]
+            names += [(table(agency_id, name), True) for name in TABLES]
     return names

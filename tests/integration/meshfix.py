@@ -13,7 +13,7 @@ from gateways.mesh import RunningMesh
 from gateways.sample_mesh import MeshFiles, build, renamed
 from gateways.supervise import wait_until
 from gateways.topics import TopicSpec, ensure_topics
-from refmesh import samples, topology
+from refmesh import samples, schemas, topology
 from refmesh.keys import unlock
 
 
@@ -42,6 +42,18 @@ class Mesh:
                              recipient=self.id(recipient), created_at=now_ms(), n=n)
         r.update(over)
         return r
+
+    def consent(self, n: int, controller: str, **over) -> dict:
+        """A broad synthetic consent for person ``n`` (every purpose, role and data category,
+        across the border to ET), recorded at ``controller``'s gateway."""
+        consent = samples.consent(n, controller=self.id(controller), valid_from=now_ms() - 1000)
+        consent.update(purposes=schemas.symbols("Purpose"),
+                       recipientRoles=schemas.symbols("AgencyRole"),
+                       dataCategories=schemas.symbols("DataCategory"), crossBorder=True,
+                       crossBorderCountries=["ET"])
+        consent.update(over)
+        self.client(controller).record_consent(consent)
+        return consent
 
     def producer(self) -> KafkaProducer:
         return KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, self.bootstrap))

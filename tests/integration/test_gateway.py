@@ -32,11 +32,15 @@ def state_at(client, rid: str) -> str:
 
 def test_referral_goes_through_the_domain_and_the_whole_loop_comes_back(mesh):
     hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    mesh.consent(1, HOTLINE)
     referral = mesh.referral(1, HOTLINE, SHELTER)
     rid = hotline.submit(referral)["referralId"]
     wait_until(lambda: state_at(hotline, rid) == "received", 60, "the received status")
     got = shelter.show(rid)
     assert got["record"]["person"]["firstName"] == referral["person"]["firstName"]
+    # minimised by the domain's policy (rule shelter-services): no identity number, no phone
+    assert got["record"]["person"]["identityNumber"] is None
+    assert got["record"]["person"]["mobilePhone"] is None
     assert got["peer"] == mesh.id(HOTLINE)
     for state in ("accepted", "in_progress", "completed"):
         shelter.set_status(rid, state)
@@ -53,6 +57,7 @@ def test_referral_goes_through_the_domain_and_the_whole_loop_comes_back(mesh):
 
 def test_rejection_needs_a_reason_and_reaches_the_sender(mesh):
     hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    mesh.consent(2, HOTLINE)
     rid = hotline.submit(mesh.referral(2, HOTLINE, SHELTER))["referralId"]
     wait_until(lambda: state_at(shelter, rid) == "received", 60, "delivery")
     with pytest.raises(GatewayError) as no_reason:
@@ -66,6 +71,7 @@ def test_rejection_needs_a_reason_and_reaches_the_sender(mesh):
 
 def test_cross_border_referral_goes_domain_to_domain(mesh):
     iom, reception = mesh.client(IOM), mesh.client(RECEPTION)
+    mesh.consent(3, IOM)
     referral = mesh.referral(3, IOM, RECEPTION, trmStage="ReturnAndInclusion", purpose="Return")
     rid = iom.submit(referral)["referralId"]
     wait_until(lambda: state_at(iom, rid) == "received", 90, "the received status")
@@ -161,6 +167,7 @@ def test_case_workers_cli_sends_lists_shows_and_changes_status(mesh, tmp_path):
     from gateways.cli import cli
 
     hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    mesh.consent(11, HOTLINE)
     referral = mesh.referral(11, HOTLINE, SHELTER)
     del referral["recipientAgency"], referral["purpose"]
     path = tmp_path / "referral.json"

@@ -37,9 +37,12 @@ def test_a_gateway_killed_after_accepting_sends_everything_after_restart(bootstr
         config.write_text(yaml.safe_dump({**yaml.safe_load(good),
                                           "bootstrap": f"127.0.0.1:{free_port()}"}))
         mesh.running.start_gateway(hotline_id)
+        for n in range(5):
+            mesh.consent(n, HOTLINE)
         ids = [mesh.client(HOTLINE).submit(mesh.referral(n, HOTLINE, SHELTER))["referralId"]
                for n in range(5)]
         assert {r["state"] for r in mesh.client(HOTLINE).outbox()} == {"requested"}
+        assert len(mesh.client(HOTLINE).consents()) == 5
         mesh.running.gateways[hotline_id].kill()  # SIGKILL: no chance to flush anything
         config.write_text(good)
         mesh.running.start_gateway(hotline_id)
@@ -67,6 +70,8 @@ def test_a_broker_restart_that_loses_everything_loses_no_referral(own_broker, tm
                       [NCC])
     try:
         hotline = mesh.client(HOTLINE)
+        for n in range(9):
+            mesh.consent(n, HOTLINE)
         first = [hotline.submit(mesh.referral(n, HOTLINE, SHELTER))["referralId"]
                  for n in range(3)]
         wait_until(lambda: _all_received(mesh, first), 60, "the first referrals")
