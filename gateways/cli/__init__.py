@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from gateways.cli import agency, common, directory, events, policy, refer, run
+from gateways.cli import agency, audit, common, directory, events, policy, refer, run
 
 
 @click.group("refmesh", cls=common.MeshGroup,
@@ -23,7 +23,7 @@ cli.add_command(events.seal)
 cli.add_command(events.open_)
 cli.add_command(policy.policy)
 for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, refer.refer,
-                refer.consent):
+                refer.consent, audit.audit):
     cli.add_command(command)
 
 
