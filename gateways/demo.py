@@ -1,27 +1,32 @@
 """``make demo``: the sample mesh of DOMAIN.md on the embedded broker, end to end.
 
-Starts the broker, writes the sample mesh (keys, signed directory) to a temporary folder,
-starts both policy domains' agents and six gateways, sends synthetic referrals along the typical
-case path, shows the closed loop, scans every byte on every topic for the planted personal
-values, stops everything and exits 0 (1 if anything went wrong). All data is synthetic.
+Starts the broker, writes the sample mesh (keys, signed directory, signed policies) to a
+temporary folder, starts both policy domains' agents and six gateways, records consents, sends
+synthetic referrals along the typical case path (one refused for want of consent, one minimised
+across the border), shows the closed loop, withdraws a consent and follows the erasure, checks
+the audit chains, scans every byte on every topic for the planted personal values, stops
+everything and exits 0 (1 if anything went wrong). All data is synthetic.
 """
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from gateways import kafka as profiles
+from gateways.audit_reader import read_chains
 from gateways.broker import EmbeddedBroker
+from gateways.client import GatewayError
 from gateways.loading import DirectoryRef, load_anchor, now_ms
 from gateways.mesh import RunningMesh
 from gateways.sample_mesh import SAMPLE, build
 from gateways.scan import scan
 from gateways.supervise import wait_until
 from gateways.topics import TopicSpec, ensure_topics
-from refmesh import samples, topology
+from refmesh import audit, codec, samples, topology
 from refmesh.errors import MeshError
 
 HOTLINE, POLICE, SHELTER = "BH/GOV/HOTLINE", "BH/GOV/MOI-ATU", "BH/GOV/SHELTER"
@@ -46,6 +51,9 @@ def case_path(now: int) -> list[tuple[str, dict, str]]:
         return r
 
     return [
+        # person 3 never gave consent: the policy domain refuses, the hotline learns why
+        (HOTLINE, referral(3, HOTLINE, SHELTER, "FirstAssistance", "Services", ["Shelter"]),
+         "refused"),
         (HOTLINE, referral(1, HOTLINE, SHELTER, "FirstAssistance", "Services",
                            ["Shelter", "Interpreter"]), "completed"),
         (HOTLINE, referral(1, HOTLINE, POLICE, "Proceedings", "Prosecution",
@@ -57,6 +65,34 @@ def case_path(now: int) -> list[tuple[str, dict, str]]:
         (IOM, referral(1, IOM, RECEPTION, "ReturnAndInclusion", "Return",
                        ["Reception", "Reintegration"]), "accepted"),
     ]
+
+
+def consents(now: int) -> list[tuple[str, dict]]:
+    """(recording agency, consent): person 1 agreed to services, prosecution and return, in
+    Bahrain and to Ethiopia; person 2 only to services at a shelter; person 3 to nothing."""
+    everything = samples.consent(1, controller=HOTLINE, valid_from=now - 60_000)
+    everything.update(
+        purposes=["Services", "Referral", "Prosecution", "Return"],
+        recipientRoles=["CentralGovernmentOrganisation", "LawEnforcement",
+                        "HealthServiceOrganisation", "IntergovernmentalOrganisation", "NGO"],
+        dataCategories=["Identity", "Contact", "Demographics", "VictimContext", "SupportNeeds",
+                        "Health", "ReferralDetails"],
+        crossBorder=True, crossBorderCountries=["ET"])
+    shelter_only = samples.consent(2, controller=HOTLINE, valid_from=now - 60_000)
+    shelter_only.update(recipientRoles=["CentralGovernmentOrganisation"],
+                        dataCategories=["Identity", "Demographics", "SupportNeeds"])
+    return [(HOTLINE, everything), (HOTLINE, shelter_only)]
+
+
+def leaves(record: dict, prefix: str = "") -> set[str]:
+    """Dotted names of the fields that carry a value."""
+    out = set()
+    for name, value in record.items():
+        if isinstance(value, dict):
+            out |= leaves(value, f"{prefix}{name}.")
+        elif value not in (None, "", []):
+            out.add(prefix + name)
+    return out
 
 
 def canaries(referrals: list[dict]) -> list[str]:
@@ -116,21 +152,38 @@ def main() -> int:
 
 
 def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
-    path = case_path(now_ms())
+    now = now_ms()
+    for agency, consent in consents(now):
+        mesh.client(agency).record_consent(consent)
+        say(f"{agency} records consent {consent['consentId']} of person {consent['subjectId']}: "
+            f"purposes {', '.join(consent['purposes'])}")
+    path = case_path(now)
     for sender, referral, _ in path:
         mesh.client(sender).submit(referral)
         say(f"{sender} -> {referral['recipientAgency']}: referral {referral['referralId']} "
             f"({referral['trmStage']}, purpose {referral['purpose']}) submitted")
-    for sender, referral, _ in path:
+    for sender, referral, outcome in path:
         rid, recipient = referral["referralId"], referral["recipientAgency"]
         wait_until(lambda: mesh.client(sender).show(rid)["state"] != "requested", 60,
-                   f"{recipient} to confirm {rid}")
-        say(f"{sender} sees {rid}: received by {recipient}")
+                   f"an answer for {rid}")
+        shown = mesh.client(sender).show(rid)
+        if outcome == "refused":
+            assert shown["state"] == "refused", shown["state"]
+            detail = shown["history"][-1]["detail"]
+            say(f"{sender} sees {rid}: REFUSED by its policy domain ({detail}); nothing sent")
+            continue
+        got = mesh.client(recipient).show(rid)["record"]
+        say(f"{sender} sees {rid}: received by {recipient}, which got "
+            f"{len(leaves(got))} of the {len(leaves(referral))} fields sent")
+    cross = next(r for _, r, _ in path if r["recipientAgency"] == RECEPTION)
+    got = mesh.client(RECEPTION).show(cross["referralId"])["record"]
+    say(f"cross-border referral as {RECEPTION} holds it (policy rules reception-return + "
+        f"bh-to-et-return): {', '.join(sorted(leaves(got['person'], 'person.')))}")
     for sender, referral, outcome in path:
         rid, recipient = referral["referralId"], referral["recipientAgency"]
         steps = {"completed": ["accepted", "in_progress", "completed"],
                  "in_progress": ["accepted", "in_progress"], "accepted": ["accepted"],
-                 "rejected": ["rejected"]}[outcome]
+                 "rejected": ["rejected"], "refused": []}[outcome]
         for state in steps:
             reason = "LackOfCapacity" if state == "rejected" else None
             mesh.client(recipient).set_status(rid, state, reason)
@@ -138,12 +191,14 @@ def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
                        f"{sender} to see {rid} {state}")
             say(f"  {recipient} set {rid} to {state}" + (f" ({reason})" if reason else "")
                 + f"; {sender} sees it")
+    withdraw(mesh, path)
     print()
-    say("what each agency received:")
+    say("what each agency holds:")
     for agency in mesh.gateways:
         inbox = mesh.client(agency).inbox()
         listed = ", ".join(f"{r['referral_id']} from {r['peer']} [{r['state']}]" for r in inbox)
         print(f"    {agency:18} {len(inbox)} referral(s){': ' + listed if listed else ''}")
+    ok = verify_audit(bootstrap)
     planted = canaries([r for _, r, _ in path])
     result = scan(profiles.consumer_config(profiles.EMBEDDED, bootstrap, "scan"), planted,
                   topic_prefix=topology.PREFIX)
@@ -151,10 +206,45 @@ def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
         f"topics searched for {len(planted)} planted personal values: {len(result.hits)} found")
     for hit in result.hits:
         print(f"    LEAK: {hit[3]!r} in {hit[0]}/{hit[1]}@{hit[2]}")
-    ok = not result.hits
-    say("demo finished: " + ("every referral delivered, closed loop complete, nothing readable "
-                              "on the broker" if ok else "LEAKS FOUND"))
+    ok = ok and not result.hits
+    say("demo finished: " + ("every referral answered, closed loop complete, consent and "
+                              "erasure honoured, nothing readable on the broker" if ok
+                              else "PROBLEMS FOUND"))
     return 0 if ok else 1
+
+
+def withdraw(mesh: RunningMesh, path) -> None:
+    """Person 2 withdraws consent: the shelter erases what it received, the hotline sees it."""
+    rid = next(r["referralId"] for _, r, _ in path if r["subjectId"] == "subj-000002")
+    consent_id = "consent-000002"
+    mesh.client(HOTLINE).withdraw_consent(consent_id)
+    say(f"person subj-000002 withdraws consent {consent_id} at {HOTLINE}")
+    wait_until(lambda: any(e["kind"] == "Confirmation" for e in mesh.client(HOTLINE).erasures()),
+               60, "the erasure confirmation")
+    erased = [e for e in mesh.client(SHELTER).erasures() if e["kind"] == "Request"]
+    say(f"  {SHELTER} received an erasure request for {', '.join(erased[0]['referral_ids'])} "
+        f"and erased it; {HOTLINE} sees the confirmation")
+    try:
+        mesh.client(SHELTER).show(rid)
+        raise MeshError(f"{rid} is still held by {SHELTER} after the erasure")
+    except GatewayError as exc:
+        if exc.status != 404:
+            raise
+
+
+def verify_audit(bootstrap: str) -> bool:
+    ok = True
+    for domain in DOMAINS:
+        chains = read_chains(profiles.consumer_config(profiles.EMBEDDED, bootstrap, "audit"),
+                             domain)
+        broken = [p for p, chain in chains.items() if audit.verify(chain) is not None]
+        count = sum(map(len, chains.values()))
+        decisions = Counter(codec.decode(r)[1]["decision"] for c in chains.values() for r in c)
+        say(f"audit of {domain}: {count} records in {len(chains)} hash chains, "
+            + ("all intact" if not broken else f"BROKEN in {broken}") + "; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items())))
+        ok = ok and not broken
+    return ok
 
 
 if __name__ == "__main__":

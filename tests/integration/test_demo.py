@@ -1,4 +1,5 @@
-"""`make demo` runs the sample mesh end to end, exits 0 by itself and leaves nothing running."""
+"""`make demo` runs the sample mesh end to end (consent refusal, minimised cross-border referral,
+withdrawal and erasure, audit chains, leak scan), exits 0 by itself and leaves nothing running."""
 from __future__ import annotations
 
 import subprocess
@@ -27,8 +28,10 @@ def test_demo_runs_the_case_path_and_finds_no_leak():
     out = done.stdout
     assert "planted personal values: 0 found" in out
     for state in ("received by", "to completed", "to rejected (LackOfCapacity)",
-                  "ET/NGO/RECEPTION set"):
+                  "ET/NGO/RECEPTION set", "REFUSED by its policy domain (consent_missing)",
+                  "erased it; BH/GOV/HOTLINE sees the confirmation"):
         assert state in out, state
+    assert out.count("hash chains, all intact") == 2
     assert "ET/NGO/RECEPTION   1 referral(s)" in out
     assert "Traceback" not in out + done.stderr
     assert _demo_processes() == []
