@@ -34,8 +34,10 @@ def machine() -> str:
             f"{platform.machine()}, Python {sys.version.split()[0]}; {versions}")
 
 
-def spread(samples: list[float]) -> str:
-    return f"{statistics.median(samples):,.1f} ({min(samples):,.1f}-{max(samples):,.1f})"
+def spread(samples: list[float], digits: int = 1) -> str:
+    """``median (min-max)`` of the samples, with ``digits`` decimals."""
+    f = f",.{digits}f"
+    return (f"{statistics.median(samples):{f}} ({min(samples):{f}}-{max(samples):{f}})")
 
 
 def write_section(name: str, body: str) -> None:

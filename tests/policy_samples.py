@@ -3,11 +3,13 @@ policies (gateways/sample_policy*.yaml), consents, and referrals with a canary i
 All synthetic."""
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import yaml
 
-from refmesh import policy, samples, schemas
+from refmesh import directory as directories
+from refmesh import keys, policy, samples, schemas
 from refmesh.directory import TrustedDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,20 @@ def directory() -> TrustedDirectory:
     """The sample mesh's members, unsigned (decide only looks members up)."""
     return TrustedDirectory({"serial": 1, "coordinator": "BH/GOV/NCCTIP", "issuedAt": 0,
                              "expiresAt": NOW + 365 * DAY, "members": list(MEMBERS.values())})
+
+
+def signed_mesh(now: int = NOW) -> types.SimpleNamespace:
+    """The sample mesh with real keys: ``keys`` (agency -> AgencyKeys) and ``directory`` (the
+    TrustedDirectory signed by BH/GOV/NCCTIP), for tests that seal and open envelopes."""
+    made = {agency: keys.generate(agency, now - 1000) for agency, *_ in AGENCIES}
+    draft = directories.empty(AGENCIES[0][0])
+    for agency, role, jurisdiction, domain in AGENCIES:
+        draft = directories.add_member(draft, directories.member_entry(
+            made[agency], f"{agency} (sample)", role, jurisdiction, domain, now - 1000))
+    coordinator = made[AGENCIES[0][0]]
+    trusted = directories.load(directories.sign(draft, coordinator, now - 1000),
+                               directories.TrustAnchor.of(coordinator), now)
+    return types.SimpleNamespace(keys=made, directory=trusted)
 
 
 def load(path: Path = SAMPLE_POLICY) -> policy.Policy:

@@ -1,42 +1,38 @@
-"""The forwarding agent in memory: the pure ``process`` step directly, and the faust app
-through its test context with a recording producer (no broker).
+"""The domain agent in memory: the faust app through its test context with a recording producer
+(no broker). The decisions themselves are unit-tested on ``refmesh.domain.handle``
+(tests/unit/test_core_domain.py); here: that the agent carries the effects out (publish with the
+event's key, tables written, audit chain per partition, dead letters, retries), and its config.
 
-The mesh: domain BH/GOV/NCCTIP with BH/NGO/HOTLINE and BH/NGO/SHELTER; origin-country domain
-ET/GOV/NCC with ET/NGO/RECEPTION. One directory, signed by BH/GOV/NCCTIP, serves both domains.
+The mesh: the sample mesh of tests/policy_samples.py with real keys (domain BH/GOV/NCCTIP with
+the hotline, shelter, police...; origin-country domain ET/GOV/NCC with ET/NGO/RECEPTION) and the
+sample policy gateways/sample_policy.yaml.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import types
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from agents import forward, run
-from agents.forward import DeadLetter, Forward, Ignore, create_app, process, sink_topics
-from refmesh import directory, envelope, keys, samples, topology
+from agents.forward import create_app, sink_topics
+from refmesh import audit, codec, domain, envelope, minimise, samples, topology
 from refmesh.errors import ConfigError
 from refmesh.settings import AgentSettings
+from tests import policy_samples as S
 
-NOW = 1_790_000_000_000
-BH, HOTLINE, SHELTER = "BH/GOV/NCCTIP", "BH/NGO/HOTLINE", "BH/NGO/SHELTER"
-ET, RECEPTION = "ET/GOV/NCC", "ET/NGO/RECEPTION"
+NOW = S.NOW
+BH, HOTLINE, SHELTER, POLICE = "BH/GOV/NCCTIP", S.HOTLINE, S.SHELTER, S.POLICE
+ET, RECEPTION = "ET/GOV/NCC", S.RECEPTION
 KEY = b"5f1e0c0d9a8b7c6d5e4f3a2b1c0d9e8f"  # a keyed hash, as gateways write them
+POLICY = S.load()
 
 
 @pytest.fixture(scope="module")
 def mesh():
-    k = {a: keys.generate(a, NOW - 1000) for a in (BH, HOTLINE, SHELTER, ET, RECEPTION)}
-    draft = directory.empty(BH)
-    for agency, role, domain in ((BH, "CentralGovernmentOrganisation", None),
-                                 (HOTLINE, "NGO", BH), (SHELTER, "NGO", BH),
-                                 (ET, "CentralGovernmentOrganisation", None),
-                                 (RECEPTION, "NGO", ET)):
-        draft = directory.add_member(draft, directory.member_entry(
-            k[agency], agency, role, agency[:2], domain, NOW - 1000))
-    trusted = directory.load(directory.sign(draft, k[BH], NOW - 1000),
-                             directory.TrustAnchor.of(k[BH]), NOW)
-    return types.SimpleNamespace(keys=k, directory=trusted)
+    return S.signed_mesh(NOW)
 
 
 def seal(mesh, record, sender, recipient, record_type="Referral", **kw):
@@ -48,102 +44,30 @@ def referral(sender=HOTLINE, recipient=SHELTER, **kw):
     return samples.referral(sender=sender, recipient=recipient, created_at=NOW, **kw)
 
 
-# --- the pure step ---------------------------------------------------------------------------
-
-def test_a_referral_within_the_domain_is_resealed_for_the_recipients_gateway(mesh):
-    record = referral()
-    data = seal(mesh, record, HOTLINE, BH, event_id="ev-1")
-    outcome = process(data, mesh.keys[BH], mesh.directory, NOW + 5)
-    assert isinstance(outcome, Forward)
-    assert outcome.topic == topology.agency_inbox(SHELTER) == "refmesh.agency.BH.NGO.SHELTER.in"
-    assert outcome.seal_for == SHELTER and outcome.event_id == "ev-1"
-    opened = envelope.open(outcome.value, mesh.keys[SHELTER], mesh.directory, NOW + 10)
-    assert opened.record_type == "Referral" and opened.record == record
-    assert opened.header["sender"] == BH and opened.header["eventId"] == "ev-1"
-    assert record["person"]["firstName"].encode() not in outcome.value  # sealed, not clear
+def consent(**kw):
+    return S.consent(**kw)  # covers samples.referral()'s subject, consent id and version
 
 
-def test_a_referral_abroad_goes_to_the_recipients_own_domain_and_on_from_there(mesh):
-    record = referral(recipient=RECEPTION)
-    first = process(seal(mesh, record, HOTLINE, BH), mesh.keys[BH], mesh.directory, NOW)
-    assert isinstance(first, Forward)
-    assert (first.topic, first.seal_for) == ("refmesh.domain.ET.GOV.NCC.in", ET)
-    assert envelope.open(first.value, mesh.keys[ET], mesh.directory, NOW).record == record
-    second = process(first.value, mesh.keys[ET], mesh.directory, NOW)  # ET's own agent
-    assert isinstance(second, Forward)
-    assert (second.topic, second.seal_for) == (topology.agency_inbox(RECEPTION), RECEPTION)
-    opened = envelope.open(second.value, mesh.keys[RECEPTION], mesh.directory, NOW)
-    assert opened.record == record and opened.header["sender"] == ET
-
-
-def test_a_referral_for_the_coordinating_body_itself_goes_to_its_gateway(mesh):
-    outcome = process(seal(mesh, referral(recipient=BH), HOTLINE, BH), mesh.keys[BH],
-                      mesh.directory, NOW)
-    assert isinstance(outcome, Forward) and outcome.topic == topology.agency_inbox(BH)
-
-
-@pytest.mark.parametrize("spoil, reason", [
-    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "bad_signature"),
-    (lambda d: d[:40], "malformed"),
-    (lambda d: b"", "malformed"),
-    (lambda d: b"not an envelope at all", "malformed"),
-])
-def test_an_event_that_does_not_open_is_dead_lettered_with_its_reason(mesh, spoil, reason):
-    data = spoil(seal(mesh, referral(), HOTLINE, BH, event_id="ev-bad"))
-    outcome = process(data, mesh.keys[BH], mesh.directory, NOW)
-    assert isinstance(outcome, DeadLetter) and outcome.reason == reason
-
-
-def test_dead_letters_name_the_check_that_failed(mesh):
-    def reason_of(data, now=NOW):
-        return process(data, mesh.keys[BH], mesh.directory, now).reason
-
-    assert reason_of(seal(mesh, referral(), HOTLINE, SHELTER)) == "wrong_recipient"
-    assert reason_of(seal(mesh, referral(), HOTLINE, BH), NOW + 31 * 86_400_000) == "too_old"
-    assert reason_of(seal(mesh, referral(recipient="BH/NGO/NOBODY"), HOTLINE, BH)) == \
-        "unknown_recipient"
-    status = samples.status(set_by=SHELTER)
-    assert reason_of(seal(mesh, status, HOTLINE, BH, "ReferralStatus")) == "unexpected_type"
-
-
-def test_the_domain_does_not_vouch_for_a_referral_its_signer_did_not_send(mesh):
-    # a member claiming another member's name
-    forged = seal(mesh, referral(sender=SHELTER, recipient=HOTLINE), HOTLINE, BH)
-    assert process(forged, mesh.keys[BH], mesh.directory, NOW).reason == "sender_mismatch"
-    # a foreign agency skipping its own domain
-    skipped = seal(mesh, referral(sender=RECEPTION, recipient=SHELTER), RECEPTION, BH)
-    assert process(skipped, mesh.keys[BH], mesh.directory, NOW).reason == "sender_mismatch"
-    # a sender the directory does not know
-    stranger = seal(mesh, referral(sender="BH/NGO/NOBODY"), HOTLINE, BH)
-    assert process(stranger, mesh.keys[BH], mesh.directory, NOW).reason == \
-        "unknown_sender_agency"
-    # but the foreign agency's own domain may hand it over (domain to domain)
-    handed = seal(mesh, referral(sender=RECEPTION, recipient=SHELTER), ET, BH)
-    assert isinstance(process(handed, mesh.keys[BH], mesh.directory, NOW), Forward)
-
-
-def test_receipts_for_the_domain_are_ignored(mesh):
-    receipt = {"deliveryKey": "referral:x", "eventId": "ev-1", "outcome": "Stored",
-               "receivedBy": SHELTER, "at": NOW}
-    outcome = process(seal(mesh, receipt, SHELTER, BH, "Receipt", event_id="ev-r"),
-                      mesh.keys[BH], mesh.directory, NOW)
-    assert outcome == Ignore("receipt_for_domain", "ev-r", "Receipt")
+def withdrawn(**kw):
+    c = consent(**kw)
+    return {**c, "events": [*c["events"], {"type": "Withdrawn", "at": NOW - 1,
+                                           "channel": "InPerson", "recordedBy": HOTLINE}]}
 
 
 def test_sink_topics_are_every_hop_the_domain_can_take(mesh):
-    assert sink_topics(mesh.directory, BH) == sorted([
-        topology.agency_inbox(BH), topology.agency_inbox(HOTLINE),
-        topology.agency_inbox(SHELTER), topology.domain_inbox(ET)])
+    inboxes = [topology.agency_inbox(a) for a, *_ in S.AGENCIES]
+    assert sink_topics(mesh.directory, BH) == sorted([*inboxes, topology.domain_inbox(ET)])
 
 
 # --- the faust app ---------------------------------------------------------------------------
 
 class RecordingProducer:
     """Stands in for faust's producer: records each send and acknowledges it (or fails the
-    first ``fail`` sends the way aiokafka does when the broker is away)."""
+    first ``fail`` sends the way aiokafka does when the broker is away). Table writes arrive
+    through ``send_soon`` (faust buffers changelog records) and are recorded apart."""
 
     def __init__(self, fail: int = 0) -> None:
-        self.sent, self.fail = [], fail
+        self.sent, self.changelog, self.fail = [], [], fail
 
     async def maybe_start(self) -> None:
         pass
@@ -154,15 +78,25 @@ class RecordingProducer:
             self.fail -= 1
             future.set_exception(KafkaTimeoutError())
         else:
-            self.sent.append((topic, key, value, headers or None))
-            future.set_result(types.SimpleNamespace(topic=topic, partition=0, offset=0))
+            self.sent.append(types.SimpleNamespace(topic=topic, key=key, value=value,
+                                                   headers=headers or None,
+                                                   partition=partition))
+            future.set_result(types.SimpleNamespace(topic=topic, partition=partition or 0,
+                                                    offset=0))
         return future
+
+    def send_soon(self, fut) -> None:
+        m = fut.message
+        self.changelog.append((m.channel.get_topic_name(), m.key, m.value, m.partition))
+
+    def to(self, topic: str) -> list:
+        return [s for s in self.sent if s.topic == topic]
 
 
 def settings(tmp_path, **overrides):
     values = {"keystore": str(tmp_path), "directory": "d", "anchor": "a", "domain": BH,
               "broker": "embedded", "bootstrap": "127.0.0.1:1", "data_dir": str(tmp_path),
-              "partitions": 3, **overrides}
+              "partitions": 3, "policy": "policy.signed", **overrides}
     return AgentSettings(**values)
 
 
@@ -174,7 +108,7 @@ def make_app(tmp_path, mesh, producer, **overrides):
         return True
 
     app = create_app(settings(tmp_path, **overrides), mesh.keys[BH], lambda: mesh.directory,
-                     clock=lambda: NOW, ensure_topic=ensure_topic)
+                     POLICY, S.SECRET, clock=lambda: NOW, ensure_topic=ensure_topic)
     app.producer = producer
     app.conf.store = "memory://"
     app.finalize()
@@ -183,13 +117,17 @@ def make_app(tmp_path, mesh, producer, **overrides):
 
 
 def put_all(app, messages):
-    """Feed (key, value) pairs through the agent's test context; return the outcomes."""
+    """Feed (key, value[, partition]) through the agent's test context; return the Effects."""
     async def go():
         async with app.agents["forward"].test_context() as agent:
-            for key, value in messages:
-                await agent.put(value, key=key)
+            for key, value, *partition in messages:
+                await agent.put(value, key=key, partition=partition[0] if partition else 0)
             return [agent.results[i] for i in range(len(messages))]
     return asyncio.run(go())
+
+
+def opened(mesh, sent, agency):
+    return envelope.open(sent.value, mesh.keys[agency], mesh.directory, NOW)
 
 
 def test_the_app_forwards_with_the_same_key_and_dead_letters_without_plaintext(tmp_path, mesh):
@@ -198,26 +136,139 @@ def test_the_app_forwards_with_the_same_key_and_dead_letters_without_plaintext(t
     record = referral()
     good = seal(mesh, record, HOTLINE, BH)
     bad = good[:-1] + bytes([good[-1] ^ 1])
-    outcomes = put_all(app, [(KEY, good), (b"other-key", bad)])
-    assert [type(o) for o in outcomes] == [Forward, DeadLetter]
-    (topic, key, value, headers), (dl_topic, dl_key, dl_value, dl_headers) = producer.sent
-    assert (topic, key, headers) == (topology.agency_inbox(SHELTER), KEY, None)
-    assert envelope.open(value, mesh.keys[SHELTER], mesh.directory, NOW).record == record
-    assert (dl_topic, dl_key, dl_value) == (topology.deadletter(BH, "domain"), b"other-key", bad)
+    effects = put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent")),
+                            (KEY, good), (b"other-key", bad)])
+    assert [e.deadletter for e in effects] == [None, None, "bad_signature"]
+    (forwarded,) = producer.to(topology.agency_inbox(SHELTER))
+    assert (forwarded.key, forwarded.headers) == (KEY, None)
+    assert opened(mesh, forwarded, SHELTER).record["referralId"] == record["referralId"]
+    (dead,) = producer.to(topology.deadletter(BH, "domain"))
+    assert (dead.key, dead.value) == (b"other-key", bad)  # as it came: sealed, no plaintext
     inbox = topology.domain_inbox(BH)
-    assert dl_headers == [("refmesh-reason", b"bad_signature"),
-                          ("refmesh-source", f"{inbox}/0@1".encode())]
-    assert app.ensured == [topology.agency_inbox(SHELTER), topology.deadletter(BH, "domain")]
-    assert app.forwarder.counts == {"forwarded": 1, "deadletter:bad_signature": 1}
+    assert dead.headers == [("refmesh-reason", b"bad_signature"),
+                            ("refmesh-source", f"{inbox}/0@2".encode())]
+    assert set(app.ensured) == {topology.agency_inbox(HOTLINE), topology.agency_inbox(SHELTER),
+                                topology.audit(BH), topology.deadletter(BH, "domain")}
+    assert len(app.ensured) == 4  # each topic checked once
+    assert app.forwarder.counts == {"ConsentRecorded": 1, "Forwarded": 1, "DeadLettered": 1,
+                                    "deadletter:bad_signature": 1}
+
+
+def test_a_consent_then_a_referral_of_that_person_goes_out_minimised(tmp_path, mesh):
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    record = referral()
+    effects = put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent", event_id="c1")),
+                            (KEY, seal(mesh, record, HOTLINE, BH, event_id="r1"))])
+    assert effects[0].consent_put is not None and effects[1].log_put is not None
+    receipt, = producer.to(topology.agency_inbox(HOTLINE))
+    assert opened(mesh, receipt, HOTLINE).record["eventId"] == "c1"
+    (forwarded,) = producer.to(topology.agency_inbox(SHELTER))
+    got = opened(mesh, forwarded, SHELTER)
+    assert got.header["sender"] == BH and got.header["eventId"] == "r1"
+    out = got.record
+    assert out["person"]["firstName"] == record["person"]["firstName"]  # shelter-services keeps
+    assert out["person"]["ageBand"] == "25-29" and out["person"]["birthdate"] is None
+    for dropped in ("identityNumber", "mobilePhone", "email", "mailingStreet"):
+        assert out["person"][dropped] is None
+    assert out["victim"]["caseComment"] is None and out["needs"]["medicalNotes"] is None
+    assert out["subjectId"] == minimise.pseudonym(S.SECRET, SHELTER, "subjectId",
+                                                  record["subjectId"])
+    for secret in (record["person"]["identityNumber"], record["victim"]["caseComment"],
+                   record["subjectId"]):
+        assert secret.encode() not in forwarded.value
+    # the tables were written through their changelogs, encrypted, keyed without the person
+    names = {topic.rsplit(".", 1)[-1] for topic, *_ in producer.changelog}
+    assert names == {"consents", "forwarded", "audit-heads"}
+    for topic, key, value, partition in producer.changelog:
+        assert partition == 0 and topic.startswith("refmesh.domain.BH.GOV.NCCTIP.")
+        for clear in (record["subjectId"], record["person"]["firstName"], record["referralId"]):
+            assert clear.encode() not in value
+    tables = app.refmesh_tables
+    assert set(tables.consents.keys()) == {domain.consent_key(KEY, record["consentId"])}
+    assert set(tables.forwarded.keys()) == {KEY}
+
+
+def test_a_withdrawal_asks_every_earlier_recipient_to_erase(tmp_path, mesh):
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    to_shelter, to_psych = referral(), referral(recipient=S.PSYCH, referral_id="r-psych")
+    again = referral(referral_id="r-after")
+    put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent")),
+                  (KEY, seal(mesh, to_shelter, HOTLINE, BH)),
+                  (KEY, seal(mesh, to_psych, HOTLINE, BH)),
+                  (KEY, seal(mesh, withdrawn(), HOTLINE, BH, "Consent")),
+                  (KEY, seal(mesh, again, HOTLINE, BH))])
+    notices = {}
+    for agency, first in ((SHELTER, to_shelter), (S.PSYCH, to_psych)):
+        sent = producer.to(topology.agency_inbox(agency))
+        records = [opened(mesh, s, agency) for s in sent]
+        assert [r.record_type for r in records] == ["Referral", "ErasureNotice"]
+        assert sent[1].key == KEY
+        notices[agency] = notice = records[1].record
+        assert notice["kind"] == "Request" and notice["referralIds"] == [first["referralId"]]
+        assert notice["requestedBy"] == BH and notice["reason"] == "ConsentWithdrawn"
+        assert notice["consentId"] == minimise.pseudonym(S.SECRET, agency, "consentId",
+                                                         first["consentId"])
+    assert notices[SHELTER]["consentId"] != notices[S.PSYCH]["consentId"]
+    # the referral after the withdrawal is refused back to the hotline, not delivered
+    statuses = [opened(mesh, s, HOTLINE).record for s in producer.to(
+        topology.agency_inbox(HOTLINE))]
+    refusals = [s for s in statuses if "state" in s]
+    assert [(s["referralId"], s["state"], s["detail"]) for s in refusals] == [
+        ("r-after", "refused", "consent_withdrawn")]
+    assert app.forwarder.counts["ErasureSent"] == 2 and app.forwarder.counts["Refused"] == 1
+
+
+def test_the_audit_records_of_each_partition_form_a_valid_chain(tmp_path, mesh):
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    other = b"0" * 32
+    garbage = b"not an envelope"
+    put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent"), 0),
+                  (other, seal(mesh, referral(referral_id="r-none"), HOTLINE, BH), 1),
+                  (KEY, seal(mesh, referral(), HOTLINE, BH), 0),
+                  (other, garbage, 1),
+                  (KEY, seal(mesh, withdrawn(), HOTLINE, BH, "Consent"), 0),
+                  (KEY, seal(mesh, referral(referral_id="r-late"), HOTLINE, BH), 0)])
+    chains: dict[int, list] = {}
+    for s in producer.to(topology.audit(BH)):
+        assert s.key == str(s.partition).encode()
+        chains.setdefault(s.partition, []).append(s.value)
+    assert sorted(chains) == [0, 1]
+    decisions = {p: [codec.decode(d, expect="AuditRecord")[1] for d in chain]
+                 for p, chain in chains.items()}
+    assert [(d["decision"], d["reason"]) for d in decisions[0]] == [
+        ("ConsentRecorded", None), ("Forwarded", None), ("ConsentRecorded", None),
+        ("ErasureSent", "consent_withdrawn"), ("Refused", "consent_withdrawn")]
+    assert [(d["decision"], d["reason"]) for d in decisions[1]] == [
+        ("Refused", "consent_missing"), ("DeadLettered", "malformed")]
+    for chain in chains.values():
+        assert audit.verify(chain) is None
+    assert [d["seq"] for d in decisions[0]] == list(range(5))
+    forwarded = decisions[0][1]
+    assert (forwarded["sender"], forwarded["recipient"], forwarded["legalBasis"]) == (
+        HOTLINE, SHELTER, "Consent")
+    assert "person.firstName" in forwarded["fieldsForwarded"]
+    assert "person.identityNumber" not in forwarded["fieldsForwarded"]
+    assert b"Amina" not in b"".join(chains[0])  # field names, never values
+    heads = app.refmesh_tables.heads
+    assert audit.Head.from_bytes(heads[b"0"]).seq == 5
+    assert audit.Head.from_bytes(heads[b"1"]).seq == 2
 
 
 def test_the_app_retries_a_failed_produce_until_acknowledged(tmp_path, mesh):
     producer = RecordingProducer(fail=2)
     app = make_app(tmp_path, mesh, producer)
     app.forwarder.retry_first_s = 0.001
-    outcomes = put_all(app, [(KEY, seal(mesh, referral(), HOTLINE, BH))])
-    assert isinstance(outcomes[0], Forward)
-    assert len(producer.sent) == 1 and producer.sent[0][1] == KEY
+    effects = put_all(app, [(KEY, seal(mesh, referral(recipient=POLICE, purpose="Prosecution",
+                                                      legalBasis="LegalObligation",
+                                                      consentId=None, consentVersion=None),
+                                       HOTLINE, BH))])
+    assert effects[0].deadletter is None
+    (forwarded,) = producer.to(topology.agency_inbox(POLICE))
+    assert forwarded.key == KEY
+    assert len(producer.to(topology.audit(BH))) == 1  # each record produced once
 
 
 def test_an_unexpected_error_parks_the_event_instead_of_losing_it(tmp_path, mesh, caplog):
@@ -229,11 +280,14 @@ def test_an_unexpected_error_parks_the_event_instead_of_losing_it(tmp_path, mesh
 
     app.forwarder.directory_ref = broken_directory
     data = seal(mesh, referral(), HOTLINE, BH)
-    outcomes = put_all(app, [(KEY, data)])
-    assert outcomes == [DeadLetter("internal_error", None)]
-    (topic, key, value, headers), = producer.sent
-    assert (topic, key, value) == (topology.deadletter(BH, "domain"), KEY, data)
-    assert dict(headers)["refmesh-reason"] == b"internal_error"
+    effects = put_all(app, [(KEY, data)])
+    assert effects[0].deadletter == "internal_error" and effects[0].publish == ()
+    (dead,) = producer.to(topology.deadletter(BH, "domain"))
+    assert (dead.key, dead.value) == (KEY, data)
+    assert dict(dead.headers)["refmesh-reason"] == b"internal_error"
+    (record,) = producer.to(topology.audit(BH))
+    decoded = codec.decode(record.value, expect="AuditRecord")[1]
+    assert (decoded["decision"], decoded["reason"]) == ("DeadLettered", "internal_error")
     assert "RuntimeError" in caplog.text and "Amina" not in caplog.text
 
 
@@ -242,8 +296,9 @@ def test_the_app_ignores_receipts_without_producing(tmp_path, mesh):
     app = make_app(tmp_path, mesh, producer)
     receipt = {"deliveryKey": "referral:x", "eventId": "e", "outcome": "Duplicate",
                "receivedBy": SHELTER, "at": NOW}
-    outcomes = put_all(app, [(KEY, seal(mesh, receipt, SHELTER, BH, "Receipt"))])
-    assert isinstance(outcomes[0], Ignore) and producer.sent == []
+    effects = put_all(app, [(KEY, seal(mesh, receipt, SHELTER, BH, "Receipt", event_id="ev-r"))])
+    assert effects == [domain.Effects("ev-r")]
+    assert producer.sent == [] and producer.changelog == []
 
 
 def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, mesh):
@@ -259,6 +314,10 @@ def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, m
     source = app.agents["forward"].channel
     assert source.get_topic_name() == topology.domain_inbox(BH)
     assert source.partitions == 3 and source.internal is False
+    tables = app.refmesh_tables
+    for name, table in zip(topology.TABLES, (tables.consents, tables.forwarded, tables.heads)):
+        assert table.changelog_topic.get_topic_name() == topology.table(BH, name)
+        assert table.partitions == 3
     web = make_app(tmp_path, mesh, RecordingProducer(), web_port=6123, broker="apache").conf
     assert web.web_enabled is True and web.web_port == 6123 and web.web_bind == "127.0.0.1"
     assert web.producer_max_batch_size == 16384
@@ -266,10 +325,14 @@ def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, m
 
 def test_the_app_refuses_keys_of_another_agency_and_unwired_security(tmp_path, mesh):
     with pytest.raises(ConfigError, match="keystore holds"):
-        create_app(settings(tmp_path), mesh.keys[HOTLINE], lambda: mesh.directory)
+        create_app(settings(tmp_path), mesh.keys[HOTLINE], lambda: mesh.directory, POLICY,
+                   S.SECRET)
     with pytest.raises(ConfigError, match="not wired to faust"):
         create_app(settings(tmp_path, security={"security_protocol": "SSL"}), mesh.keys[BH],
-                   lambda: mesh.directory)
+                   lambda: mesh.directory, POLICY, S.SECRET)
+    with pytest.raises(ConfigError, match="policy is ET/GOV/NCC's"):
+        create_app(settings(tmp_path), mesh.keys[BH], lambda: mesh.directory,
+                   S.load(S.SAMPLE_POLICY_ET), S.SECRET)
 
 
 def test_broker_url_takes_a_bootstrap_list():
@@ -280,15 +343,36 @@ def test_broker_url_takes_a_bootstrap_list():
 
 def test_config_file_is_read_and_unknown_keys_are_refused(tmp_path):
     good = tmp_path / "good.yaml"
-    good.write_text(f"keystore: k\ndirectory: d\nanchor: a\ndomain: {BH}\nbroker: embedded\n")
+    good.write_text(f"keystore: k\ndirectory: d\nanchor: a\ndomain: {BH}\nbroker: embedded\n"
+                    "policy: p.signed\n")
     loaded = run.load_settings(str(good))
-    assert loaded.domain == BH and loaded.broker == "embedded"
+    assert loaded.domain == BH and loaded.broker == "embedded" and loaded.policy == "p.signed"
+    assert loaded.pseudonym_secret_env == "REFMESH_PSEUDONYM_SECRET"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"keystore: k\ndirectory: d\nanchor: a\ndomain: {BH}\ndomian: x\n")
+    bad.write_text(f"keystore: k\ndirectory: d\nanchor: a\ndomain: {BH}\ndomian: x\n"
+                   "policy: p.signed\n")
     with pytest.raises(ConfigError, match="domian"):
         run.load_settings(str(bad))
+    no_policy = tmp_path / "no_policy.yaml"
+    no_policy.write_text(f"keystore: k\ndirectory: d\nanchor: a\ndomain: {BH}\n")
+    with pytest.raises(ConfigError, match="policy"):
+        run.load_settings(str(no_policy))
 
 
 def test_main_reports_a_missing_config_file(tmp_path, capsys):
     assert run.main(["--config", str(tmp_path / "absent.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_effects_are_json_free_of_case_values(mesh):
+    """The audit entries an agent appends carry names and codes only (sanity on the input)."""
+    record = referral()
+    ctx = domain.Context(mesh.keys[BH], mesh.directory, POLICY, S.SECRET, NOW)
+    held = {domain.consent_key(KEY, record["consentId"]): envelope.protect(
+        mesh.keys[BH], b"consent|" + domain.consent_key(KEY, record["consentId"]),
+        json.dumps(consent()).encode())}
+    effects = domain.handle(seal(mesh, record, HOTLINE, BH), KEY, ctx,
+                            domain.View(held.get, {}.get))
+    text = json.dumps(effects.audit)
+    for value in ("Amina", record["subjectId"], record["person"]["identityNumber"]):
+        assert value not in text
