@@ -120,3 +120,30 @@ def sample(out: str, bootstrap: str | None, kind: str, mount: str | None) -> Non
     env = "".join(f"{k}={v}\n" for k, v in sorted(files.env.items()))
     common.write_file(Path(out) / ".env", env.encode())
     click.echo(f"sample mesh written to {out} (secrets in {out}/.env, mode 0600)")
+
+
+@click.command("scan")
+@BOOTSTRAP
+@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
+              show_default=True)
+@click.option("--canaries", "canaries_file", required=True, type=click.Path(dir_okay=False),
+              help="Text file: one planted value per line (blank lines ignored).")
+@click.option("--prefix", default="", help="Only topics whose name starts with this.")
+def scan(bootstrap: str | None, kind: str, canaries_file: str, prefix: str) -> None:
+    """Read every topic from the beginning and report any canary value found in clear."""
+    from gateways.scan import scan as run_scan
+
+    text = common.read_bytes(canaries_file, "canaries file").decode("utf-8", "replace")
+    canaries = [line.strip() for line in text.splitlines() if line.strip()]
+    if not canaries:
+        raise click.UsageError(f"{canaries_file} holds no canary; write one value per line")
+    profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
+    result = run_scan(profiles.consumer_config(profile, bootstrap or "127.0.0.1:9092", "scan"),
+                      canaries, topic_prefix=prefix)
+    for topic, partition, offset, canary in result.hits:
+        click.echo(f"LEAK {topic}/{partition}@{offset}: canary {canary!r}")
+    click.echo(f"scanned {result.messages} messages ({result.bytes:,} bytes) on {result.topics} "
+               f"topics for {len(canaries)} canaries: {len(result.hits)} found")
+    if result.hits:
+        raise common.Failure(f"{len(result.hits)} canary value(s) found in clear",
+                             common.REJECTED)
