@@ -102,3 +102,16 @@ class PolicyError(MeshError, ValueError):
         self.reason = reason
         where = f"{source} line {line}" if line else source
         super().__init__(f"{where}: {path}: {problem}" if path else f"{where}: {problem}")
+
+
+class AggregateError(MeshError, ValueError):
+    """A statistics release (``Aggregate``) or the aggregation state cannot be trusted or read.
+
+    ``reason`` is a short code for logs and for the regional body's warnings: malformed,
+    not_a_domain, wrong_signer (the key is not one of the named domain's keys), unknown_agency,
+    revoked_key, expired_key, bad_signature.
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        self.reason = reason
+        super().__init__(message)
