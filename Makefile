@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || echo "NOTE: chromium or \
+	chromium-driver is not installed: the web page's browser test will be SKIPPED \
+	(apt-get install chromium chromium-driver; .ci/run does)"
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

@@ -16,12 +16,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateways.openapi import OPENAPI
 from gateways.store import NotFound, StoreError
+from refmesh import records
 from refmesh.errors import MeshError, RecordError
 from refmesh.loop import TransitionError
 
 log = logging.getLogger("refmesh.api")
 MAX_BODY = 256 * 1024  # a referral is a few KB; anything far larger is refused unread
 GATEWAY = web.AppKey("gateway", object)
+WEB_ROUTES = "web:"  # name prefix of the web page's routes: no token, sessions instead
 
 
 def problem(status: int, message: str, field: str | None = None) -> web.Response:
@@ -35,11 +37,18 @@ async def guard(request: web.Request, handler):
     gateway = request.app[GATEWAY]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource \
         else "unknown"
+    if (request.match_info.route.name or "").startswith(WEB_ROUTES):
+        # The case workers' web page (gateways/web) signs people in with sessions and has its
+        # own guard for them; the token is for programs.
+        return _done(gateway, route, await handler(request))
     try:
         if request.path != "/healthz":
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {gateway.api_token}"
-            if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            # surrogateescape: aiohttp hands bytes that are not UTF-8 over as lone surrogates,
+            # which a plain encode() refuses (a 500 instead of the 401)
+            if not hmac.compare_digest(supplied.encode("utf-8", "surrogateescape"),
+                                       expected.encode()):
                 response = problem(401, "missing or wrong API token: send "
                                         "'Authorization: Bearer <token>'")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="refmesh"'
@@ -59,6 +68,9 @@ async def guard(request: web.Request, handler):
         response = problem(400, str(exc))
     except web.HTTPException as exc:
         response = problem(exc.status, exc.reason)
+    except Exception:  # a bug: answer in JSON like every other error, and log it loudly
+        log.exception("request to %s failed", route)
+        response = problem(500, "internal error in the gateway; it was logged")
     return _done(gateway, route, response)
 
 
@@ -72,12 +84,17 @@ def _done(gateway, route: str, response: web.StreamResponse) -> web.StreamRespon
 async def json_body(request: web.Request) -> dict:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise RecordError("body", f"larger than {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise RecordError("body", f"larger than {MAX_BODY} bytes")
+    raw = bytearray()
+    # read(n) returns what has arrived so far, not n bytes: a body in several TCP segments
+    # would be cut (and refused as bad JSON) after one read
+    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise RecordError("body", f"larger than {MAX_BODY} bytes")
     try:
         value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, bad UTF-8, and integers longer than Python's 4300-digit limit
         raise RecordError("body", f"not valid JSON ({type(exc).__name__})") from None
     if not isinstance(value, dict):
         raise RecordError("body", "expected a JSON object")
@@ -109,10 +126,17 @@ async def change_status(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"state", "reason", "detail"})
     if unknown:
         raise RecordError(unknown[0], "unknown field; send state, reason and detail")
-    if not isinstance(body.get("state"), str):
+    if "state" not in body:
         raise RecordError("state", "is required")
-    status = request.app[GATEWAY].set_status(request.match_info["id"], body["state"],
-                                             body.get("reason"), body.get("detail"))
+    gateway = request.app[GATEWAY]
+    # Checked against the contract before the store sees it: the store writes the history
+    # row before it encodes the status, and SQLite refuses a list or object there (a 503).
+    records.ReferralStatus.from_dict({
+        "referralId": request.match_info["id"], "state": body["state"],
+        "reason": body.get("reason"), "detail": body.get("detail"),
+        "setBy": gateway.settings.agency, "at": 0})
+    status = gateway.set_status(request.match_info["id"], body["state"], body.get("reason"),
+                                body.get("detail"))
     log.info("referral %s set to %s", status["referralId"], status["state"])
     return web.json_response(status)
 

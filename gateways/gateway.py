@@ -187,8 +187,13 @@ async def serve(settings: GatewaySettings) -> None:
     from gateways.api import create_api
 
     gateway = Gateway(settings)
+    app = create_api(gateway)
+    if settings.web:
+        from gateways.web import mount
+
+        mount(app, gateway)  # the case workers' web page at /, beside the API's /v1
     gateway.start()
-    runner = web.AppRunner(create_api(gateway), access_log=None)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     try:

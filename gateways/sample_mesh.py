@@ -142,6 +142,7 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
                 **common, "agency": agency.agency_id, "database": str(seen / "state" / f"{safe}.db"),
                 "http_port": port, "api_token_env": token_env(agency.agency_id),
                 "http_host": "0.0.0.0" if mount else "127.0.0.1",
+                "policy": str(seen / "policies" / f"{agency.domain.replace('/', '_')}.signed"),
                 "resend_after_ms": resend_after_ms})
             port += 1
     return files

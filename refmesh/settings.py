@@ -86,10 +86,18 @@ class GatewaySettings(Common):
     resend_after_ms: int = 5000  # first re-send of an unconfirmed event
     max_resend_after_ms: int = 60000  # backoff ceiling
     poll_interval_ms: int = 200  # relay tick
+    policy: str = ""  # the domain's signed policy, for the web page's send preview ("" = none)
+    web: bool = True  # serve the case workers' web page (gateways/web) beside the API
+    web_session_idle_minutes: int = 30  # a web session ends after this long unused
+    web_session_max_hours: int = 10  # and after this long in any case
+    web_cookie_secure: bool = False  # mark cookies Secure (set it behind a TLS proxy)
+    web_timezone: str = "UTC"  # IANA zone the web page shows times in, e.g. Asia/Bahrain
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_agency_id(self.agency)
+        if self.web_session_idle_minutes < 1 or self.web_session_max_hours < 1:
+            raise ValueError("web_session_idle_minutes and web_session_max_hours must be >= 1")
         if not 0 <= self.http_port < 65536:
             raise ValueError(f"http_port {self.http_port} is not a TCP port")
         if self.resend_after_ms < 1 or self.max_resend_after_ms < self.resend_after_ms:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from gateways.cli import agency, audit, common, directory, events, policy, refer, run
+from gateways.cli import (agency, aggregates, audit, common, directory, events, policy, refer,
+                          run, users)
 
 
 @click.group("refmesh", cls=common.MeshGroup,
@@ -18,12 +19,13 @@ def cli() -> None:
 
 
 cli.add_command(agency.agency)
+cli.add_command(aggregates.aggregates)
 cli.add_command(directory.directory)
 cli.add_command(events.seal)
 cli.add_command(events.open_)
 cli.add_command(policy.policy)
-for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, refer.refer,
-                refer.consent, audit.audit):
+for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, run.scan, refer.refer,
+                refer.consent, audit.audit, users.users):
     cli.add_command(command)
 
 
