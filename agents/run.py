@@ -95,8 +95,12 @@ def prepare_app(settings: AgentSettings) -> faust.App:
     @app.on_partitions_assigned.connect
     async def _joined(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
         # the first assignment is the group join; later ones are rebalances
-        log.info("worker %s of %s joined its group %.2f s after start; %d partitions assigned",
-                 settings.worker_id, settings.domain, time.monotonic() - started, len(assigned))
+        # (the policy is named here too: logged before the Worker set up logging, the line
+        # above is lost)
+        log.info("worker %s of %s joined its group %.2f s after start; %d partitions assigned; "
+                 "policy %s of %s signed with %s", settings.worker_id, settings.domain,
+                 time.monotonic() - started, len(assigned), policy.version, signer.domain,
+                 signer.key_id)
 
     return app
 

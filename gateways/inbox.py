@@ -100,6 +100,8 @@ class Inbox:
     def _dead_letter(self, message, reason: str, where: str, detail: str = "") -> None:
         self.metrics.rejected.labels(reason).inc()
         log.warning("dead-lettered event at %s: %s %s", where, reason, detail)
-        headers = [("refmesh-reason", reason.encode()), ("refmesh-source", where.encode())]
-        self.kafka.producer().send(self.deadletter_topic, value=message.value, key=message.key,
-                           headers=headers).get(timeout=30)
+        # Cut to a size the producer can write: a broker may hold larger events than that, and
+        # a dead letter that cannot be written would stop the inbox at this event for good.
+        key, value, headers = topology.dead_letter(message.key, message.value, reason, where)
+        self.kafka.producer().send(self.deadletter_topic, value=value, key=key,
+                                   headers=headers).get(timeout=30)

@@ -7,6 +7,7 @@ single-object encoding (what was validated), never as loose JSON.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 from refmesh import codec, loop
 from refmesh.errors import MeshError
+
+log = logging.getLogger("refmesh.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -109,6 +112,9 @@ class Store:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Erasure must remove the bytes, not only the rows: deleted content is zeroed
+            # (and the WAL emptied after an erasure, see receive).
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open gateway database {path}: {exc}") from exc
@@ -240,6 +246,7 @@ class Store:
         """Store an opened, validated event once; return False for a duplicate. Queues the
         receipt (always, so a lost receipt is answered on re-send) and the side effects."""
         key = loop.delivery_key(record_type, record)
+        erased = False
         with self._tx() as db:
             if record_type == "Receipt":
                 db.execute("UPDATE outbox SET state = 'confirmed', closed_ms = ? "
@@ -250,7 +257,12 @@ class Store:
                              (key, event_id, record_type, sender,
                               codec.encode(record_type, record), now))
             new = cur.rowcount == 1
-            receipt = {"deliveryKey": key, "eventId": event_id,
+            receipt_key = key
+            if record_type == "ErasureNotice" and record["kind"] == "Confirmation":
+                # the confirming gateway queued one copy per recipient (_enqueue_to), each
+                # closed by the receipt of that recipient
+                receipt_key += f":{self.agency}"
+            receipt = {"deliveryKey": receipt_key, "eventId": event_id,
                        "outcome": "Stored" if new else "Duplicate", "receivedBy": self.agency,
                        "at": now}
             # A receipt answers the original sender; a policy refusal comes from the domain.
@@ -262,15 +274,28 @@ class Store:
             elif new and record_type == "ReferralStatus":
                 self._apply_status(db, record["referralId"], record, now)
             elif new and record_type == "ErasureNotice":
-                self._erasure(db, record, sender, now)
-            return new
+                erased = self._erasure(db, record, sender, now)
+        if erased:
+            self._scrub()
+        return new
 
-    def _erasure(self, db, notice: dict, sender: str, now: int) -> None:
+    def _scrub(self) -> None:
+        """Move the erased state into the database file and empty the write-ahead log, whose
+        old frames still hold the erased records (secure_delete zeroes the freed space)."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # the rows are gone; a later checkpoint scrubs
+                log.warning("checkpoint after an erasure failed (%s); the erased records stay "
+                            "in the write-ahead log until the next checkpoint", exc)
+
+    def _erasure(self, db, notice: dict, sender: str, now: int) -> bool:
+        """Record an erasure notice; for a request, erase and confirm. True if it erased."""
         db.execute("INSERT OR IGNORE INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (notice["noticeId"], notice["kind"], notice["consentId"],
                     ",".join(notice["referralIds"]), notice["requestedBy"], notice["at"], now))
         if notice["kind"] != "Request":
-            return
+            return False
         senders = set()
         for rid in notice["referralIds"]:
             row = db.execute("SELECT peer FROM referrals WHERE referral_id = ? AND "
@@ -285,6 +310,7 @@ class Store:
         confirmation = {**notice, "kind": "Confirmation", "requestedBy": self.agency, "at": now}
         for to in sorted({sender, *senders}):
             self._enqueue_to(db, "ErasureNotice", confirmation, to, now)
+        return True
 
     def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int) -> None:
         """Queue one record for several recipients: the delivery key names the recipient."""

@@ -37,9 +37,11 @@ class Proc:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = Path(log_dir) / f"{name.replace('/', '_')}.log"
         self.popen: subprocess.Popen | None = None
+        self.log_start = 0  # where this run's output begins in the (appended) log file
 
     def start(self) -> "Proc":
         log = open(self.log_path, "ab")
+        self.log_start = log.tell()
         root = str(Path(__file__).resolve().parent.parent)
         self.env["PYTHONPATH"] = root + os.pathsep + self.env.get("PYTHONPATH", "")
         self.popen = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
@@ -64,7 +66,13 @@ class Proc:
             return ""
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """The output of this run: a restarted process appends to the same log file, and a
+        line of the previous run (such as "joined its group") must not count for this one."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""

@@ -18,6 +18,8 @@ event: every outcome, refusals and dead letters included, is a value that gets a
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -70,8 +72,15 @@ class View:
     log: Callable[[bytes], bytes | None]
 
 
-def consent_key(subject_key: bytes, consent_id: str) -> bytes:
-    return subject_key + b"|" + consent_id.encode()
+CONSENT_KEY_LABEL = b"refmesh-consent-key-v1\0"
+
+
+def consent_key(subject_key: bytes, consent_id: str, secret: bytes) -> bytes:
+    """The consent table's key: the subject's key and a keyed hash of the consent id. Table
+    keys travel in clear on the changelog topic (the broker is untrusted), and a consent id is
+    a join key across the person's referrals, like the subject id (refmesh.fields)."""
+    mac = hmac.new(secret, CONSENT_KEY_LABEL + consent_id.encode("utf-8"), hashlib.sha256)
+    return subject_key + b"|" + mac.hexdigest()[:32].encode()
 
 
 def read_consent(ctx: Context, view: View, key: bytes) -> dict | None:
@@ -161,7 +170,7 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
             legal_basis=referral["legalBasis"], fields=_present(referral), **common),))
     consent = None
     if referral["consentId"] is not None and key is not None:
-        consent = read_consent(ctx, view, consent_key(key, referral["consentId"]))
+        consent = read_consent(ctx, view, consent_key(key, referral["consentId"], ctx.secret))
     decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
     if not isinstance(decision, Allow):
         status = {"referralId": referral["referralId"], "state": "refused",
@@ -212,7 +221,7 @@ def _consent(consent: dict, key: bytes, signer: str, event_id: str, ctx: Context
     me = ctx.keys.agency_id
     if consent["controller"] != signer or topology.domain_of(ctx.directory, signer) != me:
         return _dead("sender_mismatch", event_id)
-    table_key = consent_key(key, consent["consentId"])
+    table_key = consent_key(key, consent["consentId"], ctx.secret)
     held = read_consent(ctx, view, table_key)
     receipt = _receipt("Consent", consent, event_id, signer, ctx)
     if held is not None and (held["version"], len(held["events"])) >= (

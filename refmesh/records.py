@@ -76,7 +76,7 @@ def _convert(t: Any, value: Any, path: str, named: dict) -> Any:
         return _record(t, value, path, named)
     if kind == "enum":
         if value not in t["symbols"]:
-            raise RecordError(path, f"{value!r} is not one of {', '.join(t['symbols'])}")
+            raise RecordError(path, f"{_shown(value)} is not one of {', '.join(t['symbols'])}")
         return value
     if kind == "array":
         if not isinstance(value, (list, tuple)):
@@ -141,6 +141,29 @@ def _record(t: dict, value: Any, path: str, named: dict) -> Record:
     return cls(**kwargs)
 
 
+def is_text(value: str) -> bool:
+    """Whether a str is Unicode text an Avro string can hold: Python strs may carry lone
+    surrogates (from JSON's \\ud800 escapes, or surrogateescape decoding) that UTF-8 refuses."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A short, safe rendering of a wrong value for an error message: short strings and numbers
+    as themselves, anything else by its type. Never ``repr`` a container: a list nested a
+    thousand deep (valid JSON) makes ``repr`` raise RecursionError, and a huge value would be
+    echoed back whole."""
+    if value is None or isinstance(value, (bool, float)) or (
+            isinstance(value, int) and -10**18 < value < 10**18):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 50 else f"{value[:40]!r}... ({len(value)} characters)"
+    return type(value).__name__
+
+
 def _primitive(kind: str, value: Any, path: str) -> Any:
     ok = {
         "null": value is None,
@@ -155,9 +178,11 @@ def _primitive(kind: str, value: Any, path: str) -> Any:
     }.get(kind)
     if ok is None:
         raise RecordError(path, f"unsupported Avro type {kind}")
+    if ok and kind == "string" and not is_text(value):
+        raise RecordError(path, "is not valid Unicode text: it holds a lone UTF-16 surrogate "
+                                "(such as the JSON escape \\ud800), which UTF-8 cannot encode")
     if not ok:
-        shown = repr(value) if len(repr(value)) < 60 else type(value).__name__
-        raise RecordError(path, f"expected {kind}, got {shown}")
+        raise RecordError(path, f"expected {kind}, got {_shown(value)}")
     return value
 
 
@@ -204,7 +229,7 @@ def _compile(t: Any, named: dict):
             "long": lambda v: type(v) is int and lo <= v <= hi,
             "float": lambda v: type(v) in (int, float),
             "double": lambda v: type(v) in (int, float),
-            "string": lambda v: type(v) is str,
+            "string": lambda v: type(v) is str and (v.isascii() or is_text(v)),
             "bytes": lambda v: type(v) is bytes,
         }[t]
     if isinstance(t, list):

@@ -32,6 +32,29 @@ def deadletter(owner_id: str, kind: str = "agency") -> str:
     return f"{PREFIX}.{kind}.{_safe(owner_id)}.deadletter"
 
 
+#: The most of a refused event a dead letter keeps. A broker may hold events far larger than a
+#: producer may write (the embedded broker takes 8 MiB; kafka-python and aiokafka refuse to
+#: send more than 1 MiB by default), and a dead letter that cannot be written would stop its
+#: consumer at that event for good.
+DEADLETTER_MAX_VALUE = 512 * 1024
+DEADLETTER_MAX_KEY = 1024
+
+
+def dead_letter(key: bytes | None, value: bytes | None, reason: str,
+                source: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the dead letter for a refused event: the event as it came, cut
+    to a size any producer can write, with the reason, the source (topic/partition@offset)
+    and, when cut, the original sizes."""
+    headers = [("refmesh-reason", reason.encode()), ("refmesh-source", source.encode())]
+    if value is not None and len(value) > DEADLETTER_MAX_VALUE:
+        headers.append(("refmesh-value-size", str(len(value)).encode()))
+        value = value[:DEADLETTER_MAX_VALUE]
+    if key is not None and len(key) > DEADLETTER_MAX_KEY:
+        headers.append(("refmesh-key-size", str(len(key)).encode()))
+        key = key[:DEADLETTER_MAX_KEY]
+    return key, value, headers
+
+
 def audit(domain_id: str) -> str:
     """The domain's audit chain (one chain per partition)."""
     return f"{PREFIX}.domain.{_safe(domain_id)}.audit"

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from refmesh import directory as directories
-from refmesh import keys, policy, samples, schemas
+from refmesh import fields, keys, policy, samples, schemas
 from refmesh.directory import TrustedDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,10 +111,11 @@ def _flatten(name: str, t):
 STRING_FIELDS = _string_fields()
 
 
-def canaried(recipient: str = "cnry-recipient-zz", **overrides) -> tuple[dict, dict[str, str]]:
+def canaried(recipient: str = "cnry-recipient-zz", tag: str = "",
+             **overrides) -> tuple[dict, dict[str, str]]:
     """samples.referral() with a distinct canary in every string field (two in each string
     list), and the map canary -> field. recipientAgency keeps ``recipient`` (pseudonyms are
-    keyed by it)."""
+    keyed by it). ``tag`` goes into every canary, to tell several referrals' canaries apart."""
     value = samples.referral(**overrides)
     canaries: dict[str, str] = {}
     for i, (name, kind) in enumerate(sorted(STRING_FIELDS.items())):
@@ -125,9 +126,28 @@ def canaried(recipient: str = "cnry-recipient-zz", **overrides) -> tuple[dict, d
             canaries[recipient] = name
             continue
         if kind == "string":
-            holder[leaf] = f"cnry{i:03d}s{'x' * 6}"
+            holder[leaf] = f"cnry{tag}{i:03d}s{'x' * 6}"
             canaries[holder[leaf]] = name
         else:
-            holder[leaf] = [f"cnry{i:03d}a{j}{'x' * 5}" for j in range(2)]
+            holder[leaf] = [f"cnry{tag}{i:03d}a{j}{'x' * 5}" for j in range(2)]
             canaries.update({c: name for c in holder[leaf]})
     return value, canaries
+
+
+def kept_strings(pol: policy.Policy, role: str, purpose: str, origin: str = "BH",
+                 destination: str = "BH") -> set[str]:
+    """The string fields (of STRING_FIELDS) whose value a recipient of ``role`` gets unchanged,
+    read straight from the rules' ``keep`` entries of ``pol`` (an oracle that does not use
+    refmesh.minimise): routing fields, fields the national rule keeps and, across a border,
+    the cross-border rule keeps too, and the mailing fields of the address level both allow.
+    Assumes a consent covering every data category."""
+    national = pol.rule_for(role, purpose)
+    crossing = pol.cross_border_for(origin, destination, purpose) \
+        if origin != destination else None
+    rules = [national] + ([crossing] if crossing else [])
+    kept = {name for name in STRING_FIELDS if name in fields.ALWAYS_KEPT}
+    kept |= {name for name in STRING_FIELDS
+             if all(rule.action(name) == "keep" for rule in rules)}
+    levels = [set(fields.ADDRESS_LEVELS[rule.action(fields.ADDRESS) or "drop"])
+              for rule in rules]
+    return kept | (set.intersection(*levels) & set(STRING_FIELDS))

@@ -2,18 +2,21 @@
 processes) on the session broker."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from gateways import kafka as profiles
+from gateways.audit_reader import read_chains
 from gateways.loading import DirectoryRef, keystore_path, load_anchor, now_ms
 from gateways.mesh import RunningMesh
 from gateways.sample_mesh import MeshFiles, build, renamed
 from gateways.supervise import wait_until
 from gateways.topics import TopicSpec, ensure_topics
-from refmesh import samples, schemas, topology
+from refmesh import codec, samples, schemas, topology
 from refmesh.keys import unlock
 
 
@@ -55,6 +58,24 @@ class Mesh:
         self.client(controller).record_consent(consent)
         return consent
 
+    def database_bytes(self, sample_id: str) -> bytes:
+        """The raw bytes of a gateway's SQLite database: the file and its write-ahead log."""
+        config = yaml.safe_load(self.files.gateway_config(self.id(sample_id)).read_text())
+        path = Path(config["database"])
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+    def consumer_config(self, group: str = "unused") -> dict:
+        return profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, group)
+
+    def audit_chains(self, sample_domain: str) -> dict[int, list[bytes]]:
+        """The domain's audit topic, {partition: [record bytes]}."""
+        return read_chains(self.consumer_config(), self.id(sample_domain))
+
+    def audit_records(self, sample_domain: str) -> list[dict]:
+        """Every audit record of the domain, decoded."""
+        return [codec.decode(data, expect="AuditRecord")[1]
+                for chain in self.audit_chains(sample_domain).values() for data in chain]
+
     def producer(self) -> KafkaProducer:
         return KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, self.bootstrap))
 
@@ -81,11 +102,16 @@ class Mesh:
 
 
 def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
-               domains: list[str], env: dict | None = None) -> Mesh:
+               domains: list[str], env: dict | None = None,
+               prepare: Callable[[MeshFiles, dict], None] | None = None) -> Mesh:
+    """``prepare(files, ids)``, if given, runs once the mesh's files are written and before
+    any process starts (e.g. to re-sign the directory with a revoked key)."""
     agencies = renamed(suffix)
     ids = {a.agency_id.rsplit("-", 1)[0]: a.agency_id for a in agencies}
     files = build(root / "mesh", bootstrap, now_ms(), agencies=agencies, resend_after_ms=1500, scrypt_n=2**10)
     files.env.update(env or {})
+    if prepare is not None:
+        prepare(files, ids)
     trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
     ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
                   [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(trusted)])

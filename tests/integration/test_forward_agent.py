@@ -1,4 +1,5 @@
-"""The forwarding agent as a process (``python -m agents.run``) on the real embedded broker.
+"""The domain agent as a process (``python -m agents.run``) on the real embedded broker: with
+its signed policy, a consent recorded first, a referral forwarded minimised.
 
 The domain topics cannot take the ``unique`` suffix (their names come from the agency ids), so
 every test invents its own domain and agencies: BH/GOV/D<8 hex> and friends.
@@ -21,11 +22,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from gateways.kafka import EMBEDDED, admin_config, producer_config
 from gateways.loading import keystore_path
+from gateways.sample_mesh import sample_policy
 from gateways.topics import TopicSpec, ensure_topics
-from refmesh import directory, envelope, keys, samples, topology
+from refmesh import directory, envelope, keys, minimise, samples, topology
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "integration-test-passphrase"
+PSEUDONYM_SECRET = "0f" * 32
 PARTITIONS = 2
 START_DEADLINE_S = 25.0  # worker start, group join and the first event
 STOP_DEADLINE_S = 10.0
@@ -54,6 +57,7 @@ def _write_mesh(folder: Path, tag: str) -> dict:
         keys.lock(mesh["domain"], PASSPHRASE, os.urandom(16), os.urandom(12), n=2**12))
     (folder / "directory.bin").write_bytes(signed)
     (folder / "anchor.json").write_text(json.dumps(anchor.to_json()))
+    (folder / "policy.signed").write_bytes(sample_policy(ids["domain"], "BH", mesh["domain"], now))
     return {"ids": ids, "keys": mesh, "directory": directory.load(signed, anchor, _now())}
 
 
@@ -62,9 +66,11 @@ def _start_agent(folder: Path, bootstrap: str, domain: str) -> tuple[subprocess.
     config.write_text(yaml.safe_dump({
         "keystore": str(folder / "keys"), "directory": str(folder / "directory.bin"),
         "anchor": str(folder / "anchor.json"), "bootstrap": bootstrap, "broker": "embedded",
-        "domain": domain, "data_dir": str(folder / "data"), "partitions": PARTITIONS}))
+        "domain": domain, "data_dir": str(folder / "data"), "partitions": PARTITIONS,
+        "policy": str(folder / "policy.signed")}))
     log_path = folder / "agent.log"
-    env = {**os.environ, "REFMESH_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "REFMESH_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT),
+           "REFMESH_PSEUDONYM_SECRET": PSEUDONYM_SECRET}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "agents.run", "--config", str(config)],
                                    cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -123,11 +129,16 @@ def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
     producer = KafkaProducer(**producer_config(EMBEDDED, bootstrap))
     recipient_reader, dead_reader = _reader(bootstrap, target), _reader(bootstrap, dead)
     try:
+        key = b"0123456789abcdef0123456789abcdef"
+        # the person's consent first, on the same key (so the same partition) as the referral
+        consent = samples.consent(controller=ids["hotline"])
+        producer.send(inbox, key=key, value=envelope.seal(
+            "Consent", consent, mesh_keys["hotline"], ids["domain"], trusted, _now()),
+        ).get(timeout=10)
         referral = samples.referral(sender=ids["hotline"], recipient=ids["shelter"],
                                     created_at=_now())
         sealed = envelope.seal("Referral", referral, mesh_keys["hotline"], ids["domain"],
                                trusted, _now())
-        key = b"0123456789abcdef0123456789abcdef"
         producer.send(inbox, key=key, value=sealed).get(timeout=10)
         tampered = bytearray(sealed)
         tampered[-1] ^= 1
@@ -137,17 +148,23 @@ def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
         first_at = time.monotonic() - started
         assert first[0].key == key
         opened = envelope.open(first[0].value, mesh_keys["shelter"], trusted, _now())
-        assert opened.record_type == "Referral" and opened.record == referral
+        assert opened.record_type == "Referral"
         assert opened.header["sender"] == ids["domain"]
+        got = opened.record  # minimised by the sample policy (shelter-services) and consent
+        assert got["referralId"] == referral["referralId"]
+        assert got["person"]["firstName"] == referral["person"]["firstName"]
+        assert got["person"]["identityNumber"] is None and got["person"]["birthdate"] is None
+        assert got["subjectId"] == minimise.pseudonym(
+            PSEUDONYM_SECRET.encode(), ids["shelter"], "subjectId", referral["subjectId"])
 
         (dead_letter,) = _wait_for(dead_reader, 1, started + START_DEADLINE_S, process, log_path)
         assert dead_letter.key == b"tampered" and dead_letter.value == bytes(tampered)
         assert dict(dead_letter.headers)["refmesh-reason"] == b"bad_signature"
 
         latencies = []  # steady state: one event at a time, publish to arrival
-        for n in range(EXTRA_EVENTS):
+        for _ in range(EXTRA_EVENTS):
             one = samples.referral(referral_id=str(uuid.uuid4()), sender=ids["hotline"],
-                                   recipient=ids["shelter"], created_at=_now(), n=n)
+                                   recipient=ids["shelter"], created_at=_now())
             sent_at = time.monotonic()
             producer.send(inbox, key=key, value=envelope.seal(
                 "Referral", one, mesh_keys["hotline"], ids["domain"], trusted, _now()))
@@ -173,5 +190,6 @@ def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
           f"max {latencies[-1] * 1000:.0f} ms; SIGTERM to exit {stopped_in:.2f} s")
     assert code is not None, f"agent ignored SIGTERM for {STOP_DEADLINE_S} s:\n{log_text[-4000:]}"
     assert code == 0, log_text[-4000:]
-    assert PASSPHRASE not in log_text  # no secrets and no payload in the logs
+    assert PASSPHRASE not in log_text and PSEUDONYM_SECRET not in log_text  # no secrets
+    assert f"policy 2026-11-28.1 of {ids['domain']} signed with" in log_text
     assert not [name for name in samples.FICTIONAL_GIVEN if name in log_text]

@@ -1,0 +1,408 @@
+"""What a policy domain does with one event (``refmesh.domain.handle``), with dict-backed
+tables: forwarding minimised under consent, refusals back to the sender, legal bases, consent
+versions, withdrawal with erasure notices, domain-to-domain hand-over, dead letters, and the
+protected table values."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from refmesh import audit, codec, domain, envelope, loop, minimise, samples, topology
+from refmesh import consent as consents
+from refmesh.domain import Publish
+from refmesh.errors import SealError
+from tests import policy_samples as S
+
+MESH = S.signed_mesh()
+NCC, ET_NCC = "BH/GOV/NCCTIP", "ET/GOV/NCC"
+HOTLINE, SHELTER, POLICE, PSYCH, IOM, RECEPTION = (
+    S.HOTLINE, S.SHELTER, S.POLICE, S.PSYCH, S.IOM, S.RECEPTION)
+POLICIES = {NCC: S.load(), ET_NCC: S.load(S.SAMPLE_POLICY_ET)}
+KEY = b"0123456789abcdef0123456789abcdef"  # a keyed hash of the subject id, as gateways write
+
+
+class Tables:
+    """The agent's tables as dicts: the effects are applied the way agents/forward.py does."""
+
+    def __init__(self) -> None:
+        self.consents: dict[bytes, bytes] = {}
+        self.log: dict[bytes, bytes] = {}
+
+    def view(self) -> domain.View:
+        return domain.View(self.consents.get, self.log.get)
+
+    def apply(self, effects: domain.Effects) -> domain.Effects:
+        if effects.consent_put is not None:
+            self.consents[effects.consent_put[0]] = effects.consent_put[1]
+        if effects.log_put is not None:
+            self.log[effects.log_put[0]] = effects.log_put[1]
+        return effects
+
+
+def context(domain_id: str = NCC, now: int = S.NOW) -> domain.Context:
+    return domain.Context(MESH.keys[domain_id], MESH.directory, POLICIES[domain_id], S.SECRET,
+                          now)
+
+
+def sealed(record: dict, sender: str, record_type: str = "Referral", to: str = NCC,
+           **kw) -> bytes:
+    return envelope.seal(record_type, record, MESH.keys[sender], to, MESH.directory, S.NOW, **kw)
+
+
+def handle(tables: Tables, data: bytes, key: bytes | None = KEY, domain_id: str = NCC,
+           now: int = S.NOW) -> domain.Effects:
+    return tables.apply(domain.handle(data, key, context(domain_id, now), tables.view()))
+
+
+def opened(publish: Publish, agency: str) -> envelope.Opened:
+    return envelope.open(publish.value, MESH.keys[agency], MESH.directory, S.NOW)
+
+
+def withdrawn(consent: dict, at: int = S.NOW - 1) -> dict:
+    event = {"type": "Withdrawn", "at": at, "channel": "InPerson",
+             "recordedBy": consent["controller"]}
+    return {**consent, "events": [*consent["events"], event]}
+
+
+def with_consent(consent: dict | None = None, controller: str = HOTLINE) -> Tables:
+    tables = Tables()
+    c = S.consent(controller=controller) if consent is None else consent
+    effects = handle(tables, sealed(c, controller, "Consent"))
+    assert effects.consent_put is not None and effects.deadletter is None
+    return tables
+
+
+def canaried(recipient: str, sender: str = HOTLINE, purpose: str = "Services", tag: str = ""):
+    """A referral with a canary in every string field but the two agency ids (routing needs
+    real ones), and a consent for its canaried subject and consent ids."""
+    referral, canaries = S.canaried(recipient, tag=tag, sender=sender, purpose=purpose)
+    referral["senderAgency"] = sender
+    canaries = {c: f for c, f in canaries.items()
+                if f not in ("senderAgency", "recipientAgency")}
+    consent = S.consent(controller=sender, consentId=referral["consentId"],
+                        subjectId=referral["subjectId"], crossBorder=True,
+                        crossBorderCountries=["ET"])
+    return referral, canaries, consent
+
+
+# --- forwarding --------------------------------------------------------------------------------
+
+ROLES = [  # recipient, purpose: one per rule of the sample policy
+    (SHELTER, "Services"), (POLICE, "Prosecution"), (PSYCH, "Services"), (IOM, "Return")]
+
+
+@pytest.mark.parametrize("recipient, purpose", ROLES, ids=[r for r, _ in ROLES])
+def test_a_referral_with_consent_goes_out_minimised_to_the_recipients_inbox(recipient, purpose):
+    sender = SHELTER if recipient != SHELTER else HOTLINE
+    referral, canaries, consent = canaried(recipient, sender, purpose)
+    tables = with_consent(consent, sender)
+    data = sealed(referral, sender, event_id="ev-1")
+    effects = handle(tables, data)
+    assert effects.deadletter is None and effects.event_id == "ev-1"
+    (out,) = effects.publish
+    assert (out.topic, out.key) == (topology.agency_inbox(recipient), KEY)
+    got = opened(out, recipient)
+    assert got.record_type == "Referral" and got.header["sender"] == NCC
+    assert got.header["eventId"] == "ev-1"
+    member = S.MEMBERS[recipient]
+    kept = S.kept_strings(POLICIES[NCC], member["role"], purpose)
+    clear = json.dumps(got.record)
+    for canary, name in canaries.items():
+        assert (canary in clear) == (name in kept), name
+        assert canary.encode() not in out.value  # sealed: nothing in clear on the wire
+    assert got.record["subjectId"] == minimise.pseudonym(S.SECRET, recipient, "subjectId",
+                                                         referral["subjectId"])
+    # the transfer is logged for erasure, protected
+    assert effects.log_put[0] == KEY
+    assert domain.read_log(context(), tables.view(), KEY) == [
+        {"recipient": recipient, "referralId": referral["referralId"],
+         "consentId": referral["consentId"]}]
+    # audited with field names only
+    (entry,) = effects.audit
+    assert entry["decision"] == "Forwarded" and entry["legal_basis"] == "Consent"
+    assert (entry["sender"], entry["recipient"], entry["purpose"]) == (sender, recipient,
+                                                                      purpose)
+    assert entry["policy_version"] == POLICIES[NCC].version
+    assert "person.firstName" in entry["fields"] and "referralId" in entry["fields"]
+    audit_text = json.dumps(entry)
+    assert not [c for c in canaries if c in audit_text]
+    for name in entry["fields"]:  # every name audited carries a value in the forwarded record
+        assert minimise.value_at(got.record, name) not in (None, "", []), name
+
+
+def test_the_same_referral_again_is_forwarded_again_but_logged_once():
+    tables = with_consent()
+    first = handle(tables, sealed(S.referral(), HOTLINE))
+    again = handle(tables, sealed(S.referral(), HOTLINE))
+    assert first.log_put is not None and again.log_put is None
+    assert len(again.publish) == 1  # the recipient drops the duplicate by delivery key
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+REFUSALS = {
+    "consent_missing": (None, {}),
+    "consent_expired": (S.consent(validUntil=S.NOW - 1), {}),
+    "consent_withdrawn": (withdrawn(S.consent()), {}),
+    "purpose_not_consented": (S.consent(purposes=["Referral"]), {}),
+    "recipient_not_consented": (S.consent(recipientRoles=["HealthServiceOrganisation"]), {}),
+    "cross_border_not_consented": (S.consent(controller=IOM),
+                                   {"sender": IOM, "recipient": RECEPTION, "purpose": "Return"}),
+    "legal_basis_not_allowed": (None, {"legalBasis": "VitalInterest", "consentId": None,
+                                       "consentVersion": None}),
+}
+
+
+@pytest.mark.parametrize("reason", REFUSALS)
+def test_a_refusal_goes_back_to_the_sender_with_its_reason_and_is_audited(reason):
+    consent, over = REFUSALS[reason]
+    sender = over.get("sender", HOTLINE)
+    tables = Tables() if consent is None else with_consent(consent, sender)
+    referral = S.referral(**over)
+    effects = handle(tables, sealed(referral, sender, event_id="ev-r"))
+    assert effects.deadletter is None and effects.log_put is None
+    assert effects.consent_put is None
+    (out,) = effects.publish
+    assert (out.topic, out.key) == (topology.agency_inbox(sender), KEY)
+    status = opened(out, sender)
+    assert status.record_type == "ReferralStatus" and status.header["sender"] == NCC
+    assert status.record == {"referralId": referral["referralId"], "state": "refused",
+                             "reason": "PolicyRefused", "detail": reason, "setBy": NCC,
+                             "at": S.NOW}
+    (entry,) = effects.audit
+    assert (entry["decision"], entry["reason"], entry["event_id"]) == ("Refused", reason,
+                                                                       "ev-r")
+    assert (entry["sender"], entry["recipient"]) == (sender, referral["recipientAgency"])
+    assert "fields" not in entry  # nothing was forwarded
+    assert referral["person"]["firstName"].encode() not in out.value
+
+
+def test_a_legal_obligation_to_the_police_needs_no_consent_and_is_audited_as_such():
+    referral = S.referral(recipient=POLICE, purpose="Prosecution", legalBasis="LegalObligation",
+                          consentId=None, consentVersion=None)
+    effects = handle(Tables(), sealed(referral, HOTLINE))
+    (out,) = effects.publish
+    assert out.topic == topology.agency_inbox(POLICE)
+    got = opened(out, POLICE).record
+    assert got["person"]["identityNumber"] == referral["person"]["identityNumber"]
+    assert got["legalBasis"] == "LegalObligation" and got["consentId"] is None
+    (entry,) = effects.audit
+    assert (entry["decision"], entry["legal_basis"]) == ("Forwarded", "LegalObligation")
+    # the same basis to a shelter is not allowed by the policy
+    to_shelter = S.referral(purpose="Services", legalBasis="LegalObligation", consentId=None,
+                            consentVersion=None)
+    refused = handle(Tables(), sealed(to_shelter, HOTLINE))
+    assert refused.audit[0]["reason"] == "legal_basis_not_allowed"
+
+
+# --- consents ------------------------------------------------------------------------------------
+
+def test_a_consent_is_kept_encrypted_and_receipted():
+    tables = Tables()
+    consent = S.consent()
+    effects = handle(tables, sealed(consent, HOTLINE, "Consent", event_id="ev-c"))
+    (receipt,) = effects.publish
+    assert receipt.topic == topology.agency_inbox(HOTLINE)
+    got = opened(receipt, HOTLINE)
+    assert got.record_type == "Receipt"
+    assert got.record["deliveryKey"] == loop.delivery_key("Consent", consent)
+    assert (got.record["eventId"], got.record["outcome"]) == ("ev-c", "Stored")
+    assert [(a["decision"], a["sender"]) for a in effects.audit] == [("ConsentRecorded",
+                                                                      HOTLINE)]
+    key = effects.consent_put[0]
+    assert key == domain.consent_key(KEY, consent["consentId"], S.SECRET)
+    assert domain.read_consent(context(), tables.view(), key) == consent
+
+
+def test_a_consent_is_replaced_only_by_a_newer_one():
+    v1 = S.consent()
+    v2 = {**v1, "version": 2, "purposes": ["Referral"]}
+    tables = with_consent(v1)
+    for older in (v1, v1):  # a re-send: a receipt, nothing else
+        effects = handle(tables, sealed(older, HOTLINE, "Consent"))
+        assert effects.consent_put is None and effects.audit == ()
+        assert [opened(p, HOTLINE).record_type for p in effects.publish] == ["Receipt"]
+    assert handle(tables, sealed(v2, HOTLINE, "Consent")).consent_put is not None
+    stale = handle(tables, sealed(v1, HOTLINE, "Consent"))  # arrives late
+    assert stale.consent_put is None and stale.audit == ()
+    held = domain.read_consent(context(), tables.view(),
+                               domain.consent_key(KEY, v1["consentId"], S.SECRET))
+    assert held["version"] == 2
+    # a referral naming the old version is refused; naming the new one, its purposes apply
+    assert handle(tables, sealed(S.referral(), HOTLINE)).audit[0]["reason"] == \
+        "consent_version"
+    assert handle(tables, sealed(S.referral(consentVersion=2), HOTLINE)).audit[0]["reason"] \
+        == "purpose_not_consented"
+
+
+def test_a_withdrawal_sends_an_erasure_notice_to_every_recipient_and_stops_forwarding():
+    consent = S.consent()
+    tables = with_consent(consent)
+    to_shelter = [S.referral(referral_id=f"r-shelter-{i}") for i in range(2)]
+    to_psych = S.referral(referral_id="r-psych", recipient=PSYCH)
+    to_police = S.referral(referral_id="r-police", recipient=POLICE, purpose="Prosecution",
+                           legalBasis="LegalObligation", consentId=None, consentVersion=None)
+    for r in (*to_shelter, to_psych, to_police):
+        assert handle(tables, sealed(r, HOTLINE)).audit[0]["decision"] == "Forwarded"
+    effects = handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent", event_id="ev-w"))
+    receipt, *notices = effects.publish
+    assert opened(receipt, HOTLINE).record_type == "Receipt"
+    # the police got the case under a legal obligation, not this consent: no notice
+    assert [n.topic for n in notices] == [topology.agency_inbox(SHELTER),
+                                          topology.agency_inbox(PSYCH)]
+    expected = {SHELTER: [r["referralId"] for r in to_shelter], PSYCH: ["r-psych"]}
+    ids = set()
+    for notice, recipient in zip(notices, (SHELTER, PSYCH)):
+        assert notice.key == KEY
+        got = opened(notice, recipient)
+        assert got.record_type == "ErasureNotice" and got.header["sender"] == NCC
+        record = got.record
+        assert (record["kind"], record["reason"], record["requestedBy"]) == (
+            "Request", "ConsentWithdrawn", NCC)
+        assert record["referralIds"] == expected[recipient]
+        # the consent id as the recipient's copy names it: pseudonymised for that recipient
+        assert record["consentId"] == minimise.pseudonym(S.SECRET, recipient, "consentId",
+                                                         consent["consentId"])
+        assert consent["consentId"].encode() not in notice.value
+        ids.add(record["consentId"])
+    assert len(ids) == 2  # two recipients cannot join their notices
+    assert [(a["decision"], a.get("recipient"), a.get("reason")) for a in effects.audit] == [
+        ("ConsentRecorded", None, None), ("ErasureSent", SHELTER, "consent_withdrawn"),
+        ("ErasureSent", PSYCH, "consent_withdrawn")]
+    held = domain.read_consent(context(), tables.view(),
+                               domain.consent_key(KEY, consent["consentId"], S.SECRET))
+    assert consents.withdrawn_at(held) == S.NOW - 1
+    # from now on nothing goes out under this consent
+    later = handle(tables, sealed(S.referral(referral_id="r-later"), HOTLINE))
+    (status,) = later.publish
+    assert opened(status, HOTLINE).record["detail"] == "consent_withdrawn"
+    # the withdrawal re-sent: receipted, no second round of notices
+    again = handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent"))
+    assert len(again.publish) == 1 and again.consent_put is None
+
+
+def test_a_consent_from_another_controller_or_domain_is_dead_lettered():
+    assert handle(Tables(), sealed(S.consent(controller=SHELTER), HOTLINE, "Consent")) \
+        .deadletter == "sender_mismatch"
+    foreign = S.consent(controller=RECEPTION)
+    assert handle(Tables(), sealed(foreign, RECEPTION, "Consent")).deadletter == \
+        "sender_mismatch"
+
+
+# --- domain to domain ------------------------------------------------------------------------
+
+def test_a_cross_border_referral_is_minimised_by_the_origin_domain_and_forwarded_as_received():
+    referral, canaries, consent = canaried(RECEPTION, IOM, "Return")
+    tables = with_consent(consent, IOM)
+    first = handle(tables, sealed(referral, IOM, event_id="ev-x"))
+    (hop,) = first.publish
+    assert (hop.topic, hop.key) == (topology.domain_inbox(ET_NCC), KEY)
+    minimised = opened(hop, ET_NCC).record
+    kept = S.kept_strings(POLICIES[NCC], "NGO", "Return", "BH", "ET")
+    assert {f for c, f in canaries.items() if c in json.dumps(minimised)} == {
+        f for f in kept if f in canaries.values()}
+    assert first.audit[0]["recipient"] == RECEPTION and first.log_put is not None
+    # the ET domain hands it on unchanged: the origin domain decided
+    second = handle(Tables(), hop.value, KEY, domain_id=ET_NCC)
+    (out,) = second.publish
+    assert out.topic == topology.agency_inbox(RECEPTION)
+    got = opened(out, RECEPTION)
+    assert got.record == minimised and got.header["sender"] == ET_NCC
+    assert got.header["eventId"] == "ev-x"
+    (entry,) = second.audit
+    assert (entry["decision"], entry["reason"]) == ("Forwarded", "decided_by_origin_domain")
+    assert second.log_put is None
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+def test_a_forged_origin_is_dead_lettered_and_audited():
+    tables = with_consent()
+    cases = {
+        # a member claiming another member's name
+        "sender_mismatch": sealed(S.referral(sender=SHELTER, recipient=HOTLINE), HOTLINE),
+        # a sender the directory does not know
+        "unknown_sender": sealed(S.referral(sender="BH/GOV/NOBODY"), HOTLINE),
+    }
+    # a foreign agency skipping its own domain
+    skipped = sealed(S.referral(sender=RECEPTION, recipient=SHELTER), RECEPTION)
+    for reason, data in [*cases.items(), ("sender_mismatch", skipped)]:
+        effects = handle(tables, data)
+        assert effects.deadletter == reason and effects.publish == ()
+        assert effects.log_put is None and effects.consent_put is None
+        (entry,) = effects.audit
+        assert (entry["decision"], entry["reason"]) == ("DeadLettered", reason)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "malformed"),
+    (b"not an envelope at all", "malformed"),
+    (sealed(S.referral(), HOTLINE)[:40], "malformed"),
+    (sealed(S.referral(), HOTLINE)[:-1] + b"\x00", "bad_signature"),
+    (sealed(S.referral(), HOTLINE, to=SHELTER), "wrong_recipient"),
+])
+def test_an_event_that_does_not_open_is_dead_lettered(data, reason):
+    effects = handle(Tables(), data)
+    assert (effects.deadletter, effects.event_id, effects.publish) == (reason, None, ())
+    assert effects.audit == ({"event_id": "unknown", "decision": "DeadLettered",
+                              "reason": reason},)
+
+
+def test_an_event_of_a_type_the_domain_does_not_take_is_dead_lettered():
+    status = sealed(samples.status(set_by=SHELTER), SHELTER, "ReferralStatus")
+    assert handle(Tables(), status).deadletter == "unexpected_type"
+    receipt = {"deliveryKey": "referral:x", "eventId": "e", "outcome": "Stored",
+               "receivedBy": SHELTER, "at": S.NOW}
+    ignored = handle(Tables(), sealed(receipt, SHELTER, "Receipt", event_id="ev-r"))
+    assert ignored == domain.Effects("ev-r")  # receipts: nothing to do, nothing to audit
+
+
+def test_an_erasure_confirmation_is_audited_and_receipted():
+    confirmation = {"noticeId": "n-1", "kind": "Confirmation", "consentId": "ps-0",
+                    "referralIds": ["r-1"], "reason": "ConsentWithdrawn",
+                    "requestedBy": SHELTER, "at": S.NOW}
+    effects = handle(Tables(), sealed(confirmation, SHELTER, "ErasureNotice"))
+    (receipt,) = effects.publish
+    got = opened(receipt, SHELTER).record
+    assert got["deliveryKey"] == f"{loop.delivery_key('ErasureNotice', confirmation)}:{NCC}"
+    assert [(a["decision"], a["sender"]) for a in effects.audit] == [("ErasureConfirmed",
+                                                                      SHELTER)]
+    forged = {**confirmation, "requestedBy": PSYCH}  # confirming for someone else
+    assert handle(Tables(), sealed(forged, SHELTER, "ErasureNotice")).deadletter == \
+        "unexpected_type"
+
+
+# --- the tables at rest ----------------------------------------------------------------------
+
+def test_protected_table_values_and_keys_never_hold_the_ids_in_clear():
+    referral, canaries, consent = canaried(SHELTER)
+    tables = with_consent(consent)
+    handle(tables, sealed(referral, HOTLINE))
+    handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent"))
+    stored = list(tables.consents.items()) + list(tables.log.items())
+    assert len(stored) == 2
+    for key, value in stored:
+        for clear in (consent["consentId"], consent["subjectId"], referral["referralId"],
+                      SHELTER, *canaries):
+            assert clear.encode() not in value, clear
+            assert clear.encode() not in key, clear
+    # a value does not open under another key (bound as associated data)
+    (ckey, cvalue), = tables.consents.items()
+    with pytest.raises(SealError):
+        envelope.unprotect(MESH.keys[NCC], b"consent|" + KEY + b"|other", cvalue)
+    assert envelope.unprotect(MESH.keys[NCC], b"consent|" + ckey, cvalue)
+
+
+def test_audit_entries_append_to_a_valid_chain():
+    tables = with_consent()
+    head, chain = audit.Head(), []
+    for data in (sealed(S.referral(), HOTLINE), b"junk",
+                 sealed(S.referral(recipient=POLICE), HOTLINE)):
+        for entry in handle(tables, data).audit:
+            record, head = audit.append(head, at=S.NOW, domain=NCC, **entry)
+            chain.append(record)
+    assert audit.verify(chain) is None
+    decoded = [codec.decode(r, expect="AuditRecord")[1] for r in chain]
+    assert [(d["decision"], d["reason"]) for d in decoded] == [
+        ("Forwarded", None), ("DeadLettered", "malformed"), ("Refused", "no_rule")]
