@@ -58,7 +58,8 @@ class Relay:
                 self._wake.clear()
 
     def tick(self) -> bool:
-        """Publish every due entry once; return True if there was work."""
+        """Publish every due entry once, in order; return True if there was work and the broker
+        took it (False makes the relay wait a poll interval before trying again)."""
         now = self.clock()
         due = self.store.due(now)
         if not due:
@@ -70,7 +71,7 @@ class Relay:
             log.warning("no broker to publish %d due event(s) to (%s); retrying",
                         len(due), type(exc).__name__)
             return False
-        pending = []
+        pending, failed = [], False
         for entry in due:
             next_ms = now + backoff_ms(entry.attempts, self.settings.resend_after_ms,
                                        self.settings.max_resend_after_ms)
@@ -91,7 +92,9 @@ class Relay:
                 self.metrics.send_failures.inc()
                 log.warning("broker refused delivery %s: %s; retrying later",
                             entry.delivery_key, type(exc).__name__)
+                self.store.retry_soon(entry.delivery_key)
                 self.kafka.reset()
+                failed = True
                 break
         for entry, future in pending:
             try:
@@ -100,11 +103,13 @@ class Relay:
                 self.metrics.send_failures.inc()
                 log.warning("delivery %s not acknowledged: %s; retrying later",
                             entry.delivery_key, type(exc).__name__)
+                self.store.retry_soon(entry.delivery_key)
                 self.kafka.reset()
+                failed = True
                 continue
             self.metrics.sent.labels(entry.record_type).inc()
             if not entry.needs_receipt:
                 self.store.sent(entry.delivery_key, self.clock())
             log.info("published %s event %s (attempt %d)", entry.record_type, entry.event_id,
                      entry.attempts + 1)
-        return True
+        return not failed

@@ -197,7 +197,7 @@ class Store:
     def due(self, now: int, limit: int = 100) -> list[Due]:
         rows = self._rows(
             "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ? "
-            "ORDER BY next_attempt_ms LIMIT ?", (now, limit))
+            "ORDER BY next_attempt_ms, created_ms LIMIT ?", (now, limit))
         return [Due(r["delivery_key"], r["event_id"], r["record_type"], r["recipient"],
                     codec.decode(r["record"])[1], r["partition_key"], bool(r["needs_receipt"]),
                     r["attempts"]) for r in rows]
@@ -207,6 +207,14 @@ class Store:
             db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? "
                        "WHERE delivery_key = ? AND state = 'pending'",
                        (next_attempt_ms, delivery_key))
+
+    def retry_soon(self, delivery_key: str) -> None:
+        """The broker did not take the entry: make it due again at once, in its original place
+        (its creation time), so that a later entry for the same person (a referral after a
+        withdrawal) cannot overtake it while the broker is away."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET next_attempt_ms = created_ms WHERE delivery_key = ? "
+                       "AND state = 'pending'", (delivery_key,))
 
     def sent(self, delivery_key: str, now: int) -> None:
         """A fire-and-forget event (a receipt) was acknowledged by the broker."""

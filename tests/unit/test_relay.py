@@ -1,0 +1,53 @@
+"""The outbox relay keeps the order of entries when the broker refuses one: a withdrawal that
+could not be published is not overtaken by a referral submitted after it."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from kafka.errors import KafkaTimeoutError
+
+from gateways.metrics import Metrics
+from gateways.relay import Relay
+from gateways.store import Store
+from refmesh import envelope, samples
+from tests.policy_samples import signed_mesh
+
+NOW = 1_790_000_000_000
+
+
+class FlakyProducer:
+    """Refuses the first ``refuse`` sends, then records what it is given."""
+
+    def __init__(self, refuse: int) -> None:
+        self.refuse, self.sent = refuse, []
+
+    def send(self, topic, key, value):
+        if self.refuse:
+            self.refuse -= 1
+            raise KafkaTimeoutError("broker away")
+        self.sent.append(value)
+        return SimpleNamespace(get=lambda timeout: None)
+
+
+def test_a_refused_entry_keeps_its_place_before_later_entries(tmp_path):
+    mesh = signed_mesh()
+    hotline = mesh.keys["BH/GOV/HOTLINE"]
+    store = Store(str(tmp_path / "gw.db"), hotline.agency_id, "BH/GOV/NCCTIP")
+    consent = samples.consent(1, controller=hotline.agency_id)
+    store.record_consent(consent, b"k", NOW)
+    producer = FlakyProducer(refuse=1)
+    link = SimpleNamespace(producer=lambda: producer, reset=lambda: None)
+    settings = SimpleNamespace(resend_after_ms=5000, max_resend_after_ms=60000,
+                               poll_interval_ms=200)
+    now = [NOW + 10]
+    relay = Relay(store, hotline, lambda: mesh.directory, link, Metrics(), settings,
+                  clock=lambda: now[0])
+    assert relay.tick() is False  # the broker refused the consent
+    referral = samples.referral(sender=hotline.agency_id, recipient="BH/GOV/SHELTER", n=1)
+    store.submit_referral(referral, b"k", NOW + 500)
+    due = store.due(NOW + 600)
+    assert [d.record_type for d in due] == ["Consent", "Referral"]
+    now[0] = NOW + 1000
+    assert relay.tick() is True
+    kinds = [envelope.read_header(v)["eventType"] for v in producer.sent]
+    assert kinds == ["Consent", "Referral"]
