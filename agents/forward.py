@@ -46,7 +46,7 @@ from kafka.errors import KafkaError
 from gateways import kafka as profiles
 from gateways.loading import now_ms
 from gateways.topics import TopicError, TopicSpec, ensure_topics
-from refmesh import audit, domain, topology
+from refmesh import aggregate, audit, domain, envelope, topology
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import ConfigError
 from refmesh.policy import Policy
@@ -55,6 +55,7 @@ from refmesh.settings import AgentSettings
 
 log = logging.getLogger("refmesh.agents.forward")
 
+COUNTS_CONTEXT = b"aggregate-counts|"  # associated data of the protected counts
 Publish = Callable[[str, "bytes | None", "bytes | None", "list | None"], Awaitable[None]]
 
 
@@ -71,8 +72,9 @@ def sink_topics(directory: TrustedDirectory, domain: str) -> list[str]:
 class Tables:
     """The agent's state: three faust Tables (or plain dicts in tests), keys and values bytes."""
 
-    def __init__(self, consents, forwarded, heads) -> None:
+    def __init__(self, consents, forwarded, heads, counts) -> None:
         self.consents, self.forwarded, self.heads = consents, forwarded, heads
+        self.counts = counts  # "partition|window start" -> protected counts of that window
 
     def view(self) -> domain.View:
         return domain.View(consent=self.consents.get, log=self.forwarded.get)
@@ -92,10 +94,12 @@ class Forwarder:
     def __init__(self, keys: AgencyKeys, directory_ref: Callable[[], TrustedDirectory],
                  policy: Policy, secret: bytes, publish, tables: Tables, *,
                  clock: Callable[[], int] = now_ms,
+                 counting: domain.Counting = domain.Counting(),
                  retry_first_s: float = 0.5, retry_max_s: float = 10.0) -> None:
         self.keys, self.directory_ref, self.publish, self.clock = (
             keys, directory_ref, publish, clock)
         self.policy, self.secret, self.tables = policy, secret, tables
+        self.counting = counting
         self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
         self.deadletter_topic = topology.deadletter(keys.agency_id, "domain")
         self.audit_topic = topology.audit(keys.agency_id)
@@ -106,7 +110,8 @@ class Forwarder:
         where = f"{message.topic}/{message.partition}@{message.offset}"
         now = self.clock()
         try:
-            ctx = domain.Context(self.keys, self.directory_ref(), self.policy, self.secret, now)
+            ctx = domain.Context(self.keys, self.directory_ref(), self.policy, self.secret, now,
+                                 self.counting)
             effects = domain.handle(message.value or b"", message.key, ctx, self.tables.view())
         except Exception as exc:  # a bug must not lose the event: park it, loudly
             frame = traceback.extract_tb(exc.__traceback__)[-1]
@@ -130,8 +135,18 @@ class Forwarder:
             self.tables.consents[effects.consent_put[0]] = effects.consent_put[1]
         if effects.log_put is not None:
             self.tables.forwarded[effects.log_put[0]] = effects.log_put[1]
+        if effects.counted is not None:
+            self._count(message.partition, *effects.counted)
         await self._audit(effects, message.partition, now, where)
         return effects
+
+    def _count(self, partition: int, window_start: int, cell: dict) -> None:
+        key = f"{partition}|{window_start}".encode()
+        old = self.tables.counts.get(key)
+        counts = aggregate.loads(None if old is None else envelope.unprotect(
+            self.keys, COUNTS_CONTEXT + key, old))
+        self.tables.counts[key] = envelope.protect(
+            self.keys, COUNTS_CONTEXT + key, aggregate.dumps(aggregate.count(counts, cell)))
 
     async def _audit(self, effects: domain.Effects, partition: int, now: int,
                      where: str) -> None:
@@ -296,7 +311,10 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
 
     tables = Tables(*(table(name) for name in topology.TABLES))
     publisher = FaustPublisher(app, partitions, ensure_topic or topic_ensurer(settings))
-    forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock)
+    counting = domain.Counting(settings.aggregate_unit,
+                               aggregate.check_dims(settings.aggregate_dims))
+    forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock,
+                          counting=counting)
 
     async def forward(stream):  # concurrency 1: events of a partition one after the other
         async for event in stream.noack().events():

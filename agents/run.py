@@ -49,7 +49,7 @@ def domain_topics(domain: str, partitions: int) -> list[TopicSpec]:
              topology.audit(domain)]
     return [TopicSpec(name, partitions) for name in plain] + [
         TopicSpec(topology.table(domain, name), partitions, compacted=True)
-        for name in topology.TABLES]
+        for name in (*topology.TABLES, topology.RELEASES)]
 
 
 def prepare_topics(settings: AgentSettings, directory) -> list[str]:
@@ -111,7 +111,23 @@ def run(settings: AgentSettings) -> NoReturn:
     Never returns normally: the worker ends the process with SystemExit.
     """
     app = prepare_app(settings)
+    if settings.region:
+        start_releases(settings)
     faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
+
+
+def start_releases(settings: AgentSettings) -> None:
+    """Start the release job that publishes the domain's statistics to its region."""
+    from agents.releases import Releaser
+    from refmesh import aggregate
+
+    profile = profile_of(settings)
+    admin = profiles.admin_config(profile, settings.bootstrap, settings.security)
+    ensure_topics(admin, [TopicSpec(aggregate.topic(settings.region), settings.partitions)])
+    keys = load_keys(settings.keystore, settings.domain, settings.passphrase_env)
+    Releaser(settings, keys,
+             profiles.consumer_config(profile, settings.bootstrap, "releases", settings.security),
+             profiles.producer_config(profile, settings.bootstrap, settings.security)).start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from refmesh import consent as consents
-from refmesh import envelope, loop, minimise, records, topology
+from refmesh import aggregate, envelope, loop, minimise, records, topology
 from refmesh.decide import Allow, decide
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import DirectoryError, RecordError, SealError
@@ -52,7 +52,18 @@ class Effects:
     audit: tuple[dict, ...] = ()
     consent_put: tuple[bytes, bytes] | None = None  # (table key, protected Consent)
     log_put: tuple[bytes, bytes] | None = None  # (subject key, protected forwarding log)
+    counted: tuple[int, dict] | None = None  # (window start, coarse cell) for the statistics
     deadletter: str | None = None
+
+
+@dataclass(frozen=True)
+class Counting:
+    """How the domain tabulates referrals for regional statistics (refmesh.aggregate)."""
+
+    unit: str = "month"
+    dims: tuple[str, ...] = ("reportingCountry", "citizenship", "gender", "exploitationType",
+                             "finalStatus")
+    max_late_ms: int = 30 * 86_400_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class Context:
     policy: Policy
     secret: bytes  # pseudonymisation secret
     now: int
+    counting: Counting = Counting()
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,7 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     if referral["consentId"] is not None and key is not None:
         consent = read_consent(ctx, view, consent_key(key, referral["consentId"], ctx.secret))
     decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
+    counted = _counted(referral, "forwarded" if isinstance(decision, Allow) else "refused", ctx)
     if not isinstance(decision, Allow):
         status = {"referralId": referral["referralId"], "state": "refused",
                   "reason": "PolicyRefused", "detail": decision.reason, "setBy": me,
@@ -179,8 +192,10 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
         value = envelope.seal("ReferralStatus", status, ctx.keys, sender, ctx.directory,
                               ctx.now)
         return Effects(event_id, publish=(Publish(topology.agency_inbox(sender), key, value),),
-                       audit=(_audit(ctx, event_id, "Refused", reason=decision.reason,
-                                     legal_basis=referral["legalBasis"], **common),))
+                       counted=counted, audit=(_audit(ctx, event_id, "Refused",
+                                                      reason=decision.reason,
+                                                      legal_basis=referral["legalBasis"],
+                                                      **common),))
     hop = topology.next_hop(ctx.directory, me, recipient)
     value = envelope.seal("Referral", decision.record, ctx.keys, hop.seal_for, ctx.directory,
                           ctx.now, event_id=event_id)
@@ -193,8 +208,24 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
             log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
                                              json.dumps([*entries, entry]).encode()))
     return Effects(event_id, publish=(Publish(hop.topic, key, value),), log_put=log_put,
-                   audit=(_audit(ctx, event_id, "Forwarded", legal_basis=decision.basis,
-                                 fields=decision.fields, **common),))
+                   counted=counted, audit=(_audit(ctx, event_id, "Forwarded",
+                                                  legal_basis=decision.basis,
+                                                  fields=decision.fields, **common),))
+
+
+def _counted(referral: dict, decision: str, ctx: Context) -> tuple[int, dict] | None:
+    """The window and the coarse cell a decided referral counts in: only these coarse values
+    reach the aggregation state, never an identifier (refmesh.aggregate.cell_of)."""
+    try:
+        sender = ctx.directory.member(referral["senderAgency"])
+        recipient = ctx.directory.member(referral["recipientAgency"])
+    except DirectoryError:
+        return None
+    c = ctx.counting
+    cell = aggregate.cell_of(referral, decision, sender, recipient, ctx.now, c.dims)
+    start, _ = aggregate.window_of(aggregate.event_time(referral["createdAt"], ctx.now,
+                                                        c.max_late_ms), c.unit)
+    return start, cell
 
 
 def _present(record: dict, prefix: str = "") -> tuple[str, ...]:

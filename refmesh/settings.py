@@ -112,6 +112,14 @@ class AgentSettings(Common):
     policy: str = ""  # the domain's signed minimisation policy (refmesh policy sign)
     pseudonym_secret_env: str = "REFMESH_PSEUDONYM_SECRET"  # env var: pseudonymisation secret
     data_dir: str = "agents-data"
+    region: str = ""  # the region whose aggregate topic gets this domain's statistics; "" = none
+    aggregate_unit: str = "month"  # tumbling window: month, day, hour or minute
+    aggregate_grace_ms: int = 2 * 86_400_000  # a window is released this long after it closes
+    aggregate_dims: list = field(default_factory=lambda: [
+        "reportingCountry", "citizenship", "gender", "exploitationType", "finalStatus"])
+    aggregate_k: int = 11  # no released cell counts fewer referrals (CTDC: k = 11)
+    aggregate_resolution: int = 5  # counts are rounded down to a multiple of this
+    release_interval_s: int = 60  # how often due windows are checked
     web_port: int = 0  # faust's web server; 0 = off
     worker_id: str = "1"
 

@@ -66,7 +66,8 @@ def table(domain_id: str, name: str) -> str:
     return f"{PREFIX}.domain.{_safe(domain_id)}.{name}"
 
 
-TABLES = ("consents", "forwarded", "audit-heads")
+TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts")
+RELEASES = "aggregate-releases"  # the last release of each window (compacted, encrypted)
 
 
 def partition_key(secret: bytes, subject_id: str) -> bytes:
@@ -119,5 +120,5 @@ def mesh_topics(directory: TrustedDirectory) -> list[tuple[str, bool]]:
         if member["domain"] is None:
             names += [(domain_inbox(agency_id), False), (deadletter(agency_id, "domain"), False),
                       (audit(agency_id), False)]
-            names += [(table(agency_id, name), True) for name in TABLES]
+            names += [(table(agency_id, name), True) for name in (*TABLES, RELEASES)]
     return names

@@ -1,0 +1,81 @@
+"""From referrals to a released aggregate through the real broker: the domain's agents count
+coarse values only, release a window once it is due, sign it, and publish it on the region's
+topic, where a person with a unique combination never appears."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gateways import kafka as profiles
+from gateways.cli import cli
+from gateways.loading import now_ms
+from gateways.supervise import wait_until
+from gateways.aggregates_reader import read_all
+from refmesh import aggregate
+from refmesh.aggregate import table
+from tests.integration.meshfix import start_mesh
+
+HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
+REGION = "GCC"
+
+
+def _with_region(files, ids):
+    path = files.agents_config(ids[NCC])
+    cfg = yaml.safe_load(path.read_text())
+    cfg.update(region=REGION, aggregate_unit="minute", aggregate_grace_ms=0,
+               release_interval_s=1)
+    path.write_text(yaml.safe_dump(cfg))
+
+
+@pytest.fixture(scope="module")
+def mesh(bootstrap, tmp_path_factory):
+    m = start_mesh(tmp_path_factory.mktemp("agg"), bootstrap, uuid.uuid4().hex[:6],
+                   [HOTLINE, SHELTER], [NCC], prepare=_with_region)
+    yield m
+    m.running.stop()
+
+
+def _releases(mesh) -> list[dict]:
+    """The verified releases now on the region's topic (newest revision per window)."""
+    messages = read_all(profiles.consumer_config(profiles.EMBEDDED, mesh.bootstrap, "r"),
+                        REGION) or []
+    kept, rejected = table.accept(((f"{m.partition}@{m.offset}", m.value) for m in messages),
+                                  mesh.directory(), now_ms(), REGION, table.Latest())
+    assert rejected == []
+    return kept
+
+
+def test_referrals_become_a_signed_release_without_the_unique_person(mesh, tmp_path):
+    hotline = mesh.client(HOTLINE)
+    past = now_ms() - 3 * 60_000  # a closed minute window: due at once (grace 0)
+    for n in range(100, 113):  # 13 alike: Ethiopian women in forced labour, forwarded
+        mesh.consent(n, HOTLINE)
+        hotline.submit(mesh.referral(n, HOTLINE, SHELTER, createdAt=past))
+    canary = mesh.referral(199, HOTLINE, SHELTER, createdAt=past)
+    canary["person"]["citizenship"] = ["NP"]  # the only Nepali citizen: a unique combination
+    mesh.consent(199, HOTLINE)
+    hotline.submit(canary)
+    wait_until(lambda: len(mesh.client(SHELTER).inbox()) >= 14, 90, "all 14 referrals")
+
+    def released():
+        return [r for r in _releases(mesh) if r["domain"] == mesh.id(NCC)]
+
+    releases = wait_until(released, 90, "a release on the region's topic")
+    cells = [c for r in releases for c in r["cells"]]
+    # every released cell stands for at least k = 11 referrals, rounded down to a multiple of 5
+    assert cells and all(c["count"] >= 10 and c["count"] % 5 == 0 for c in cells), cells
+    et = [c for c in cells if c["citizenship"] == "ET" and c["finalStatus"] == "forwarded"]
+    assert et and et[0]["count"] == 10  # 13 rounded down to 10
+    assert not [c for c in cells if c["citizenship"] == "NP"]  # the unique person never shows
+    assert releases[0]["k"] == 11 and releases[0]["resolution"] == 5
+    out = tmp_path / "agg.csv"
+    exported = CliRunner().invoke(cli, [
+        "aggregates", "export", "--region", REGION, "--format", "csv", "--out", str(out),
+        "--bootstrap", mesh.bootstrap, "--broker", "embedded",
+        "--directory", str(mesh.files.directory), "--anchor", str(mesh.files.anchor)])
+    assert exported.exit_code == 0, exported.output
+    assert "NP" not in out.read_text() and "ET" in out.read_text()
+    assert aggregate.topic(REGION) == f"refmesh.region.{REGION}.aggregates"
