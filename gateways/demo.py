@@ -10,13 +10,17 @@ everything and exits 0 (1 if anything went wrong). All data is synthetic.
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+import yaml
+
+from gateways import aggregates_report
 from gateways import kafka as profiles
+from gateways.aggregates_reader import read_all
 from gateways.audit_reader import read_chains
 from gateways.broker import EmbeddedBroker
 from gateways.client import GatewayError
@@ -27,6 +31,7 @@ from gateways.scan import scan
 from gateways.supervise import wait_until
 from gateways.topics import TopicSpec, ensure_topics
 from refmesh import audit, codec, samples, topology
+from refmesh.aggregate import table
 from refmesh.errors import MeshError
 
 HOTLINE, POLICE, SHELTER = "BH/GOV/HOTLINE", "BH/GOV/MOI-ATU", "BH/GOV/SHELTER"
@@ -37,6 +42,52 @@ START = time.monotonic()
 
 def say(message: str) -> None:
     print(f"[{time.monotonic() - START:6.1f}s] {message}", flush=True)
+
+
+REGION = "GCC"
+REPORT = Path(__file__).resolve().parent.parent / "demo-out" / "report.html"
+
+
+def with_region(config: Path) -> None:
+    """Let Bahrain's domain publish statistics to region GCC, by the minute for the demo."""
+    cfg = yaml.safe_load(config.read_text())
+    cfg.update(region=REGION, aggregate_unit="minute", aggregate_grace_ms=0,
+               release_interval_s=1)
+    config.write_text(yaml.safe_dump(cfg))
+
+
+def statistics(mesh: RunningMesh, files, bootstrap: str) -> None:
+    """Twenty more synthetic referrals from last minute, then the region's release."""
+    past = now_ms() - 2 * 60_000
+    for n in range(100, 120):
+        consent = samples.consent(n, controller=HOTLINE, valid_from=past - 60_000)
+        consent["recipientRoles"] = ["CentralGovernmentOrganisation"]
+        mesh.client(HOTLINE).record_consent(consent)
+        mesh.client(HOTLINE).submit(samples.referral(
+            referral_id=f"stats-{n}-{past}", sender=HOTLINE, recipient=SHELTER,
+            created_at=past, n=n))
+    say("20 more referrals (last minute's window) sent for the statistics")
+    config = profiles.consumer_config(profiles.EMBEDDED, bootstrap, "stats")
+    trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
+
+    def released():
+        messages = read_all(config, REGION) or []
+        kept, _ = table.accept(((f"{m.partition}@{m.offset}", m.value) for m in messages),
+                               trusted, now_ms(), REGION, table.Latest())
+        return kept
+
+    releases = wait_until(released, 60, "a statistics release for region GCC")
+    say(f"region {REGION} received {len(releases)} signed release(s); released cells "
+        "(k = 11, rounded down to 5; null = all values):")
+    skip = {"count", "domain", "region", "windowStart", "windowEnd", "revision", "k",
+            "resolution", "epsilon", "period", "yearOfRegistration", "monthOfRegistration"}
+    for row in table.rows(releases):
+        dims = ", ".join(f"{k} {v}" for k, v in row.items() if k not in skip and v is not None)
+        print(f"    {row['count']:5}  {dims}")
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(aggregates_report.render(releases, region=REGION,
+                                               generated_at=now_ms(), rejected=[]))
+    say(f"regional report written to {REPORT}")
 
 
 def case_path(now: int) -> list[tuple[str, dict, str]]:
@@ -117,6 +168,7 @@ def main() -> int:
         files = build(work / "mesh", bootstrap, now_ms(),     resend_after_ms=3000)
         say(f"sample mesh written: {len(SAMPLE)} agencies in 2 jurisdictions, directory signed "
             f"by {DOMAINS[0]}")
+        with_region(files.agents_config(DOMAINS[0]))
         trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
         specs = [TopicSpec(name, 4, compacted) for name, compacted in
                  topology.mesh_topics(trusted)]
@@ -192,12 +244,17 @@ def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
             say(f"  {recipient} set {rid} to {state}" + (f" ({reason})" if reason else "")
                 + f"; {sender} sees it")
     withdraw(mesh, path)
+    statistics(mesh, mesh.files, bootstrap)
     print()
     say("what each agency holds:")
     for agency in mesh.gateways:
         inbox = mesh.client(agency).inbox()
-        listed = ", ".join(f"{r['referral_id']} from {r['peer']} [{r['state']}]" for r in inbox)
-        print(f"    {agency:18} {len(inbox)} referral(s){': ' + listed if listed else ''}")
+        stats = sum(r["referral_id"].startswith("stats-") for r in inbox)
+        listed = ", ".join(f"{r['referral_id']} from {r['peer']} [{r['state']}]" for r in inbox
+                           if not r["referral_id"].startswith("stats-"))
+        extra = f" (+{stats} for the statistics)" if stats else ""
+        print(f"    {agency:18} {len(inbox) - stats} referral(s){extra}"
+              f"{': ' + listed if listed else ''}")
     ok = verify_audit(bootstrap)
     planted = canaries([r for _, r, _ in path])
     result = scan(profiles.consumer_config(profiles.EMBEDDED, bootstrap, "scan"), planted,

@@ -32,6 +32,9 @@ def test_demo_runs_the_case_path_and_finds_no_leak():
                   "erased it; BH/GOV/HOTLINE sees the confirmation"):
         assert state in out, state
     assert out.count("hash chains, all intact") == 2
+    assert "region GCC received" in out and "regional report written to" in out
+    assert "citizenship ET" in out
     assert "ET/NGO/RECEPTION   1 referral(s)" in out
+    assert (ROOT / "demo-out" / "report.html").read_text().count("data:image/png;base64") >= 2
     assert "Traceback" not in out + done.stderr
     assert _demo_processes() == []
