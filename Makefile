@@ -1,12 +1,13 @@
 # refmesh: two commands set everything up on a fresh machine.
 #   make demo   creates .venv, installs, runs the sample mesh on the embedded broker
 #   make test   creates .venv, installs, runs every test
+#   make drills runs the fault drills and writes bench/RESULTS.md
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench install clean
+.PHONY: test demo bench drills install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+
+# fault drills (about 35 minutes; `$(BIN)/python bench/drills.py --quick` takes about 3)
+drills: $(STAMP)
+	$(BIN)/python bench/drills.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -32,8 +32,10 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
 class Proc:
     """One child process running a refmesh module, its output in a log file."""
 
-    def __init__(self, name: str, module: str, args: list[str], env: dict, log_dir: Path) -> None:
+    def __init__(self, name: str, module: str, args: list[str], env: dict, log_dir: Path,
+                 wrapper: list[str] | None = None) -> None:
         self.name, self.module, self.args = name, module, args
+        self.wrapper = list(wrapper or ())  # a command that execs the process (e.g. setpriv)
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = Path(log_dir) / f"{name.replace('/', '_')}.log"
         self.popen: subprocess.Popen | None = None
@@ -44,7 +46,8 @@ class Proc:
         self.log_start = log.tell()
         root = str(Path(__file__).resolve().parent.parent)
         self.env["PYTHONPATH"] = root + os.pathsep + self.env.get("PYTHONPATH", "")
-        self.popen = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
+        self.popen = subprocess.Popen([*self.wrapper, sys.executable, "-m", self.module,
+                                       *self.args],
                                       stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                       cwd=root, start_new_session=True)
         log.close()
