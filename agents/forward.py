@@ -124,10 +124,12 @@ class Forwarder:
             await self._deliver(out.topic, out.key, out.value, None, None, where,
                                 effects.event_id)
         if effects.deadletter is not None:
-            headers = [("refmesh-reason", effects.deadletter.encode()),
-                       ("refmesh-source", where.encode())]
-            await self._deliver(self.deadletter_topic, message.key, message.value, headers,
-                                None, where, effects.event_id)
+            # cut to a size any producer can write: a broker may hold larger events than that,
+            # and a dead letter that cannot be written would stop this worker for good
+            key, value, headers = topology.dead_letter(message.key, message.value,
+                                                       effects.deadletter, where)
+            await self._deliver(self.deadletter_topic, key, value, headers, None, where,
+                                effects.event_id)
             self.counts[f"deadletter:{effects.deadletter}"] += 1
             log.warning("dead-lettered event %s from %s: %s",
                         effects.event_id or "(id unknown)", where, effects.deadletter)
