@@ -99,8 +99,9 @@ def read_consent(ctx: Context, view: View, key: bytes) -> dict | None:
     data = view.consent(key)
     if data is None:
         return None
-    return records.Consent.from_dict(json.loads(envelope.unprotect(
-        ctx.keys, b"consent|" + key, data))).to_dict()
+    consent = json.loads(envelope.unprotect(ctx.keys, b"consent|" + key, data))
+    records.check("Consent", consent)  # the fast check: it is read on every referral
+    return consent
 
 
 def read_log(ctx: Context, view: View, key: bytes) -> list[dict]:

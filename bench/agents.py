@@ -1,0 +1,106 @@
+"""Policy-domain agent benchmark: the per-event work of the domain's agent, in one process.
+
+Three variants over the same sealed referrals, measured in the same run:
+- plain forwarding (the baseline): open the envelope, reseal it whole for the recipient;
+- policy on: ``refmesh.domain.handle`` as the agent runs it: open, read the encrypted consent,
+  decide (consent check, minimisation plan, allow-list projection), reseal the projection,
+  update the encrypted forwarding log;
+- policy and statistics: the same plus the aggregation step (coarse cell, encrypted counts).
+
+It measures the agent's own work, not faust or Kafka (bench/pipeline.py measures the whole
+path). Usage: python bench/agents.py [--runs 5] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.results import spread, write_section  # noqa: E402
+from refmesh import aggregate, domain, envelope, samples, topology  # noqa: E402
+from tests.policy_samples import NOW, SECRET, load, signed_mesh  # noqa: E402
+
+HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
+
+
+def events(mesh, n: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        referral = samples.referral(referral_id=f"b-{i}", sender=HOTLINE, recipient=SHELTER,
+                                    created_at=NOW, n=1)
+        out.append((envelope.seal("Referral", referral, mesh.keys[HOTLINE], NCC,
+                                  mesh.directory, NOW), b"subject-key"))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    n = 30 if args.quick else 300
+    mesh = signed_mesh()
+    keys, policy = mesh.keys[NCC], load()
+    consent = samples.consent(1, controller=HOTLINE, valid_from=NOW - 1000)
+    consent["recipientRoles"] = ["CentralGovernmentOrganisation"]
+    ctx = domain.Context(keys, mesh.directory, policy, SECRET, NOW)
+    ckey = domain.consent_key(b"subject-key", consent["consentId"], SECRET)
+    tables = {"consent": {ckey: envelope.protect(keys, b"consent|" + ckey,
+                                                 json.dumps(consent).encode())}, "log": {}}
+    view = domain.View(consent=tables["consent"].get, log=tables["log"].get)
+    batch = events(mesh, n)
+    counts: dict[bytes, bytes] = {}
+
+    def plain(data, key):
+        opened = envelope.open(data, keys, mesh.directory, NOW)
+        hop = topology.next_hop(mesh.directory, NCC, opened.record["recipientAgency"])
+        envelope.seal("Referral", opened.record, keys, hop.seal_for, mesh.directory, NOW,
+                      event_id=opened.header["eventId"])
+
+    def with_policy(data, key):
+        effects = domain.handle(data, key, ctx, view)
+        assert effects.publish and effects.deadletter is None
+
+    def with_statistics(data, key):
+        effects = domain.handle(data, key, ctx, view)
+        start, cell = effects.counted
+        ck = f"0|{start}".encode()
+        old = counts.get(ck)
+        state = aggregate.loads(None if old is None else envelope.unprotect(keys, ck, old))
+        counts[ck] = envelope.protect(keys, ck, aggregate.dumps(aggregate.count(state, cell)))
+
+    variants = {"plain forwarding (baseline)": plain, "policy on": with_policy,
+                "policy and statistics": with_statistics}
+    rates = {name: [] for name in variants}
+    for _ in range(args.runs):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            for data, key in batch:
+                fn(data, key)
+            rates[name].append(n / (time.perf_counter() - start))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    base = med["plain forwarding (baseline)"]
+    rows = [f"| {k} | {spread(v)} | {med[k] / base:.2f} |" for k, v in rates.items()]
+    cost = 1 - med["policy on"] / base
+    stats_cost = 1 - med["policy and statistics"] / base
+    body = "\n".join([
+        f"{n} sealed full referrals per run, {args.runs} runs; referrals per second, median "
+        "(min-max), in one process (the agent's own work: no faust, no Kafka).", "",
+        "| variant | referrals/s | ratio to baseline |", "|---|---|---|", *rows, "",
+        f"- policy costs {cost:.0%} of the plain forwarding throughput (target under 25%): "
+        f"{'met' if cost < 0.25 else 'NOT met'}.",
+        f"- policy and statistics together cost {stats_cost:.0%}.",
+    ])
+    print(body)
+    if not args.quick:
+        write_section("Agents: policy and statistics against plain forwarding (bench/agents.py)",
+                      body)
+
+
+if __name__ == "__main__":
+    main()
