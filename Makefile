@@ -28,6 +28,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/pipeline.py
 
 # fault drills (about 35 minutes; `$(BIN)/python bench/drills.py --quick` takes about 3)
 drills: $(STAMP)

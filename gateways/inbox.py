@@ -30,6 +30,7 @@ class Inbox:
         self.deadletter_topic = topology.deadletter(keys.agency_id)
         self._stop = threading.Event()
         self.consumer: KafkaConsumer | None = None
+        self.lag = 0  # for the consumer-lag gauge; on Tansu an estimate (end offsets are off)
         self.thread = threading.Thread(target=self._run, name="inbox", daemon=True)
 
     def start(self) -> None:
@@ -64,6 +65,17 @@ class Inbox:
                 for message in messages:
                     self.handle(message)
                 self.consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, None, -1)})
+            self.lag = self._lag()
+
+    def _lag(self) -> int:
+        """Messages not yet consumed, from the high-water marks of the last fetches (no request;
+        computed here because a KafkaConsumer must not be used from another thread)."""
+        total = 0
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                total += max(0, high - self.consumer.position(tp))
+        return total
 
     def handle(self, message) -> None:
         """Process one Kafka message; return once it is stored or dead-lettered."""

@@ -29,6 +29,17 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         event.wait(interval)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the process that started it
+    dies, so a test run or demo that is killed leaves no gateway or agent behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: children then outlive a killed parent
+
+
 class Proc:
     """One child process running a refmesh module, its output in a log file."""
 
@@ -49,7 +60,8 @@ class Proc:
         self.popen = subprocess.Popen([*self.wrapper, sys.executable, "-m", self.module,
                                        *self.args],
                                       stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                      cwd=root, start_new_session=True)
+                                      cwd=root, start_new_session=True,
+                                      preexec_fn=_die_with_parent)
         log.close()
         return self
 

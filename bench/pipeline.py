@@ -1,0 +1,374 @@
+"""Pipeline benchmark: referrals from one gateway to another through the policy domain.
+
+Starts its own embedded broker and, per run, a fresh sample mesh (agency codes suffixed as in
+tests/integration/meshfix.py): the gateways of BH/GOV/HOTLINE and BH/GOV/SHELTER and the agents
+of BH/GOV/NCCTIP as child processes (gateways.mesh.RunningMesh). Measures, per run:
+
+- throughput: N synthetic referrals POSTed to the hotline's API from a few client threads as
+  fast as it takes them; referrals/s from the first submit to the last one stored at the shelter;
+- latency at a steady rate: per referral, submit (client clock) to stored (the shelter's
+  ``created_ms`` in GET /v1/inbox, the same machine's clock), p50/p99/max;
+- baseline (a): the cryptographic work one referral causes on its whole closed loop (5 seals
+  and 5 opens with refmesh.envelope, so the Avro work inside them is included, and the domain's
+  AES-SIV state reads and write) in a loop in one process;
+- baseline (b): N plain byte strings of a sealed referral envelope's size produced and consumed
+  twice (two hops) with kafka-python and the EMBEDDED client profile;
+- peak resident memory (VmRSS) of each gateway, and CPU time per referral of every process.
+
+Every referral's person has consented first (recorded at the hotline, held by the domain), as
+the domain refuses a referral without consent. Progress is tracked without touching the
+gateways: the bench reads their SQLite files read-only (WAL lets readers in without blocking the
+writer); results come from the gateways' HTTP API.
+Usage: python bench/pipeline.py [--runs 3] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+
+from bench.pipeline_mesh import (  # noqa: E402
+    DOMAIN, HOTLINE, SHELTER, Bench, RssSampler, cpu_s, submit_all, wall_ms)
+from bench.results import spread, write_section  # noqa: E402
+from gateways import kafka as profiles  # noqa: E402
+from gateways.broker import EmbeddedBroker  # noqa: E402
+from gateways.loading import now_ms  # noqa: E402
+from gateways.policy_files import read_policy  # noqa: E402
+from gateways.topics import TopicSpec, ensure_topics  # noqa: E402
+from refmesh import envelope, loop, records, samples, topology  # noqa: E402
+from refmesh.decide import Allow, decide  # noqa: E402
+from refmesh.domain import consent_key  # noqa: E402
+
+SECTION = "Pipeline: gateway to gateway through the domain (bench/pipeline.py)"
+START = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --- the measurements -------------------------------------------------------------------------
+
+def throughput(bench: Bench, tag: str, n: int, threads: int) -> dict:
+    prefix = f"tp-{tag}-"
+    referrals = [bench.referral(f"{prefix}{i:05d}", i) for i in range(n)]
+    procs = {**bench.pids(), "broker": bench.broker_pid,
+             "bench (API clients, progress polling)": os.getpid()}
+    cpu0 = {name: cpu_s(pid) for name, pid in procs.items()}
+    wall0 = time.monotonic()
+    submitted = submit_all(bench, referrals, threads)
+    submit_s = time.monotonic() - wall0
+    bench.wait_stored(prefix, n, timeout=60 + n / 20)
+    stored_s = time.monotonic() - wall0
+    bench.wait_quiet(timeout=60 + n / 20)
+    quiet_s = time.monotonic() - wall0
+    cpu = {name: (cpu_s(pid) - cpu0[name]) * 1000 / n for name, pid in procs.items()}
+    stored = bench.stored_at(prefix)
+    first = min(submitted.values())
+    last = max(stored.values())
+    closed = bench.loop_closed_at(prefix)
+    say(f"  throughput: {n} submitted in {submit_s:.1f} s, stored after {stored_s:.1f} s, "
+        f"loop closed after {quiet_s:.1f} s; {bench.resends(prefix)} re-sends")
+    return {"rate": n / ((last - first) / 1000), "loop_rate": n / ((closed - first) / 1000),
+            "submit_rate": n / submit_s, "cpu_ms": cpu, "wall_s": quiet_s,
+            "resends": bench.resends(prefix)}
+
+
+def latency(bench: Bench, tag: str, rate: float, seconds: float) -> dict:
+    prefix = f"lat-{tag}-"
+    n = int(rate * seconds)
+    client = bench.api[bench.hotline]
+    submitted: dict[str, float] = {}
+    t0 = time.monotonic()
+    pause = threading.Event()
+    for i in range(n):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            pause.wait(delay)
+        referral = bench.referral(f"{prefix}{i:05d}", i)
+        submitted[referral["referralId"]] = wall_ms()
+        client.submit(referral)
+    achieved = n / (time.monotonic() - t0)
+    bench.wait_stored(prefix, n, timeout=60 + seconds)
+    stored = bench.stored_at(prefix)
+    ms = sorted(stored[rid] - submitted[rid] for rid in submitted)
+    bench.wait_quiet(timeout=60 + seconds)
+    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    say(f"  latency at {achieved:.1f}/s offered: p50 {statistics.median(ms):.0f} ms, "
+        f"p99 {p99:.0f} ms, max {ms[-1]:.0f} ms; {bench.resends(prefix)} re-sends")
+    return {"p50": statistics.median(ms), "p99": p99, "max": ms[-1], "offered": achieved}
+
+
+def crypto_baseline(bench: Bench, n: int) -> tuple[float, int]:
+    """Referrals/s of the cryptographic work of one closed loop, in one process.
+
+    Counted from gateways/relay.py, gateways/inbox.py, gateways/store.py, agents/forward.py and
+    refmesh/domain.py, per referral: the hotline seals the referral for the domain; the domain
+    opens it, reads the person's consent and forwarding log (AES-SIV unprotect, twice), reseals
+    the minimised referral for the shelter and rewrites the log (AES-SIV protect); the shelter
+    opens it and seals a Receipt and a "received" ReferralStatus for the hotline; the hotline
+    opens both and seals a Receipt for the status; the shelter opens that. So 5 seals (HPKE seal
+    + Ed25519 sign) and 5 opens (verify + HPKE open) with refmesh.envelope, whose Avro work is
+    included, and 3 AES-SIV operations. The policy decision (minimisation) is made once outside
+    the loop. Returns (referrals/s, bytes of the sealed referral envelope).
+    """
+    directory = bench.directory()
+    hot, dom, she = (bench.keys(a) for a in (bench.hotline, bench.domain, bench.shelter))
+    files, now = bench.files, now_ms()
+    path = files.agents_config(bench.domain).parent.parent / "policies" / (
+        bench.domain.replace("/", "_") + ".signed")
+    policy, _ = read_policy(path.read_bytes(), str(path), directory, bench.domain, now)
+    secret = files.env["REFMESH_PSEUDONYM_SECRET"].encode()
+    # person 0's referral and consent as the domain holds them (validated, defaults filled)
+    referral = records.Referral.from_dict(bench.referral("base", 0)).to_dict()
+    consent = records.Consent.from_dict(bench.consent(0)).to_dict()
+    decision = decide(referral, consent, directory, policy, now, secret)
+    if not isinstance(decision, Allow):
+        raise RuntimeError(f"the sample policy refuses the benchmark's referral: {decision}")
+    subject = topology.partition_key(b"bench", referral["subjectId"])
+    table_key = consent_key(subject, referral["consentId"], secret)
+    held_consent = envelope.protect(dom, b"consent|" + table_key, json.dumps(consent).encode())
+    held_log = envelope.protect(dom, b"log|" + subject, b"[]")
+
+    def one() -> int:
+        now = now_ms()
+        sealed = envelope.seal("Referral", referral, hot, dom.agency_id, directory, now)
+        opened = envelope.open(sealed, dom, directory, now)
+        envelope.unprotect(dom, b"consent|" + table_key, held_consent)
+        entries = json.loads(envelope.unprotect(dom, b"log|" + subject, held_log))
+        resealed = envelope.seal("Referral", decision.record, dom, she.agency_id, directory,
+                                 now, event_id=opened.header["eventId"])
+        envelope.protect(dom, b"log|" + subject, json.dumps([*entries, {
+            "recipient": she.agency_id, "referralId": referral["referralId"],
+            "consentId": referral["consentId"]}]).encode())
+        got = envelope.open(resealed, she, directory, now)
+        receipt = {"deliveryKey": loop.delivery_key("Referral", got.record),
+                   "eventId": got.header["eventId"], "outcome": "Stored",
+                   "receivedBy": she.agency_id, "at": now}
+        status = samples.status(referral["referralId"], "received", she.agency_id, now)
+        for record_type, record in (("Receipt", receipt), ("ReferralStatus", status)):
+            envelope.open(envelope.seal(record_type, record, she, hot.agency_id, directory,
+                                        now), hot, directory, now)
+        back = {"deliveryKey": loop.delivery_key("ReferralStatus", status),
+                "eventId": str(uuid.uuid4()), "outcome": "Stored", "receivedBy": hot.agency_id,
+                "at": now}
+        envelope.open(envelope.seal("Receipt", back, hot, she.agency_id, directory, now), she,
+                      directory, now)
+        return len(sealed)
+
+    size = one()
+    start = time.perf_counter()
+    for _ in range(n):
+        one()
+    return n / (time.perf_counter() - start), size
+
+
+def kafka_baseline(bootstrap: str, tag: str, n: int, size: int) -> float:
+    """Messages/s of N byte strings of ``size`` through two hops: produce N to one topic,
+    consume them, produce N to a second topic, consume them (one after the other, one process;
+    EMBEDDED profile: one record per batch, acks=all, one request in flight)."""
+    topics = [f"bench.pipeline.{tag}.hop{h}" for h in (1, 2)]
+    ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
+                  [TopicSpec(t, 4) for t in topics])
+    producer = KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, bootstrap))
+    config = profiles.consumer_config(profiles.EMBEDDED, bootstrap, "unused")
+    config = {k: v for k, v in config.items() if k not in ("group_id", "enable_auto_commit")}
+    consumers = []
+    try:
+        for topic in topics:
+            producer.partitions_for(topic)  # metadata now, not inside the timing
+            consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            consumers.append(consumer)
+        payload = os.urandom(size)
+        keys = [uuid.uuid4().hex.encode() for _ in range(n)]
+        start = time.perf_counter()
+        for topic, consumer in zip(topics, consumers):
+            for key in keys:
+                producer.send(topic, key=key, value=payload)
+            producer.flush()
+            seen = 0
+            deadline = time.monotonic() + 60
+            while seen < n:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {seen} of {n} messages came back from {topic}")
+                seen += sum(len(b) for b in consumer.poll(timeout_ms=200).values())
+        return n / (time.perf_counter() - start)
+    finally:
+        producer.close()
+        for consumer in consumers:
+            consumer.close(autocommit=False)
+
+
+# --- one run, several runs, the table ----------------------------------------------------------
+
+def one_run(root: Path, bootstrap: str, broker_pid: int, run: int, args) -> dict:
+    tag = uuid.uuid4().hex[:6]
+    load = os.getloadavg()[0]
+    bench = Bench(root / f"run{run}", bootstrap, tag, broker_pid)
+    try:
+        crypto, size = crypto_baseline(bench, args.crypto_n)
+        say(f"run {run}: baseline (a) {crypto:,.0f} referrals/s; sealed referral {size} bytes")
+        kafka = kafka_baseline(bootstrap, tag, args.n, size)
+        say(f"run {run}: baseline (b) {kafka:,.0f} msgs/s through two hops")
+        bench.start()
+        sampler = RssSampler(bench.pids())
+        sampler.start()
+        people = max(args.n, int(args.rate * args.seconds), 10)
+        consents = bench.record_consents(people, args.threads)
+        say(f"run {run}: mesh {tag} running; {people} consents recorded at the hotline and "
+            f"held by the domain ({consents:,.0f}/s); warming up")
+        warm = [bench.referral(f"warm-{tag}-{i}", i) for i in range(10)]
+        submit_all(bench, warm, 2)
+        bench.wait_stored(f"warm-{tag}-", len(warm), 60)
+        bench.wait_quiet(60)
+        tp = throughput(bench, tag, args.n, args.threads)
+        lat = latency(bench, tag, args.rate, args.seconds)
+        peak = sampler.stop()
+    finally:
+        bench.stop()
+    return {"crypto": crypto, "size": size, "kafka": kafka, "rss": peak, "consents": consents,
+            "load": load,
+            "resend_after_ms": bench.resend_after_ms,
+            **{f"tp_{k}": v for k, v in tp.items()}, **{f"lat_{k}": v for k, v in lat.items()}}
+
+
+def table(results: list[dict], args) -> str:
+    def col(key, scale=1.0):
+        return [r[key] * scale for r in results]
+
+    def ratio(key):
+        return [r["tp_rate"] / r[key] for r in results]
+
+    mb = {name: [r["rss"][name] / 1024 for r in results] for name in results[0]["rss"]}
+    cpu = {name: [r["tp_cpu_ms"][name] for r in results] for name in results[0]["tp_cpu_ms"]}
+    cpu_all = [sum(r["tp_cpu_ms"].values()) for r in results]
+    cores = os.cpu_count() or 1
+    median_a = statistics.median(ratio("crypto"))
+    gw_peak = max(max(mb["hotline gateway"]), max(mb["shelter gateway"]))
+    rows = [
+        ("setup: consents recorded at the hotline until the domain holds them (consents/s)",
+         spread(col("consents"))),
+        ("throughput: hotline API to shelter inbox (referrals/s)", spread(col("tp_rate"))),
+        ("... to closed loop: hotline sees every referral received (referrals/s)",
+         spread(col("tp_loop_rate"))),
+        ("... submits accepted by the hotline API while it ran (referrals/s)",
+         spread(col("tp_submit_rate"))),
+        (f"... referrals re-sent meanwhile (no receipt within resend_after_ms = "
+         f"{results[0]['resend_after_ms']})", spread(col("tp_resends"), 0)),
+        ("baseline (a): cryptographic work of one closed loop, 1 process (referrals/s)",
+         spread(col("crypto"))),
+        ("**pipeline / baseline (a)** (target at least 0.5)", spread(ratio("crypto"), 2)),
+        ("baseline (b): kafka-python two hops, EMBEDDED profile (msgs/s)", spread(col("kafka"))),
+        ("pipeline / baseline (b)", spread(ratio("kafka"), 2)),
+        ("latency run: rate offered to the hotline API (referrals/s)",
+         spread(col("lat_offered"))),
+        (f"latency at {args.rate:g} referrals/s for {args.seconds:g} s: p50 (ms)",
+         spread(col("lat_p50"), 0)),
+        ("latency p99 (ms)", spread(col("lat_p99"), 0)),
+        ("latency max (ms)", spread(col("lat_max"), 0)),
+        *[(f"peak RSS, {name} (MB{'; target under 150' if 'gateway' in name else ''})",
+           spread(v)) for name, v in mb.items()],
+    ]
+    cpu_rows = [*cpu.items(), ("all processes", cpu_all)]
+    ceiling = [cores * 1000 / c for c in cpu_all]
+    return "\n".join([
+        f"{len(results)} run(s), each on a fresh sample mesh (gateways of {HOTLINE} and "
+        f"{SHELTER}, agents of {DOMAIN}, as child processes) on one embedded broker; "
+        f"median (min-max). Throughput: {args.n} full synthetic referrals "
+        f"({results[0]['size']:,} bytes once sealed) POSTed from {args.threads} client "
+        "threads, from the first submit to the last one stored (the shelter's created_ms in "
+        "GET /v1/inbox, same machine clock). Latency: the same, per referral, at a steady "
+        "rate. Every referral's person consented first (setup, not timed). Baseline (a): "
+        "the cryptographic work of one closed loop in a loop in one process: 5 seals and 5 "
+        "opens with refmesh.envelope (the referral at the hotline and at the domain, a "
+        "receipt and a status at the shelter, a receipt at the hotline; the Avro work inside "
+        "seal/open included) and the domain's 3 AES-SIV state operations; record validation, "
+        "the policy decision and storage not. Baseline (b): as many byte strings of the "
+        "sealed size produced and consumed, then produced and consumed again on a second "
+        "topic, one step after the other in one process. Load average (1 min) of the machine "
+        "as each run started: " + ", ".join(f"{r['load']:.1f}" for r in results) + ".", "",
+        "| figure | median (min-max) |", "|---|---|",
+        *[f"| {name} | {value} |" for name, value in rows], "",
+        "CPU time per referral during the throughput run (first submit to closed loop, from "
+        "/proc/PID/stat; the broker is the Tansu process, the bench process runs the API "
+        "clients):", "",
+        "| process | CPU ms per referral |", "|---|---|",
+        *[f"| {name} | {spread(v, 2)} |" for name, v in cpu_rows],
+        f"| ceiling if CPU-bound on {cores} cores (referrals/s) | {spread(ceiling)} |", "",
+        f"- pipeline / baseline (a) = {median_a:.2f}: target of at least 0.5 "
+        f"{'met' if median_a >= 0.5 else 'NOT met'}.",
+        f"- gateway peak RSS {gw_peak:.0f} MB: target under 150 MB "
+        f"{'met' if gw_peak < 150 else 'NOT met'}.",
+        *([f"- the latency run offered more than the pipeline's throughput in this run "
+           f"({statistics.median(col('lat_offered')):.0f} against "
+           f"{statistics.median(col('tp_rate')):.0f} referrals/s): its latencies are queueing "
+           "delays that grow with the length of the run."]
+          if statistics.median(col("lat_offered")) >= statistics.median(col("tp_rate")) else []),
+    ])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    ap.add_argument("--n", type=int, help="referrals in the throughput run (1000; quick 100)")
+    ap.add_argument("--threads", type=int, default=4, help="API client threads")
+    ap.add_argument("--rate", type=float, default=50.0, help="referrals/s in the latency run")
+    ap.add_argument("--seconds", type=float, help="length of the latency run (20; quick 5)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    args = ap.parse_args()
+    if args.quick:
+        args.runs = 1
+    # 1000 referrals and 20 s (not more) keep three runs, with the consents each needs first,
+    # within about 6 minutes on 2 cores
+    args.n = args.n or (100 if args.quick else 1000)
+    args.seconds = args.seconds or (5.0 if args.quick else 20.0)
+    args.crypto_n = 20 if args.quick else 300
+    # SIGTERM (make, CI) unwinds like Ctrl-C, so that the finally blocks stop every process
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    root = Path(tempfile.mkdtemp(prefix="refmesh-bench-pipeline-"))
+    broker = EmbeddedBroker()
+    results = []
+    try:
+        bootstrap = broker.start()
+        say(f"embedded broker at {bootstrap}; work folder {root}")
+        for run in range(1, args.runs + 1):
+            results.append(one_run(root, bootstrap, broker.pid, run, args))
+    except Exception as exc:
+        say(f"benchmark failed: {type(exc).__name__}: {exc}")
+        for log in sorted(root.glob("run*/logs/*.log")):
+            tail = "\n    ".join(log.read_text(errors="replace").splitlines()[-8:])
+            print(f"--- {log.name} (last lines)\n    {tail}", file=sys.stderr)
+        return 1
+    finally:
+        broker.stop()
+        if args.keep:
+            say(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    body = table(results, args)
+    print(body)
+    if not args.quick:
+        write_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
