@@ -62,8 +62,9 @@ class Inbox:
         while not self._stop.is_set():
             batches = self.consumer.poll(timeout_ms=500, max_records=200)
             for tp, messages in batches.items():
-                for message in messages:
-                    self.handle(message)
+                with self.store.batch():  # one commit for the polled batch, then the offset
+                    for message in messages:
+                        self.handle(message)
                 self.consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, None, -1)})
             self.lag = self._lag()
 

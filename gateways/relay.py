@@ -72,11 +72,13 @@ class Relay:
                         len(due), type(exc).__name__)
             return False
         pending, failed = [], False
-        for entry in due:
-            next_ms = now + backoff_ms(entry.attempts, self.settings.resend_after_ms,
-                                       self.settings.max_resend_after_ms)
+        with self.store.batch():  # the re-send times of the whole tick, one commit
+            for entry in due:
+                self.store.attempted(entry.delivery_key, now + backoff_ms(
+                    entry.attempts, self.settings.resend_after_ms,
+                    self.settings.max_resend_after_ms))
+        for index, entry in enumerate(due):
             try:
-                self.store.attempted(entry.delivery_key, next_ms)
                 directory = self.directory_ref()
                 hop = topology.first_hop(directory, self.keys.agency_id, entry.record_type,
                                          entry.recipient)
@@ -92,10 +94,12 @@ class Relay:
                 self.metrics.send_failures.inc()
                 log.warning("broker refused delivery %s: %s; retrying later",
                             entry.delivery_key, type(exc).__name__)
-                self.store.retry_soon(entry.delivery_key)
+                for unsent in due[index:]:  # keep their places for the next try
+                    self.store.retry_soon(unsent.delivery_key)
                 self.kafka.reset()
                 failed = True
                 break
+        acknowledged = []
         for entry, future in pending:
             try:
                 future.get(timeout=self.settings.resend_after_ms / 1000 + 10)
@@ -108,8 +112,12 @@ class Relay:
                 failed = True
                 continue
             self.metrics.sent.labels(entry.record_type).inc()
-            if not entry.needs_receipt:
-                self.store.sent(entry.delivery_key, self.clock())
+            acknowledged.append(entry)
             log.info("published %s event %s (attempt %d)", entry.record_type, entry.event_id,
                      entry.attempts + 1)
+        fire_and_forget = [e for e in acknowledged if not e.needs_receipt]
+        if fire_and_forget:
+            with self.store.batch():
+                for entry in fire_and_forget:
+                    self.store.sent(entry.delivery_key, self.clock())
         return not failed

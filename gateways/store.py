@@ -107,6 +107,7 @@ class Store:
     def __init__(self, path: str, agency_id: str, domain: str | None = None) -> None:
         self.agency = agency_id
         self._domain_hint = domain or agency_id  # where consents go (routing uses the sender)
+        self._scrub_after_batch = False
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -125,19 +126,35 @@ class Store:
 
     @contextmanager
     def _tx(self):
+        """One transaction; inside ``batch()`` a savepoint of the batch's transaction, so that
+        one failed change rolls back alone and the batch commits (one fsync) at its end."""
         with self._lock:
+            nested = self._db.in_transaction
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("SAVEPOINT change" if nested else "BEGIN IMMEDIATE")
                 yield self._db
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
+                self._db.execute("RELEASE change" if nested else "COMMIT")
+            except BaseException as exc:
+                if nested:
+                    self._db.execute("ROLLBACK TO change")
+                    self._db.execute("RELEASE change")
+                elif self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"the gateway database refused the write: {exc}") from exc
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"the gateway database refused the write: {exc}") from exc
                 raise
+
+    @contextmanager
+    def batch(self):
+        """Group the changes made inside into one commit (group commit: with
+        ``synchronous=FULL`` every commit is an fsync). Nothing inside is durable before the
+        block ends: callers acknowledge (commit a Kafka offset, answer a peer) only after."""
+        with self._lock:
+            with self._tx():
+                yield
+            if self._scrub_after_batch:
+                self._scrub_after_batch = False
+                self._scrub()
 
     def _rows(self, sql: str, args=()) -> list[sqlite3.Row]:
         with self._lock:
@@ -291,6 +308,9 @@ class Store:
         """Move the erased state into the database file and empty the write-ahead log, whose
         old frames still hold the erased records (secure_delete zeroes the freed space)."""
         with self._lock:
+            if self._db.in_transaction:  # inside batch(): scrub once the batch committed
+                self._scrub_after_batch = True
+                return
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # the rows are gone; a later checkpoint scrubs
