@@ -142,6 +142,9 @@ def scan(bootstrap: str | None, kind: str, canaries_file: str, prefix: str) -> N
                       canaries, topic_prefix=prefix)
     for topic, partition, offset, canary in result.hits:
         click.echo(f"LEAK {topic}/{partition}@{offset}: canary {canary!r}")
+    for topic, partition, position, end in result.short:
+        click.echo(f"WARNING {topic}/{partition}: read up to offset {position}; the broker "
+                   f"reports the end at {end} but serves nothing more", err=True)
     click.echo(f"scanned {result.messages} messages ({result.bytes:,} bytes) on {result.topics} "
                f"topics for {len(canaries)} canaries: {len(result.hits)} found")
     if result.hits:
