@@ -101,6 +101,19 @@ class Due:
     attempts: int
 
 
+def connect(path: str) -> sqlite3.Connection:
+    """The gateway database as every part of the gateway opens it: WAL, an fsync per commit
+    (synchronous=FULL: an acknowledged submission survives a power cut), and secure_delete so
+    that erasure removes the bytes, not only the rows (the WAL is emptied after an erasure, see
+    ``_scrub``). Autocommit mode: transactions are explicit."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA secure_delete=ON")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
 class Store:
     """One SQLite database per gateway; safe to share between the API, relay and inbox threads."""
 
@@ -110,12 +123,7 @@ class Store:
         self._scrub_after_batch = False
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            # Erasure must remove the bytes, not only the rows: deleted content is zeroed
-            # (and the WAL emptied after an erasure, see receive).
-            self._db.execute("PRAGMA secure_delete=ON")
+            self._db = connect(path)
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open gateway database {path}: {exc}") from exc

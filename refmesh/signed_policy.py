@@ -64,18 +64,20 @@ def sign(policy_text: bytes, domain_keys: keys.AgencyKeys, now: int) -> bytes:
     return (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _no_duplicates(pairs: list) -> dict:
+def no_duplicate_keys(pairs: list) -> dict:
+    """``json.loads`` object hook refusing a key repeated in one object (plain JSON loading
+    silently keeps the last one)."""
     out: dict = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"the key {key!r} appears twice")
+            raise ValueError(f"the key {key!r} appears twice in one object")
         out[key] = value
     return out
 
 
 def _document(data: bytes, source: str) -> dict:
     try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
     except (UnicodeDecodeError, ValueError):
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

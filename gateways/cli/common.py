@@ -29,6 +29,7 @@ from refmesh.errors import (
     RecordError,
     SealError,
 )
+from refmesh.signed_policy import no_duplicate_keys
 
 PASSPHRASE_ENV = "REFMESH_PASSPHRASE"
 USAGE, REJECTED = 2, 1  # exit codes: bad input or usage; a rejected envelope or directory
@@ -153,15 +154,6 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    seen: dict = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        seen[key] = value
-    return seen
-
-
 def read_json(path: str | Path, what: str, fix: str = "check the path") -> Any:
     """Parse a JSON file strictly (UTF-8, no NaN, no repeated keys), naming it in errors."""
     data = read_bytes(path, what, fix)
@@ -171,7 +163,7 @@ def read_json(path: str | Path, what: str, fix: str = "check the path") -> Any:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start}); "
                           "save it as UTF-8 JSON") from None
     try:
-        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
                           f"column {exc.colno}; fix the file") from None

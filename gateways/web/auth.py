@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from gateways.store import connect
 from refmesh.errors import ConfigError, MeshError
 
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
@@ -93,11 +94,7 @@ class Accounts:
         self.hasher = hasher or PasswordHasher()
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA secure_delete=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db = connect(path)
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the gateway database {path} for web accounts: "
