@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/pipeline.py
 
-# fault drills (about 35 minutes; `$(BIN)/python bench/drills.py --quick` takes about 3)
+# fault drills (about 25 minutes; `$(BIN)/python bench/drills.py --quick` takes about 5)
 drills: $(STAMP)
 	$(BIN)/python bench/drills.py
 

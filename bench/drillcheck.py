@@ -12,6 +12,9 @@ from refmesh import codec
 
 @dataclass
 class Outcome:
+    """What one drill counted; ``ok`` when nothing was lost, duplicated, misdelivered or
+    leaked and the drill's own checks held (``problems`` empty)."""
+
     drill: str
     sent: int = 0  # submissions tried
     accepted: int = 0  # answered 202, or held by the hotline although the answer was lost

@@ -10,8 +10,9 @@ recipient stored.
   and records what the API answered: accepted (202), refused (503 and its message), or in doubt
   (no answer: the gateway was down or died during the request; resolved afterwards by asking
   the gateway whether it kept the referral: the ids are chosen by the client).
-(bench/drillcheck.py checks every referral afterwards; bench/s3storage.py gives the broker a
-durable log.)
+
+bench/drillcheck.py checks every referral afterwards; bench/s3storage.py gives the broker a
+durable log.
 
 Progress is read from the gateways' SQLite files opened read-only (WAL lets readers in without
 blocking the writer) and from their HTTP API and /metrics; nothing here changes a gateway.

@@ -137,7 +137,8 @@ def stop_one_worker(f: Fault) -> int:
     f.mesh.workers.remove(first)
     wait_until(lambda: f.mesh.assigned(second)[-1] == f.mesh.full_assignment, 120,
                "the remaining worker to take over every partition")
-    f.outcome.notes.append(f"partitions {shared[0]}+{shared[1]} before; the remaining worker "
+    f.outcome.notes.append(f"partitions assigned (source, table changelogs, standbys): "
+                           f"{shared[0]} and {shared[1]} with two workers; the remaining worker "
                            f"held all {f.mesh.full_assignment} "
                            f"{(wall_ms() - stopped) / 1000:.1f} s after the stop")
     return stopped
@@ -334,8 +335,9 @@ def table(results: dict[str, list[Outcome]], plan: Plan, runs: int, fuzz: str) -
         total = {k: sum(getattr(o, k) for o in outcomes)
                  for k in ("lost", "duplicated", "misdelivered", "leaked")}
         rows.append(
-            f"| {name} | {len(outcomes)} | {col(outcomes, 'accepted', 0)} | "
-            f"{col(outcomes, 'refused', 0)} | {col(outcomes, 'delivered', 0)} | "
+            f"| {name} | {len(outcomes)} | {col(outcomes, 'sent', 0)} | "
+            f"{col(outcomes, 'accepted', 0)} | {col(outcomes, 'refused', 0)} | "
+            f"{col(outcomes, 'unanswered', 0)} | {col(outcomes, 'delivered', 0)} | "
             f"{total['lost']} | {total['duplicated']} | {total['misdelivered']} | "
             f"{total['leaked']} | {col(outcomes, 'resends_absorbed', 0)} | "
             f"{col(outcomes, 'recovery_s')} | {col(outcomes, 'max_latency_s')} | "
@@ -360,10 +362,15 @@ def table(results: dict[str, list[Outcome]], plan: Plan, runs: int, fuzz: str) -
         "fault lifted) until every referral accepted before that moment is stored at the "
         "shelter and the first one accepted after it is too. Load average (1 min) at the end: "
         f"{os.getloadavg()[0]:.1f}.")
-    header = ("| drill | runs | accepted | refused (503) | delivered | lost | duplicated | "
-              "misdelivered | leaked | re-sends absorbed | recovery (s) | max latency (s) | |")
-    return "\n".join([intro, "", described, "", header,
-                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", fuzz])
+    header = ("| drill | runs | sent | accepted | refused (503) | unanswered | delivered | lost | "
+              "duplicated | misdelivered | leaked | re-sends absorbed | recovery (s) | "
+              "max latency (s) | |")
+    notes = [f"- {name}, run {run}: {note}" for name, outcomes in results.items()
+             for run, o in enumerate(outcomes, 1) for note in [*o.notes, *o.problems]]
+    legend = ("Sent: submissions tried; unanswered: no answer because the gateway was down, "
+              "and not held by it afterwards.")
+    return "\n".join([intro, "", described, "", header, "|---" * 15 + "|", *rows, "", legend,
+                      "", "What each run noted:", "", *notes, "", fuzz])
 
 
 def fuzz(count: int) -> tuple[str, bool]:
