@@ -10,7 +10,8 @@ and append the decision to the audit chain.
 
 The tables are faust Tables whose changelogs are the domain's compacted topics
 ``refmesh.domain.<D>.consents`` and ``.forwarded`` (values encrypted for the domain: the
-broker is untrusted) and ``.audit-heads``; faust restores them from the changelog before the
+broker is untrusted), ``.audit-heads``, ``.aggregate-counts`` (encrypted) and ``.counted``
+(keyed hashes of what was counted, so a re-send is counted once); faust restores them from the changelog before the
 worker processes anything, so a restart cannot forget a withdrawal (the embedded profile writes
 one record per produce batch, which keeps the restore exact on Tansu: shared/BROKER.md).
 
@@ -70,14 +71,16 @@ def sink_topics(directory: TrustedDirectory, domain: str) -> list[str]:
 # --- the faust edge ------------------------------------------------------------------------
 
 class Tables:
-    """The agent's state: three faust Tables (or plain dicts in tests), keys and values bytes."""
+    """The agent's state: faust Tables (or plain dicts in tests), keys and values bytes."""
 
-    def __init__(self, consents, forwarded, heads, counts) -> None:
+    def __init__(self, consents, forwarded, heads, counts, counted) -> None:
         self.consents, self.forwarded, self.heads = consents, forwarded, heads
         self.counts = counts  # "partition|window start" -> protected counts of that window
+        self.counted = counted  # keyed hash of a counted delivery key -> its window start
 
     def view(self) -> domain.View:
-        return domain.View(consent=self.consents.get, log=self.forwarded.get)
+        return domain.View(consent=self.consents.get, log=self.forwarded.get,
+                           counted=self.counted.get)
 
 
 class Forwarder:
@@ -142,13 +145,14 @@ class Forwarder:
         await self._audit(effects, message.partition, now, where)
         return effects
 
-    def _count(self, partition: int, window_start: int, cell: dict) -> None:
+    def _count(self, partition: int, once: bytes, window_start: int, cell: dict) -> None:
         key = f"{partition}|{window_start}".encode()
         old = self.tables.counts.get(key)
         counts = aggregate.loads(None if old is None else envelope.unprotect(
             self.keys, COUNTS_CONTEXT + key, old))
         self.tables.counts[key] = envelope.protect(
             self.keys, COUNTS_CONTEXT + key, aggregate.dumps(aggregate.count(counts, cell)))
+        self.tables.counted[once] = str(window_start).encode()  # after: a crash recounts
 
     async def _audit(self, effects: domain.Effects, partition: int, now: int,
                      where: str) -> None:
@@ -276,7 +280,7 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
                directory_ref: Callable[[], TrustedDirectory], policy: Policy, secret: bytes, *,
                clock: Callable[[], int] = now_ms,
                ensure_topic: Callable[[str], Awaitable[bool]] | None = None) -> faust.App:
-    """The domain's faust app with its agent (named ``forward``) and its three tables.
+    """The domain's faust app with its agent (named ``forward``) and its tables (topology.TABLES).
 
     The source topic, the table changelogs, the audit and dead-letter topics must exist before
     the worker starts (``agents.run`` creates them); sink topics are checked once each, see
@@ -314,7 +318,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     tables = Tables(*(table(name) for name in topology.TABLES))
     publisher = FaustPublisher(app, partitions, ensure_topic or topic_ensurer(settings))
     counting = domain.Counting(settings.aggregate_unit,
-                               aggregate.check_dims(settings.aggregate_dims))
+                               aggregate.check_dims(settings.aggregate_dims),
+                               settings.aggregate_max_late_ms)
     forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock,
                           counting=counting)
 

@@ -3,73 +3,88 @@
 Every ``release_interval_s`` it reads the domain's aggregate-counts table (the changelog of the
 agent's faust table: the latest protected counts per partition and window), merges the
 partitions, and for every window that is due (closed at least ``aggregate_grace_ms`` ago) asks
-``refmesh.aggregate.decide_release`` what to publish: the first release, a correction after
-late events (only cells that moved by at least k change), or nothing. A release is signed by
-the domain and published, unencrypted, on ``refmesh.region.<R>.aggregates``; the release state
-(what was published, for the next correction) is kept, encrypted, on the compacted topic
-``refmesh.domain.<D>.aggregate-releases``.
+``refmesh.aggregate.decide_release`` what to do: publish the first release or a correction
+after late events (only cells that moved by at least k change), refuse it (the region's epsilon
+budget would run out), or nothing.
 
-It reads whole topics rather than faust's partitioned table so that the release covers every
-partition whichever worker runs it; two workers publishing the same release is harmless (the
-release id is stable and readers keep one per window and revision).
+Order, so that a crash never publishes two different noisy versions of one release (which a
+reader could average) nor spends epsilon unrecorded: the release and the ledger are stored
+first (encrypted, on the compacted ``refmesh.domain.<D>.aggregate-releases``), then the signed
+release is published, unencrypted, on ``refmesh.region.<R>.aggregates``, then it is marked
+published and audited (ReleasePublished) on the release job's own hash chain,
+``refmesh.domain.<D>.release-audit``. A stored release not yet marked published is published
+as stored at the next run. A refusal is audited once per window and revision
+(ReleaseRefused, reason epsilon_budget_exhausted).
+
+Once a window is final (no event can count in it any more: ``aggregate_max_late_ms`` after it
+closed) and its last release is out, its counts, its counted-once marks and its release state
+are deleted (tombstones on their compacted topics).
+
+One worker runs it: the one that holds partition 0 of the domain's inbox (``leader``).
+It reads whole topics rather than faust's partitioned tables so that the release covers every
+partition whichever worker runs it.
 """
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from agents.forward import COUNTS_CONTEXT
 from gateways.loading import now_ms
-from gateways.supervise import wait_until
-from refmesh import aggregate, envelope, topology
+from gateways.topic_reader import Message, latest, read_topic
+from refmesh import aggregate, audit, envelope, topology
 
 log = logging.getLogger("refmesh.agents.releases")
 RELEASE_CONTEXT = b"aggregate-releases|"
+LEDGER = b"ledger"
+_system = secrets.SystemRandom()
 
 
-def read_latest(consumer_config: dict, topic: str, timeout: float = 30.0) -> dict[bytes, bytes]:
-    """The latest value per key on ``topic`` (a compacted table's view), read to its end."""
-    config = {k: v for k, v in consumer_config.items()
-              if k not in ("group_id", "enable_auto_commit")}
-    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
-    latest: dict[bytes, bytes] = {}
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                          or ())]
-        if not parts:
-            return latest
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
+def noise_source(mechanism: str, rng=_system) -> Callable[[float], float]:
+    """``noise(scale)`` drawing from the operating system's cryptographic generator: a Laplace
+    sample of scale b (inverse CDF of a uniform draw), or a Normal sample of deviation sigma."""
+    if mechanism == "gaussian":
+        return lambda sigma: rng.gauss(0.0, sigma)
 
-        def done():
-            for batch in consumer.poll(timeout_ms=200, max_records=5000).values():
-                for m in batch:
-                    if m.value is None:
-                        latest.pop(m.key, None)
-                    else:
-                        latest[m.key] = m.value
-            return all(consumer.position(tp) >= ends[tp] for tp in parts)
+    def laplace(scale: float) -> float:
+        while True:
+            u = rng.random() - 0.5
+            if u != -0.5:
+                return aggregate.laplace(u, scale)
 
-        wait_until(done, timeout, f"the end of {topic}", interval=0)
-        return latest
-    finally:
-        consumer.close(autocommit=False)
+    return laplace
+
+
+@dataclass
+class Run:
+    """What one run did, for the log and the tests."""
+
+    published: int = 0
+    refused: int = 0
+    deleted: int = 0  # windows whose state was deleted
 
 
 class Releaser:
     def __init__(self, settings, keys, consumer_config: dict, producer_config: dict,
-                 clock=now_ms) -> None:
-        self.settings, self.keys, self.clock = settings, keys, clock
+                 clock=now_ms, noise: Callable[[float], float] | None = None,
+                 leader: Callable[[], bool] = lambda: True) -> None:
+        self.settings, self.keys, self.clock, self.leader = settings, keys, clock, leader
         self.consumer_config, self.producer_config = consumer_config, producer_config
+        self.noise = noise or noise_source(settings.aggregate_noise)
         self.domain = settings.domain
         self.region = aggregate.check_region(settings.region)
         self.counts_topic = topology.table(self.domain, "aggregate-counts")
+        self.counted_topic = topology.table(self.domain, "counted")
         self.state_topic = topology.table(self.domain, topology.RELEASES)
+        self.audit_topic = topology.release_audit(self.domain)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="releases", daemon=True)
+        self._producer: KafkaProducer | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -79,43 +94,126 @@ class Releaser:
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.release_interval_s):
+            if not self.leader():
+                continue
             try:
-                published = self.run_once()
-                if published:
-                    log.info("published %d release(s) for region %s", published, self.region)
+                done = self.run_once()
+                if done.published or done.refused or done.deleted:
+                    log.info("region %s: %d release(s) published, %d refused, %d window(s) "
+                             "deleted", self.region, done.published, done.refused, done.deleted)
             except Exception as exc:  # keep trying at the next interval; log without values
                 log.warning("release run failed (%s); trying again", type(exc).__name__)
+                self._close()
 
-    def run_once(self) -> int:
-        now = self.clock()
-        windows: dict[int, list] = {}
-        for key, value in read_latest(self.consumer_config, self.counts_topic).items():
+    # --- reading --------------------------------------------------------------------------
+
+    def _read(self, topic: str) -> dict[bytes, Message]:
+        return latest(read_topic(self.consumer_config, topic, timeout=30.0))
+
+    def _open(self, key: bytes, value: bytes) -> bytes:
+        return envelope.unprotect(self.keys, RELEASE_CONTEXT + key, value)
+
+    # --- writing: each send waits for the broker's acknowledgement -------------------------
+
+    def _send(self, topic: str, key: bytes, value: bytes | None, partition=None) -> None:
+        if self._producer is None:
+            self._producer = KafkaProducer(**self.producer_config)
+        self._producer.send(topic, key=key, value=value, partition=partition).get(timeout=30)
+
+    def _store(self, key: bytes, data: bytes | None) -> None:
+        self._send(self.state_topic, key, None if data is None else envelope.protect(
+            self.keys, RELEASE_CONTEXT + key, data))
+
+    def _audit(self, head: audit.Head, release_id: str, decision: str,
+               reason: str | None = None) -> audit.Head:
+        data, head = audit.append(head, at=self.clock(), domain=self.domain,
+                                  event_id=release_id, decision=decision, reason=reason,
+                                  recipient=None, purpose=f"statistics for region {self.region}")
+        self._send(self.audit_topic, b"releases", data, partition=0)
+        return head
+
+    def _close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+    # --- one run --------------------------------------------------------------------------
+
+    def run_once(self) -> Run:
+        s, now, done = self.settings, self.clock(), Run()
+        counts: dict[int, list] = {}
+        count_keys: dict[int, list[Message]] = {}
+        for key, m in self._read(self.counts_topic).items():
             start = int(key.split(b"|")[1])
-            counts = aggregate.loads(envelope.unprotect(self.keys, COUNTS_CONTEXT + key, value))
-            windows.setdefault(start, []).append(counts)
-        previous = {}
-        for key, value in read_latest(self.consumer_config, self.state_topic).items():
-            data = envelope.unprotect(self.keys, RELEASE_CONTEXT + key, value)
-            previous[int(key)] = aggregate.Release.from_bytes(data)
-        published = 0
-        producer = None
-        for start, parts in sorted(windows.items()):
-            window = aggregate.window_of(start, self.settings.aggregate_unit)
-            if not aggregate.due(window, now, self.settings.aggregate_grace_ms):
-                continue
-            out = aggregate.decide_release(
-                aggregate.merge(*parts), domain=self.domain, region=self.region, window=window,
-                previous=previous.get(start), k=self.settings.aggregate_k,
-                resolution=self.settings.aggregate_resolution)
-            if not isinstance(out, aggregate.Publish):
-                continue
-            producer = producer or KafkaProducer(**self.producer_config)
-            producer.send(aggregate.topic(self.region), key=str(start).encode(),
-                          value=aggregate.sign_release(out.record, self.keys)).get(timeout=30)
-            key = str(start).encode()
-            producer.send(self.state_topic, key=key, value=envelope.protect(
-                self.keys, RELEASE_CONTEXT + key, out.release.to_bytes())).get(timeout=30)
-            published += 1
-        if producer is not None:
-            producer.close(timeout=5)
-        return published
+            counts.setdefault(start, []).append(aggregate.loads(envelope.unprotect(
+                self.keys, COUNTS_CONTEXT + key, m.value)))
+            count_keys.setdefault(start, []).append(m)
+        state = {key: self._open(key, m.value) for key, m in self._read(self.state_topic).items()}
+        ledger = aggregate.loads_ledger(state.get(LEDGER))
+        chain = [m for m in read_topic(self.consumer_config, self.audit_topic, timeout=30.0)
+                 or () if m.partition == 0]
+        head = audit.head_after(chain[-1].value if chain else None)
+        marks: dict[bytes, Message] | None = None  # the counted table, read when needed
+        windows = set(counts) | {int(k) for k in state if k.isdigit()}
+        for start in sorted(windows):
+            window = aggregate.window_of(start, s.aggregate_unit)
+            skey = str(start).encode()
+            stored = aggregate.Release.from_bytes(state[skey]) if skey in state else None
+            published = int(state.get(b"published|" + skey, b"-1"))
+            if stored is not None and stored.revision > published:  # a crash after storing
+                head = self._publish(stored, window, head)
+                published = stored.revision
+                done.published += 1
+            if aggregate.due(window, now, s.aggregate_grace_ms):
+                out = aggregate.decide_release(
+                    aggregate.merge(*counts.get(start, [])), domain=self.domain,
+                    region=self.region, window=window, previous=stored, ledger=ledger,
+                    k=s.aggregate_k, resolution=s.aggregate_resolution,
+                    epsilon=s.aggregate_epsilon, budget=s.aggregate_budget, noise=self.noise,
+                    sensitivity=s.aggregate_sensitivity, mechanism=s.aggregate_noise,
+                    delta=s.aggregate_delta)
+                if isinstance(out, aggregate.Publish):
+                    self._store(skey, out.release.to_bytes())
+                    if out.ledger != ledger:
+                        self._store(LEDGER, aggregate.dumps_ledger(out.ledger))
+                        ledger = out.ledger
+                    head = self._publish(out.release, window, head)
+                    done.published += 1
+                elif isinstance(out, aggregate.Refused):
+                    revision = 0 if stored is None else stored.revision + 1
+                    if int(state.get(b"refused|" + skey, b"-1")) < revision:
+                        head = self._audit(head, aggregate.release_id(
+                            self.domain, self.region, window, revision), "ReleaseRefused",
+                            out.reason)
+                        self._store(b"refused|" + skey, str(revision).encode())
+                        log.warning("release of %s for region %s refused: %s",
+                                    aggregate.label(window), self.region, out.reason)
+                    done.refused += 1
+            if aggregate.final(window, now, s.aggregate_max_late_ms) and \
+                    aggregate.due(window, now, s.aggregate_grace_ms):
+                marks = self._read(self.counted_topic) if marks is None else marks
+                self._delete(skey, count_keys.get(start, []), marks)
+                done.deleted += 1
+        self._close()
+        return done
+
+    def _publish(self, rel: aggregate.Release, window, head: audit.Head) -> audit.Head:
+        record = aggregate.record_of(rel, domain=self.domain, region=self.region, window=window)
+        skey = str(window[0]).encode()
+        self._send(aggregate.topic(self.region), skey,
+                   aggregate.sign_release(record, self.keys))
+        self._store(b"published|" + skey, str(rel.revision).encode())
+        return self._audit(head, record["releaseId"], "ReleasePublished")
+
+    def _delete(self, skey: bytes, count_messages: list[Message],
+                marks: dict[bytes, Message]) -> None:
+        """Tombstones for a final window: its counts (in the partition each was written to,
+        which is where faust restores them from), its counted-once marks, its release state."""
+        for m in count_messages:
+            self._send(self.counts_topic, m.key, None, partition=m.partition)
+        for key, m in list(marks.items()):
+            if m.value == skey:
+                self._send(self.counted_topic, key, None, partition=m.partition)
+                del marks[key]
+        for key in (skey, b"published|" + skey, b"refused|" + skey):
+            self._store(key, None)

@@ -46,7 +46,7 @@ def domain_topics(domain: str, partitions: int) -> list[TopicSpec]:
     """The topics the domain owns and its workers need before they start (table changelogs
     compacted: the latest value per key is what matters)."""
     plain = [topology.domain_inbox(domain), topology.deadletter(domain, "domain"),
-             topology.audit(domain)]
+             topology.audit(domain), topology.release_audit(domain)]
     return [TopicSpec(name, partitions) for name in plain] + [
         TopicSpec(topology.table(domain, name), partitions, compacted=True)
         for name in (*topology.TABLES, topology.RELEASES)]
@@ -112,14 +112,27 @@ def run(settings: AgentSettings) -> NoReturn:
     """
     app = prepare_app(settings)
     if settings.region:
-        start_releases(settings)
+        start_releases(settings, app)
     faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 
-def start_releases(settings: AgentSettings) -> None:
-    """Start the release job that publishes the domain's statistics to its region."""
+def start_releases(settings: AgentSettings, app: faust.App) -> None:
+    """Start the release job that publishes the domain's statistics to its region. It runs in
+    every worker but acts only in the one holding partition 0 of the domain's inbox, so that
+    one release of a window is drawn once (two noisy draws could be averaged)."""
     from agents.releases import Releaser
     from refmesh import aggregate
+
+    inbox = topology.domain_inbox(settings.domain)
+    holds_zero = [False]
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender, revoked, **kwargs) -> None:  # noqa: ARG001 (faust signal)
+        holds_zero[0] = False
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
+        holds_zero[0] = any(tp.topic == inbox and tp.partition == 0 for tp in assigned)
 
     profile = profile_of(settings)
     admin = profiles.admin_config(profile, settings.bootstrap, settings.security)
@@ -127,7 +140,8 @@ def start_releases(settings: AgentSettings) -> None:
     keys = load_keys(settings.keystore, settings.domain, settings.passphrase_env)
     Releaser(settings, keys,
              profiles.consumer_config(profile, settings.bootstrap, "releases", settings.security),
-             profiles.producer_config(profile, settings.bootstrap, settings.security)).start()
+             profiles.producer_config(profile, settings.bootstrap, settings.security),
+             leader=lambda: holds_zero[0]).start()
 
 
 def main(argv: list[str] | None = None) -> int:

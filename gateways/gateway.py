@@ -167,7 +167,6 @@ class Gateway:
     def set_status(self, referral_id: str, state: str, reason: str | None = None,
                    detail: str | None = None) -> dict:
         status = self.store.set_status(referral_id, state, reason, now_ms(), detail)
-        records.ReferralStatus.from_dict(status)
         self.relay.wake()
         return status
 

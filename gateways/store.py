@@ -14,7 +14,8 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from refmesh import codec, loop
+from refmesh import codec, loop, records
+from refmesh.aggregate import OUTCOMES
 from refmesh.errors import MeshError
 
 log = logging.getLogger("refmesh.store")
@@ -119,7 +120,8 @@ class Store:
 
     def __init__(self, path: str, agency_id: str, domain: str | None = None) -> None:
         self.agency = agency_id
-        self._domain_hint = domain or agency_id  # where consents go (routing uses the sender)
+        # where consents and outcome copies go (routing uses the sender)
+        self._domain_hint = domain or agency_id
         self._scrub_after_batch = False
         self._lock = threading.RLock()
         try:
@@ -215,8 +217,13 @@ class Store:
                                   "recipient", reason)
             status = {"referralId": referral_id, "state": state, "reason": reason,
                       "detail": detail, "setBy": self.agency, "at": now}
+            records.ReferralStatus.from_dict(status)  # a bad reason or detail writes nothing
             self._apply_status(db, referral_id, status, now)
             self._enqueue(db, "ReferralStatus", status, peer, now)
+            if state in OUTCOMES and self._domain_hint != self.agency:
+                # a copy for the domain's regional statistics, without the free-text detail
+                self._enqueue_to(db, "ReferralStatus", {**status, "detail": None},
+                                 self._domain_hint, now)
             return status
 
     def due(self, now: int, limit: int = 100) -> list[Due]:

@@ -34,6 +34,14 @@ class Head:
         return cls(int(seq), digest)
 
 
+def head_after(last: bytes | None) -> Head:
+    """Where a chain stands after its last record ``last`` (None: an empty chain)."""
+    if last is None:
+        return Head()
+    _, record = codec.decode(last, expect="AuditRecord")
+    return Head(record["seq"] + 1, hashlib.sha256(last).hexdigest())
+
+
 def append(head: Head, *, at: int, domain: str, event_id: str, decision: str,
            reason: str | None = None, sender: str | None = None, recipient: str | None = None,
            purpose: str | None = None, legal_basis: str | None = None,

@@ -15,6 +15,12 @@ event: every outcome, refusals and dead letters included, is a value that gets a
   withdrawn consent stops forwarding and sends an ``ErasureNotice`` to every agency that
   received data under it.
 - Erasure confirmation: audited and receipted. Receipt: ignored.
+- Outcome copy (a ReferralStatus accepted, rejected, completed or failed that a member gateway
+  set and copied to its domain): counted for the regional statistics and receipted; never
+  audited or forwarded (it decides nothing about the person).
+
+Counting is once per delivery key: a re-sent referral or outcome copy finds its keyed hash in
+the ``counted`` table and is not counted again.
 """
 from __future__ import annotations
 
@@ -52,7 +58,7 @@ class Effects:
     audit: tuple[dict, ...] = ()
     consent_put: tuple[bytes, bytes] | None = None  # (table key, protected Consent)
     log_put: tuple[bytes, bytes] | None = None  # (subject key, protected forwarding log)
-    counted: tuple[int, dict] | None = None  # (window start, coarse cell) for the statistics
+    counted: tuple[bytes, int, dict] | None = None  # (counted key, window start, coarse cell)
     deadletter: str | None = None
 
 
@@ -82,6 +88,17 @@ class View:
 
     consent: Callable[[bytes], bytes | None]
     log: Callable[[bytes], bytes | None]
+    counted: Callable[[bytes], bytes | None] = lambda key: None  # noqa: ARG005
+
+
+COUNTED_LABEL = b"refmesh-counted-v1\0"
+
+
+def counted_key(delivery_key: str, secret: bytes) -> bytes:
+    """The counted table's key for an event counted once: a keyed hash of its delivery key
+    (which names a referral id, a join key across agencies)."""
+    mac = hmac.new(secret, COUNTED_LABEL + delivery_key.encode("utf-8"), hashlib.sha256)
+    return mac.hexdigest()[:32].encode()
 
 
 CONSENT_KEY_LABEL = b"refmesh-consent-key-v1\0"
@@ -126,6 +143,8 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View) -> Effects:
             return _referral(record, key, signer, event_id, ctx, view)
         if kind == "Consent":
             return _consent(record, key or b"", signer, event_id, ctx, view)
+        if kind == "ReferralStatus":
+            return _outcome(record, signer, event_id, ctx, view)
         if kind == "ErasureNotice" and record["kind"] == "Confirmation" \
                 and record["requestedBy"] == signer:
             return Effects(event_id, publish=(_receipt(kind, record, event_id, signer, ctx),),
@@ -185,7 +204,8 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     if referral["consentId"] is not None and key is not None:
         consent = read_consent(ctx, view, consent_key(key, referral["consentId"], ctx.secret))
     decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
-    counted = _counted(referral, "forwarded" if isinstance(decision, Allow) else "refused", ctx)
+    counted = _counted(referral, "forwarded" if isinstance(decision, Allow) else "refused",
+                       ctx, view)
     if not isinstance(decision, Allow):
         status = {"referralId": referral["referralId"], "state": "refused",
                   "reason": "PolicyRefused", "detail": decision.reason, "setBy": me,
@@ -214,9 +234,11 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
                                                   fields=decision.fields, **common),))
 
 
-def _counted(referral: dict, decision: str, ctx: Context) -> tuple[int, dict] | None:
+def _counted(referral: dict, decision: str, ctx: Context,
+             view: View) -> tuple[bytes, int, dict] | None:
     """The window and the coarse cell a decided referral counts in: only these coarse values
-    reach the aggregation state, never an identifier (refmesh.aggregate.cell_of)."""
+    reach the aggregation state, never an identifier (refmesh.aggregate.cell_of). None for a
+    re-send already counted."""
     try:
         sender = ctx.directory.member(referral["senderAgency"])
         recipient = ctx.directory.member(referral["recipientAgency"])
@@ -224,9 +246,32 @@ def _counted(referral: dict, decision: str, ctx: Context) -> tuple[int, dict] | 
         return None
     c = ctx.counting
     cell = aggregate.cell_of(referral, decision, sender, recipient, ctx.now, c.dims)
-    start, _ = aggregate.window_of(aggregate.event_time(referral["createdAt"], ctx.now,
-                                                        c.max_late_ms), c.unit)
-    return start, cell
+    return _once(loop.delivery_key("Referral", referral), referral["createdAt"], cell, ctx,
+                 view)
+
+
+def _once(delivery_key: str, at: int, cell: dict, ctx: Context,
+          view: View) -> tuple[bytes, int, dict] | None:
+    key = counted_key(delivery_key, ctx.secret)
+    if view.counted(key) is not None:
+        return None
+    c = ctx.counting
+    start, _ = aggregate.window_of(aggregate.event_time(at, ctx.now, c.max_late_ms), c.unit)
+    return key, start, cell
+
+
+def _outcome(status: dict, signer: str, event_id: str, ctx: Context, view: View) -> Effects:
+    """A member gateway's copy of an outcome it set: counted once, receipted, not audited."""
+    me = ctx.keys.agency_id
+    if status["setBy"] != signer or topology.domain_of(ctx.directory, signer) != me \
+            or signer == me:
+        return _dead("sender_mismatch", event_id)
+    cell = aggregate.outcome_cell(status, ctx.directory.member(signer))
+    if cell is None:
+        return _dead("not_an_outcome", event_id)
+    receipt = _receipt("ReferralStatus", status, event_id, signer, ctx)
+    return Effects(event_id, publish=(receipt,), counted=_once(
+        loop.delivery_key("ReferralStatus", status), status["at"], cell, ctx, view))
 
 
 def _present(record: dict, prefix: str = "") -> tuple[str, ...]:
@@ -242,7 +287,7 @@ def _present(record: dict, prefix: str = "") -> tuple[str, ...]:
 def _receipt(kind: str, record: dict, event_id: str, to: str, ctx: Context) -> Publish:
     receipt = {"deliveryKey": loop.delivery_key(kind, record), "eventId": event_id,
                "outcome": "Stored", "receivedBy": ctx.keys.agency_id, "at": ctx.now}
-    if kind == "ErasureNotice":  # confirmations are queued once per recipient (gateways/store)
+    if kind in ("ErasureNotice", "ReferralStatus"):  # queued once per recipient (gateways/store)
         receipt["deliveryKey"] += f":{ctx.keys.agency_id}"
     value = envelope.seal("Receipt", receipt, ctx.keys, to, ctx.directory, ctx.now)
     return Publish(topology.agency_inbox(to), None, value)

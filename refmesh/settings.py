@@ -12,6 +12,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from refmesh.aggregate.rule import release
 from refmesh.directory import check_agency_id
 from refmesh.errors import ConfigError
 
@@ -120,6 +121,14 @@ class AgentSettings(Common):
     aggregate_k: int = 11  # no released cell counts fewer referrals (CTDC: k = 11)
     aggregate_resolution: int = 5  # counts are rounded down to a multiple of this
     release_interval_s: int = 60  # how often due windows are checked
+    aggregate_max_late_ms: int = 30 * 86_400_000  # later events count in the oldest open window
+    # Differential privacy (off unless aggregate_epsilon is set): noise added per release, and
+    # the total epsilon the region's readers may receive from this domain (the ledger).
+    aggregate_epsilon: float | int | None = None
+    aggregate_budget: float | int | None = None
+    aggregate_noise: str = "laplace"  # laplace or gaussian
+    aggregate_delta: float | None = None  # the Gaussian mechanism's delta, e.g. 1e-6
+    aggregate_sensitivity: int = 1  # most referrals one person adds to a window's counts
     web_port: int = 0  # faust's web server; 0 = off
     worker_id: str = "1"
 
@@ -129,3 +138,15 @@ class AgentSettings(Common):
         if not self.policy:
             raise ValueError("setting 'policy' is required: the path of the domain's signed "
                              "policy (refmesh policy sign)")
+        # the release rule checks its own parameters
+        release({}, k=self.aggregate_k, resolution=self.aggregate_resolution,
+                epsilon=self.aggregate_epsilon, noise=lambda scale: 0.0,
+                sensitivity=self.aggregate_sensitivity, mechanism=self.aggregate_noise,
+                delta=self.aggregate_delta)
+        if self.aggregate_epsilon is not None and not (
+                self.aggregate_budget is not None
+                and self.aggregate_budget >= self.aggregate_epsilon):
+            raise ValueError("aggregate_epsilon needs aggregate_budget (the epsilon the region "
+                             "may receive in total), at least aggregate_epsilon")
+        if self.aggregate_max_late_ms < 0 or self.release_interval_s < 1:
+            raise ValueError("aggregate_max_late_ms must be >= 0 and release_interval_s >= 1")

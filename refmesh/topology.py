@@ -60,13 +60,19 @@ def audit(domain_id: str) -> str:
     return f"{PREFIX}.domain.{_safe(domain_id)}.audit"
 
 
+def release_audit(domain_id: str) -> str:
+    """The audit chain of the domain's release job (one chain, in partition 0): every release
+    published to the region, and every release refused because the epsilon budget ran out."""
+    return f"{PREFIX}.domain.{_safe(domain_id)}.release-audit"
+
+
 def table(domain_id: str, name: str) -> str:
     """Changelog topic of one of the domain agents' tables (consents, forwarded, audit-heads):
     compacted, values encrypted for the domain, keys keyed hashes."""
     return f"{PREFIX}.domain.{_safe(domain_id)}.{name}"
 
 
-TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts")
+TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted")
 RELEASES = "aggregate-releases"  # the last release of each window (compacted, encrypted)
 
 
@@ -119,6 +125,6 @@ def mesh_topics(directory: TrustedDirectory) -> list[tuple[str, bool]]:
         names += [(agency_inbox(agency_id), False), (deadletter(agency_id), False)]
         if member["domain"] is None:
             names += [(domain_inbox(agency_id), False), (deadletter(agency_id, "domain"), False),
-                      (audit(agency_id), False)]
+                      (audit(agency_id), False), (release_audit(agency_id), False)]
             names += [(table(agency_id, name), True) for name in (*TABLES, RELEASES)]
     return names

@@ -22,22 +22,27 @@ def audit() -> None:
 @click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
               show_default=True)
 def verify(domain_id: str, bootstrap: str, kind: str) -> None:
-    """Read the domain's audit topic and verify every partition's hash chain."""
+    """Read the domain's audit topics and verify every hash chain: the agents' decisions (one
+    chain per partition) and the release job's (statistics published or refused)."""
     profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
-    chains = read_chains(profiles.consumer_config(profile, bootstrap, "audit-verify"), domain_id)
+    config = profiles.consumer_config(profile, bootstrap, "audit-verify")
+    chains = read_chains(config, domain_id)
     if not chains:
         raise common.Failure(f"no audit topic {topology.audit(domain_id)} on {bootstrap}; check "
                              "the domain id and --bootstrap", common.USAGE)
-    broken = {p: core.verify(chain) for p, chain in chains.items()}
-    for partition, chain in sorted(chains.items()):
-        problem = broken[partition]
+    named = {f"partition {p}": chain for p, chain in sorted(chains.items())}
+    releases = read_chains(config, domain_id, topic=topology.release_audit(domain_id))
+    named.update({f"releases {p}": chain for p, chain in sorted(releases.items()) if chain})
+    bad = []
+    for name, chain in named.items():
+        problem = core.verify(chain)
         if problem is None:
-            click.echo(f"partition {partition}: {len(chain)} records, chain intact")
+            click.echo(f"{name}: {len(chain)} records, chain intact")
         else:
-            click.echo(f"partition {partition}: BROKEN at record {problem.index} "
+            bad.append(name)
+            click.echo(f"{name}: BROKEN at record {problem.index} "
                        f"(offset {problem.index}, seq {problem.seq}): {problem.reason}")
-    bad = [p for p, problem in broken.items() if problem is not None]
     if bad:
-        raise common.Failure(f"audit chain of {domain_id} broken in partition(s) "
-                             f"{', '.join(map(str, sorted(bad)))}", common.REJECTED)
-    click.echo(f"ok: {sum(map(len, chains.values()))} audit records of {domain_id} verified")
+        raise common.Failure(f"audit chain of {domain_id} broken in {', '.join(bad)}",
+                             common.REJECTED)
+    click.echo(f"ok: {sum(map(len, named.values()))} audit records of {domain_id} verified")

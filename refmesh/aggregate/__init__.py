@@ -38,6 +38,7 @@ from refmesh.aggregate.cells import (
 )
 from refmesh.aggregate.rule import (
     BUDGET_EXHAUSTED,
+    MECHANISMS,
     Publish,
     Refused,
     Release,
@@ -45,6 +46,7 @@ from refmesh.aggregate.rule import (
     covers,
     decide_release,
     laplace,
+    noise_scale,
     release,
 )
 from refmesh.aggregate.state import (
@@ -69,7 +71,7 @@ from refmesh.aggregate.wire import (
 )
 
 __all__ = [
-    "AGE_BANDS", "BUDGET_EXHAUSTED", "DECISIONS", "DIMS", "OUTCOMES", "OUTCOME_DIMS", "REQUIRED",
+    "AGE_BANDS", "BUDGET_EXHAUSTED", "MECHANISMS", "noise_scale", "DECISIONS", "DIMS", "OUTCOMES", "OUTCOME_DIMS", "REQUIRED",
     "UNITS", "UNKNOWN", "Counts", "Ledger", "Publish", "Refused", "Release", "Window", "add",
     "age_at", "age_broad", "band_from", "cell_from_key", "cell_key", "cell_of", "charge",
     "check_dims", "check_region", "count", "covers", "decide_release", "due", "dumps",

@@ -1,8 +1,9 @@
 """The release rule: what a policy domain may publish of one window's counts.
 
-1. Optional differential privacy: Laplace noise of scale sensitivity/epsilon is added to every
-   recomputed count, before anything else (the noise source is injected: the core draws no
-   random numbers).
+1. Optional differential privacy: noise is added to every recomputed count, before anything
+   else: Laplace of scale sensitivity/epsilon, or Gaussian of standard deviation
+   sensitivity * sqrt(2 ln(1.25/delta)) / epsilon (epsilon <= 1). The noise source is
+   injected: the core draws no random numbers.
 2. A cell below k (default 11) is suppressed.
 3. A count is rounded DOWN to a multiple of the resolution (default 5): a released 10 with
    k=11 means 11 to 14 referrals.
@@ -17,9 +18,10 @@
 
 Counts are of referrals, so k and the noise's sensitivity hold per referral; a person with
 several referrals in one window adds to several counts (``sensitivity`` bounds that for the
-noise). With noise, releasing only the cells seen in the data whose noisy count reaches k is
-(epsilon, delta)-DP with delta about exp(-epsilon (k - 1)) / 2 per release; epsilon composes
-over the releases a consumer reads, which ``charge`` keeps in a ledger.
+noise). With Laplace noise, releasing only the cells seen in the data whose noisy count
+reaches k is (epsilon, delta)-DP with delta about exp(-epsilon (k - 1)) / 2 per release; with
+Gaussian noise, delta is the one configured plus that term. Epsilon (and delta) add up over the
+releases a consumer reads (basic composition), which ``charge`` keeps in a ledger.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from refmesh.aggregate.wire import record_of
 from refmesh.errors import AggregateError, ConfigError
 
 BUDGET_EXHAUSTED = "epsilon_budget_exhausted"
+MECHANISMS = ("laplace", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Release:
     released: dict = field(hash=False)
     basis: dict = field(hash=False, repr=False)
     recomputed: tuple[str, ...] = field(default=(), compare=False)  # not stored
+    mechanism: str | None = None  # laplace or gaussian when noise was added, else None
+    delta: float | None = None  # the Gaussian mechanism's delta
 
     @cached_property
     def cells(self) -> list[dict]:
@@ -64,7 +69,9 @@ class Release:
     def to_bytes(self) -> bytes:
         return json.dumps({"revision": self.revision, "k": self.k, "resolution": self.resolution,
                            "epsilon": self.epsilon, "released": self.released,
-                           "basis": self.basis}, sort_keys=True, separators=(",", ":")).encode()
+                           "basis": self.basis, "mechanism": self.mechanism,
+                           "delta": self.delta},
+                          sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Release:
@@ -74,15 +81,19 @@ class Release:
             epsilon = doc["epsilon"]
             released = _int_map(doc["released"], "stored release")
             basis = _int_map(doc["basis"], "stored release")
-        except (KeyError, TypeError) as exc:
+            mechanism, delta = doc.get("mechanism"), doc.get("delta")
+        except (KeyError, TypeError, AttributeError) as exc:
             raise AggregateError(f"stored release lacks {exc}") from None
-        if not all(isinstance(i, int) and i >= 0 for i in ints) or not (
-                epsilon is None or isinstance(epsilon, (int, float))):
-            raise AggregateError("stored release: revision, k, resolution or epsilon invalid")
-        return cls(*ints, epsilon, released, basis)
+        if not all(isinstance(i, int) and i >= 0 for i in ints) or not all(
+                v is None or isinstance(v, (int, float)) for v in (epsilon, delta)) or not (
+                mechanism is None or mechanism in MECHANISMS):
+            raise AggregateError("stored release: revision, k, resolution, epsilon, delta or "
+                                 "mechanism invalid")
+        return cls(*ints, epsilon, released, basis, (), mechanism, delta)
 
 
-def _check_rule(k: int, resolution: int, epsilon: float | None, noise, sensitivity: int) -> None:
+def _check_rule(k: int, resolution: int, epsilon: float | None, noise, sensitivity: int,
+                mechanism: str = "laplace", delta: float | None = None) -> None:
     if not isinstance(k, int) or k < 2:
         raise ConfigError(f"k must be an integer of at least 2, not {k!r}")
     if not isinstance(resolution, int) or resolution < 1:
@@ -95,6 +106,25 @@ def _check_rule(k: int, resolution: int, epsilon: float | None, noise, sensitivi
                           "laplace over a cryptographic uniform source)")
     if not isinstance(sensitivity, int) or sensitivity < 1:
         raise ConfigError(f"sensitivity must be a positive integer, not {sensitivity!r}")
+    if mechanism not in MECHANISMS:
+        raise ConfigError(f"noise mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
+    if mechanism == "gaussian" and epsilon is not None:
+        if epsilon > 1:
+            raise ConfigError(f"the Gaussian mechanism holds for epsilon <= 1, not {epsilon}; "
+                              "use laplace or a smaller epsilon")
+        if not isinstance(delta, (int, float)) or not 0 < delta < 1:
+            raise ConfigError(f"the Gaussian mechanism needs a delta between 0 and 1 (e.g. "
+                              f"1e-6), not {delta!r}")
+
+
+def noise_scale(epsilon: float, sensitivity: int = 1, mechanism: str = "laplace",
+                delta: float | None = None) -> float:
+    """The Laplace scale b, or the Gaussian standard deviation sigma, of the noise added to a
+    count: b = sensitivity/epsilon; sigma = sensitivity * sqrt(2 ln(1.25/delta)) / epsilon
+    (Dwork and Roth 2014, theorem A.1, for epsilon <= 1)."""
+    if mechanism == "gaussian":
+        return sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
+    return sensitivity / epsilon
 
 
 def laplace(u: float, scale: float) -> float:
@@ -105,9 +135,9 @@ def laplace(u: float, scale: float) -> float:
     return -scale * math.copysign(1.0, u) * math.log1p(-2 * abs(u))
 
 
-def _protect(n: int, k: int, resolution: int, epsilon, noise, sensitivity: int) -> int | None:
+def _protect(n: int, k: int, resolution: int, epsilon, noise, scale: float) -> int | None:
     """The released value of a true count ``n``, or None when suppressed."""
-    value = float(n) + noise(sensitivity / epsilon) if epsilon is not None else n
+    value = float(n) + noise(scale) if epsilon is not None else n
     if not math.isfinite(value):
         raise ValueError(f"the noise source returned {value}; it must return finite numbers")
     if value < k:
@@ -118,14 +148,17 @@ def _protect(n: int, k: int, resolution: int, epsilon, noise, sensitivity: int) 
 
 def release(counts: Mapping[str, int], *, k: int = 11, resolution: int = 5,
             previous: Release | None = None, epsilon: float | None = None,
-            noise: Callable[[float], float] | None = None, sensitivity: int = 1) -> Release:
+            noise: Callable[[float], float] | None = None, sensitivity: int = 1,
+            mechanism: str = "laplace", delta: float | None = None) -> Release:
     """Apply the release rule (module doc) to one window's ``counts``.
 
     ``previous``: the last release of this window, for a corrected release (revision + 1, same
     k and resolution); a cell is then recomputed only if its count moved by >= k since.
-    ``noise(scale)`` returns one Laplace(0, scale) sample; required when ``epsilon`` is set.
+    ``noise(scale)`` returns one sample of the ``mechanism``'s noise of that scale (Laplace:
+    Laplace(0, scale); Gaussian: Normal(0, scale)); required when ``epsilon`` is set.
     """
-    _check_rule(k, resolution, epsilon, noise, sensitivity)
+    _check_rule(k, resolution, epsilon, noise, sensitivity, mechanism, delta)
+    scale = noise_scale(epsilon, sensitivity, mechanism, delta) if epsilon is not None else 0.0
     if previous is not None and (previous.k, previous.resolution) != (k, resolution):
         raise ConfigError(f"a corrected release keeps the rule of the first (k={previous.k}, "
                           f"resolution={previous.resolution}); changing it would let the two "
@@ -140,14 +173,17 @@ def release(counts: Mapping[str, int], *, k: int = 11, resolution: int = 5,
             continue  # keep the previous value: fewer than k referrals moved
         recomputed.append(key)
         basis[key] = n
-        value = _protect(n, k, resolution, epsilon, noise, sensitivity)
+        value = _protect(n, k, resolution, epsilon, noise, scale)
         if value is None:
             released.pop(key, None)
         else:
             released[key] = value
     spent = epsilon if epsilon is not None and (recomputed or previous is None) else None
+    noisy = spent is not None
     return Release(0 if previous is None else previous.revision + 1, k, resolution,
-                   None if spent is None else float(spent), released, basis, tuple(recomputed))
+                   float(spent) if noisy else None, released, basis, tuple(recomputed),
+                   mechanism if noisy else None,
+                   float(delta) if noisy and mechanism == "gaussian" else None)
 
 
 def covers(total: Mapping, cell: Mapping) -> bool:
@@ -210,13 +246,14 @@ def decide_release(counts: Mapping[str, int], *, domain: str, region: str, windo
                    previous: Release | None = None, ledger: Mapping[str, float] | None = None,
                    k: int = 11, resolution: int = 5, epsilon: float | None = None,
                    budget: float | None = None, noise: Callable[[float], float] | None = None,
-                   sensitivity: int = 1) -> Publish | Refused | None:
+                   sensitivity: int = 1, mechanism: str = "laplace",
+                   delta: float | None = None) -> Publish | Refused | None:
     """What to do for a window that is due: Publish the first release or a correction,
     Refused when the region's epsilon budget would be exceeded, or None when a correction
     would change nothing (fewer than k referrals moved in every cell). The consumer charged
     is the region: every reader of the region's topic sees every release."""
     rel = release(counts, k=k, resolution=resolution, previous=previous, epsilon=epsilon,
-                  noise=noise, sensitivity=sensitivity)
+                  noise=noise, sensitivity=sensitivity, mechanism=mechanism, delta=delta)
     if previous is not None and not rel.recomputed:
         return None
     ledger, ok = charge(ledger or {}, region, rel.epsilon, budget)

@@ -57,14 +57,14 @@ class Rejected:
     detail: str
 
 
-def accept(messages: Iterable[tuple[str, bytes]], directory: TrustedDirectory, now: int,
+def accept(messages: Iterable[tuple[str, bytes | None]], directory: TrustedDirectory, now: int,
            region: str, latest: Latest) -> tuple[list[dict], list[Rejected]]:
     """Verify each (where, bytes) and offer it to ``latest``; return the releases it kept (in
     order, newer revisions of one window after older ones) and the rejected messages."""
     kept, rejected = [], []
     for where, data in messages:
         try:
-            agg = verify_release(data, directory, now)
+            agg = verify_release(data or b"", directory, now)  # a tombstone: rejected
         except AggregateError as exc:
             rejected.append(Rejected(where, exc.reason, str(exc)))
             continue

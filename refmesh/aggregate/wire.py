@@ -45,7 +45,8 @@ def record_of(rel: Release, *, domain: str, region: str, window: Window) -> dict
     return {"releaseId": release_id(domain, region, window, rel.revision), "domain": domain,
             "region": check_region(region), "windowStart": window[0], "windowEnd": window[1],
             "revision": rel.revision, "k": rel.k, "resolution": rel.resolution,
-            "epsilon": rel.epsilon, "cells": [dict(c) for c in rel.cells]}
+            "epsilon": rel.epsilon, "mechanism": rel.mechanism, "delta": rel.delta,
+            "cells": [dict(c) for c in rel.cells]}
 
 
 def sign_release(aggregate: dict, domain_keys: keys.AgencyKeys) -> bytes:

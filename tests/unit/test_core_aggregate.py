@@ -400,6 +400,39 @@ def test_noise_is_added_before_suppression_and_rounding():
         agg.release({agg.cell_key(low): 8}, epsilon=1, noise=lambda s: math.nan)
 
 
+def test_gaussian_noise_has_the_analytic_scale_and_is_recorded_with_its_delta():
+    cell = agg.cell_of(referral(), "forwarded", BH, NGO, NOW)
+    scales = []
+    rel = agg.release({agg.cell_key(cell): 30}, epsilon=0.5, mechanism="gaussian", delta=1e-6,
+                      noise=lambda scale: scales.append(scale) or 2.0)
+    sigma = math.sqrt(2 * math.log(1.25 / 1e-6)) / 0.5  # Dwork and Roth, theorem A.1
+    assert scales == [pytest.approx(sigma)] and sigma == pytest.approx(10.6, abs=0.1)
+    assert rel.released == {agg.cell_key(cell): 30}  # 30 + 2 -> 32 -> 30
+    assert (rel.mechanism, rel.delta, rel.epsilon) == ("gaussian", 1e-6, 0.5)
+    assert agg.Release.from_bytes(rel.to_bytes()) == rel
+    record = agg.decide_release({agg.cell_key(cell): 30}, domain="BH/GOV/NCCT", region="GCC",
+                                window=agg.window_of(NOW), epsilon=0.5, budget=1.0,
+                                mechanism="gaussian", delta=1e-6, noise=lambda s: 0.0).record
+    assert (record["mechanism"], record["delta"]) == ("gaussian", 1e-6)
+    codec.encode("Aggregate", {**record, "signerKeyId": "sig-x", "signature": b""})
+    plain = agg.release({agg.cell_key(cell): 30})
+    assert (plain.mechanism, plain.delta, plain.epsilon) == (None, None, None)
+    laplace = agg.release({agg.cell_key(cell): 30}, epsilon=0.5, noise=lambda s: 0.0)
+    assert (laplace.mechanism, laplace.delta) == ("laplace", None)
+    assert agg.noise_scale(0.5, 2) == 4.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mechanism": "gaussian", "epsilon": 2.0, "delta": 1e-6}, "epsilon <= 1"),
+    ({"mechanism": "gaussian", "epsilon": 0.5, "delta": None}, "delta between"),
+    ({"mechanism": "gaussian", "epsilon": 0.5, "delta": 1.5}, "delta between"),
+    ({"mechanism": "uniform", "epsilon": 0.5}, "not one of laplace, gaussian"),
+])
+def test_noise_settings_are_checked(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        agg.release({}, noise=lambda s: 0.0, **kwargs)
+
+
 def test_laplace_from_a_uniform_draw():
     assert agg.laplace(0.0, 2.0) == 0.0
     assert agg.laplace(0.25, 2.0) == pytest.approx(-2.0 * math.log(0.5))  # upper quartile

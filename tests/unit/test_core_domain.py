@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from refmesh import audit, codec, domain, envelope, loop, minimise, samples, topology
+from refmesh import aggregate, audit, codec, domain, envelope, loop, minimise, samples, topology
 from refmesh import consent as consents
 from refmesh.domain import Publish
 from refmesh.errors import SealError
@@ -28,15 +28,18 @@ class Tables:
     def __init__(self) -> None:
         self.consents: dict[bytes, bytes] = {}
         self.log: dict[bytes, bytes] = {}
+        self.counted: dict[bytes, bytes] = {}
 
     def view(self) -> domain.View:
-        return domain.View(self.consents.get, self.log.get)
+        return domain.View(self.consents.get, self.log.get, self.counted.get)
 
     def apply(self, effects: domain.Effects) -> domain.Effects:
         if effects.consent_put is not None:
             self.consents[effects.consent_put[0]] = effects.consent_put[1]
         if effects.log_put is not None:
             self.log[effects.log_put[0]] = effects.log_put[1]
+        if effects.counted is not None:
+            self.counted[effects.counted[0]] = str(effects.counted[1]).encode()
         return effects
 
 
@@ -350,8 +353,10 @@ def test_an_event_that_does_not_open_is_dead_lettered(data, reason):
 
 
 def test_an_event_of_a_type_the_domain_does_not_take_is_dead_lettered():
-    status = sealed(samples.status(set_by=SHELTER), SHELTER, "ReferralStatus")
-    assert handle(Tables(), status).deadletter == "unexpected_type"
+    erasure = {"noticeId": "n-1", "kind": "Request", "consentId": "c", "referralIds": ["r"],
+               "reason": "ConsentWithdrawn", "requestedBy": SHELTER, "at": S.NOW}
+    assert handle(Tables(), sealed(erasure, SHELTER, "ErasureNotice")).deadletter == \
+        "unexpected_type"
     receipt = {"deliveryKey": "referral:x", "eventId": "e", "outcome": "Stored",
                "receivedBy": SHELTER, "at": S.NOW}
     ignored = handle(Tables(), sealed(receipt, SHELTER, "Receipt", event_id="ev-r"))
@@ -371,6 +376,53 @@ def test_an_erasure_confirmation_is_audited_and_receipted():
     forged = {**confirmation, "requestedBy": PSYCH}  # confirming for someone else
     assert handle(Tables(), sealed(forged, SHELTER, "ErasureNotice")).deadletter == \
         "unexpected_type"
+
+
+# --- counting for the regional statistics ---------------------------------------------------
+
+def test_a_decided_referral_is_counted_once_in_coarse_values_only():
+    tables = with_consent()
+    first = handle(tables, sealed(S.referral(), HOTLINE))
+    once, start, cell = first.counted
+    assert once == domain.counted_key(f"referral:{S.referral()['referralId']}", S.SECRET)
+    assert start == aggregate.window_of(S.referral()["createdAt"], "month")[0]
+    assert cell["reportingCountry"] == "BH" and cell["finalStatus"] == "forwarded"
+    assert set(v for v in cell.values() if v is not None) <= {
+        "BH", "forwarded", *S.referral()["person"]["citizenship"], S.referral()["person"][
+            "gender"], *S.referral()["victim"]["typeOfExploitation"], aggregate.UNKNOWN}
+    again = handle(tables, sealed(S.referral(), HOTLINE))  # a re-send: forwarded, not counted
+    assert again.counted is None and len(again.publish) == 1
+    refused = handle(Tables(), sealed(S.referral(), HOTLINE))  # no consent here
+    assert refused.counted[2]["finalStatus"] == "refused"
+
+
+@pytest.mark.parametrize("state", aggregate.OUTCOMES)
+def test_an_outcome_copy_is_counted_once_receipted_and_not_audited(state):
+    tables = Tables()
+    status = samples.status(set_by=SHELTER, state=state, reason=None)
+    effects = handle(tables, sealed(status, SHELTER, "ReferralStatus", event_id="ev-s"))
+    assert effects.deadletter is None and effects.audit == ()
+    (receipt,) = effects.publish
+    assert receipt.topic == topology.agency_inbox(SHELTER)
+    got = opened(receipt, SHELTER).record
+    assert got["deliveryKey"] == f"{loop.delivery_key('ReferralStatus', status)}:{NCC}"
+    once, start, cell = effects.counted
+    assert aggregate.kind_of(cell) == "outcome"
+    assert (cell["reportingCountry"], cell["recipientRole"], cell["finalStatus"]) == (
+        "BH", "CentralGovernmentOrganisation", state)
+    assert start == aggregate.window_of(status["at"], "month")[0]
+    again = handle(tables, sealed(status, SHELTER, "ReferralStatus", event_id="ev-s"))
+    assert again.counted is None and len(again.publish) == 1  # receipted again, counted once
+
+
+@pytest.mark.parametrize("status, signer, reason", [
+    (samples.status(set_by=SHELTER, state="received"), SHELTER, "not_an_outcome"),
+    (samples.status(set_by=PSYCH, state="accepted"), SHELTER, "sender_mismatch"),
+    (samples.status(set_by=RECEPTION, state="accepted"), RECEPTION, "sender_mismatch"),
+])
+def test_a_status_that_is_no_outcome_copy_of_a_member_is_dead_lettered(status, signer, reason):
+    effects = handle(Tables(), sealed(status, signer, "ReferralStatus"))
+    assert effects.deadletter == reason and effects.counted is None
 
 
 # --- the tables at rest ----------------------------------------------------------------------
