@@ -2,6 +2,7 @@
 processes) on the session broker."""
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +130,11 @@ def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
         running.stop()  # never leave child processes behind a failed fixture
         raise
     return Mesh(files, running, ids, bootstrap)
+
+
+def metrics(client) -> str:
+    """A gateway's Prometheus metrics text (the client's token opens /metrics too)."""
+    request = urllib.request.Request(client.url + "/metrics",
+                                     headers={"Authorization": f"Bearer {client.token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()

@@ -1,6 +1,7 @@
 """From referrals to a released aggregate through the real broker: the domain's agents count
 coarse values only, release a window once it is due, sign it, and publish it on the region's
-topic, where a person with a unique combination never appears."""
+topic, where a person with a unique combination never appears; the recipient's outcomes reach
+the statistics through the copies its gateway sends its domain."""
 from __future__ import annotations
 
 import uuid
@@ -16,7 +17,7 @@ from gateways.supervise import wait_until
 from gateways.aggregates_reader import read_all
 from refmesh import aggregate
 from refmesh.aggregate import table
-from tests.integration.meshfix import start_mesh
+from tests.integration.meshfix import metrics, start_mesh
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
 REGION = "GCC"
@@ -58,7 +59,11 @@ def test_referrals_become_a_signed_release_without_the_unique_person(mesh, tmp_p
     canary["person"]["citizenship"] = ["NP"]  # the only Nepali citizen: a unique combination
     mesh.consent(199, HOTLINE)
     hotline.submit(canary)
-    wait_until(lambda: len(mesh.client(SHELTER).inbox()) >= 14, 90, "all 14 referrals")
+    shelter = mesh.client(SHELTER)
+    wait_until(lambda: len(shelter.inbox()) >= 14, 90, "all 14 referrals")
+    for row in shelter.inbox():  # the shelter accepts all but the canary: outcomes counted
+        if row["referral_id"] != canary["referralId"]:
+            shelter.set_status(row["referral_id"], "accepted")
 
     def released():
         return [r for r in _releases(mesh) if r["domain"] == mesh.id(NCC)]
@@ -79,3 +84,13 @@ def test_referrals_become_a_signed_release_without_the_unique_person(mesh, tmp_p
     assert exported.exit_code == 0, exported.output
     assert "NP" not in out.read_text() and "ET" in out.read_text()
     assert aggregate.topic(REGION) == f"refmesh.region.{REGION}.aggregates"
+
+    def outcomes():  # the shelter's copies, counted in the current minute, released after it
+        return [c for r in released() for c in r["cells"]
+                if aggregate.kind_of(c) == "outcome"]
+
+    (accepted,) = wait_until(outcomes, 150, "the outcomes in a release")
+    assert (accepted["finalStatus"], accepted["count"], accepted["reportingCountry"],
+            accepted["recipientRole"]) == ("accepted", 10, "BH", "CentralGovernmentOrganisation")
+    # every copy receipted by the domain (and every status by the hotline): nothing pending
+    wait_until(lambda: "refmesh_outbox_depth 0.0" in metrics(shelter), 60, "an empty outbox")

@@ -9,7 +9,7 @@ import pytest
 from gateways.client import GatewayClient, GatewayError
 from gateways.supervise import wait_until
 from refmesh import envelope, topology
-from tests.integration.meshfix import start_mesh
+from tests.integration.meshfix import metrics, start_mesh
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
 IOM, RECEPTION, ET_NCC = "BH/IO/IOM", "ET/NGO/RECEPTION", "ET/GOV/NCC"
@@ -96,19 +96,10 @@ def test_a_duplicate_event_is_stored_once(mesh):
     wait_until(lambda: state_at(shelter, referral["referralId"]) == "received", 60, "delivery")
     receipts_for = topology.agency_inbox(mesh.id(HOTLINE))
     mesh.read_topic(receipts_for, 1)
-    wait_until(lambda: 'outcome="duplicate"' in _metrics(shelter) and
+    wait_until(lambda: 'outcome="duplicate"' in metrics(shelter) and
                'refmesh_events_received_total{outcome="duplicate",type="Referral"} 2.0'
-               in _metrics(shelter), 30, "two duplicates counted")
+               in metrics(shelter), 30, "two duplicates counted")
     assert [r["referral_id"] for r in shelter.inbox()].count(referral["referralId"]) == 1
-
-
-def _metrics(client: GatewayClient) -> str:
-    import urllib.request
-
-    request = urllib.request.Request(client.url + "/metrics",
-                                     headers={"Authorization": f"Bearer {client.token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return response.read().decode()
 
 
 def test_forged_tampered_and_misaddressed_events_are_dead_lettered(mesh):
