@@ -197,7 +197,7 @@ def _period_table(releases: list[dict]) -> str:
         total = next(c["count"] for c in r["cells"] if kind_of(c) == "total")
         rule = f"k={r['k']}, rounded to {r['resolution']}"
         if r["epsilon"] is not None:
-            rule += f", epsilon {r['epsilon']:g}"
+            rule += f", {r.get('mechanism') or 'laplace'} noise, epsilon {r['epsilon']:g}"
         tag = f'<span class="tag">corrected, revision {r["revision"]}</span>' \
             if r["revision"] else ""
         body.append(f"<tr><td>{label((r['windowStart'], r['windowEnd']))}</td>"

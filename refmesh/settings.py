@@ -134,6 +134,9 @@ class AgentSettings(Common):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.domain:
+            raise ValueError("setting 'domain' is required: the policy domain's agency id, "
+                             "e.g. BH/GOV/NCCTIP")
         check_agency_id(self.domain)
         if not self.policy:
             raise ValueError("setting 'policy' is required: the path of the domain's signed "

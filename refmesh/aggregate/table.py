@@ -24,7 +24,7 @@ from refmesh.minimise import DAY_MS, _civil
 COLUMNS = ("yearOfRegistration", "monthOfRegistration", "period", "windowStart", "windowEnd",
            "domain", "region", "revision", "cellType", "reportingCountry", "citizenship",
            "gender", "ageBroad", "typeOfExploitation", "trmStage", "recipientRole",
-           "finalStatus", "count", "k", "resolution", "epsilon")
+           "finalStatus", "count", "k", "resolution", "epsilon", "noise", "delta")
 COLUMN_OF = {"ageBand": "ageBroad", "exploitationType": "typeOfExploitation"}
 _KIND_ORDER = {"total": 0, "marginal": 1, "cell": 2, "outcome": 3}
 
@@ -86,7 +86,8 @@ def rows(aggregates: Iterable[dict]) -> list[dict]:
                   "windowStart": iso(agg["windowStart"]), "windowEnd": iso(agg["windowEnd"]),
                   "domain": agg["domain"], "region": agg["region"],
                   "revision": agg["revision"], "k": agg["k"], "resolution": agg["resolution"],
-                  "epsilon": agg["epsilon"]}
+                  "epsilon": agg["epsilon"], "noise": agg.get("mechanism"),
+                  "delta": agg.get("delta")}
         cells = sorted(agg["cells"], key=lambda c: (_KIND_ORDER.get(kind_of(c), 9),
                                                     [c[d] or "" for d in DIMS]))
         for cell in cells:
@@ -148,7 +149,9 @@ def describe(agg: dict) -> list[str]:
     """A few lines for a terminal: the release, then its released cells and outcomes."""
     total = next((c["count"] for c in agg["cells"] if kind_of(c) == "total"), 0)
     corrected = f"  corrected (revision {agg['revision']})" if agg["revision"] else ""
-    noise = f" epsilon={agg['epsilon']:g}" if agg["epsilon"] is not None else ""
+    noise = f" {agg.get('mechanism') or 'laplace'} epsilon={agg['epsilon']:g}" + (
+        f" delta={agg['delta']:g}" if agg.get("delta") is not None else "") \
+        if agg["epsilon"] is not None else ""
     head = (f"{agg['domain']}  {label((agg['windowStart'], agg['windowEnd']))}  "
             f"k={agg['k']} resolution={agg['resolution']}{noise}  total {total}{corrected}")
     lines = [head]

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refmesh import aggregate as agg
+from refmesh.aggregate import table
 from refmesh import codec, directory, keys, samples
 from refmesh.errors import AggregateError, ConfigError
 
@@ -414,6 +415,9 @@ def test_gaussian_noise_has_the_analytic_scale_and_is_recorded_with_its_delta():
                                 window=agg.window_of(NOW), epsilon=0.5, budget=1.0,
                                 mechanism="gaussian", delta=1e-6, noise=lambda s: 0.0).record
     assert (record["mechanism"], record["delta"]) == ("gaussian", 1e-6)
+    assert "gaussian epsilon=0.5 delta=1e-06" in table.describe(record)[0]
+    assert {(r["noise"], r["delta"], r["epsilon"]) for r in table.rows([record])} == {
+        ("gaussian", 1e-6, 0.5)}
     codec.encode("Aggregate", {**record, "signerKeyId": "sig-x", "signature": b""})
     plain = agg.release({agg.cell_key(cell): 30})
     assert (plain.mechanism, plain.delta, plain.epsilon) == (None, None, None)
