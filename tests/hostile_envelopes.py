@@ -224,9 +224,12 @@ def envelopes_for_domain(agency_keys: dict[str, AgencyKeys], trusted: TrustedDir
         e("a consent whose controller is not its signer", envelope.seal(
             "Consent", samples.consent(controller=other), m, domain, trusted, now),
           "sender_mismatch"),
-        e("a status sent to a domain", envelope.seal(
+        e("a status that is no outcome sent to a domain", envelope.seal(
             "ReferralStatus", samples.status(set_by=member, at=now), m, domain, trusted, now),
-          "unexpected_type"),
+          "not_an_outcome"),
+        e("an outcome copy set by another agency", envelope.seal(
+            "ReferralStatus", samples.status(set_by=other, state="accepted", at=now), m,
+            domain, trusted, now), "sender_mismatch"),
     ]
     return out
 
