@@ -145,14 +145,15 @@ class Forwarder:
         await self._audit(effects, message.partition, now, where)
         return effects
 
-    def _count(self, partition: int, once: bytes, window_start: int, cell: dict) -> None:
+    def _count(self, partition: int, once: bytes | None, window_start: int, cell: dict) -> None:
         key = f"{partition}|{window_start}".encode()
         old = self.tables.counts.get(key)
         counts = aggregate.loads(None if old is None else envelope.unprotect(
             self.keys, COUNTS_CONTEXT + key, old))
         self.tables.counts[key] = envelope.protect(
             self.keys, COUNTS_CONTEXT + key, aggregate.dumps(aggregate.count(counts, cell)))
-        self.tables.counted[once] = str(window_start).encode()  # after: a crash recounts
+        if once is not None:  # after the counts: a crash in between recounts, never loses
+            self.tables.counted[once] = str(window_start).encode()
 
     async def _audit(self, effects: domain.Effects, partition: int, now: int,
                      where: str) -> None:

@@ -70,7 +70,8 @@ def main() -> None:
     def with_statistics(data, key):
         effects = domain.handle(data, key, ctx, view)
         once, start, cell = effects.counted
-        marks[once] = str(start).encode()
+        if once is not None:
+            marks[once] = str(start).encode()
         ck = f"0|{start}".encode()
         old = counts.get(ck)
         state = aggregate.loads(None if old is None else envelope.unprotect(keys, ck, old))

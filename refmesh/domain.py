@@ -19,8 +19,8 @@ event: every outcome, refusals and dead letters included, is a value that gets a
   set and copied to its domain): counted for the regional statistics and receipted; never
   audited or forwarded (it decides nothing about the person).
 
-Counting is once per delivery key: a re-sent referral or outcome copy finds its keyed hash in
-the ``counted`` table and is not counted again.
+Counting is once per delivery key: a re-sent forwarded referral is recognised by the forwarding
+log; a refused referral or an outcome copy leaves its keyed hash in the ``counted`` table.
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class Effects:
     audit: tuple[dict, ...] = ()
     consent_put: tuple[bytes, bytes] | None = None  # (table key, protected Consent)
     log_put: tuple[bytes, bytes] | None = None  # (subject key, protected forwarding log)
-    counted: tuple[bytes, int, dict] | None = None  # (counted key, window start, coarse cell)
+    # (counted mark to write or None, window start, coarse cell) for the statistics
+    counted: tuple[bytes | None, int, dict] | None = None
     deadletter: str | None = None
 
 
@@ -204,8 +205,14 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     if referral["consentId"] is not None and key is not None:
         consent = read_consent(ctx, view, consent_key(key, referral["consentId"], ctx.secret))
     decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
-    counted = _counted(referral, "forwarded" if isinstance(decision, Allow) else "refused",
-                       ctx, view)
+    entries = read_log(ctx, view, key) if key is not None else []
+    entry = {"recipient": recipient, "referralId": referral["referralId"],
+             "consentId": referral["consentId"]}
+    # a referral in the forwarding log was counted when it was forwarded: a re-send is not
+    # counted again (and needs no counted mark: the log is written anyway)
+    counted = None if entry in entries else _counted(
+        referral, "forwarded" if isinstance(decision, Allow) else "refused", ctx, view,
+        mark=key is None or not isinstance(decision, Allow))
     if not isinstance(decision, Allow):
         status = {"referralId": referral["referralId"], "state": "refused",
                   "reason": "PolicyRefused", "detail": decision.reason, "setBy": me,
@@ -221,24 +228,21 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     value = envelope.seal("Referral", decision.record, ctx.keys, hop.seal_for, ctx.directory,
                           ctx.now, event_id=event_id)
     log_put = None
-    if key is not None:
-        entries = read_log(ctx, view, key)
-        entry = {"recipient": recipient, "referralId": referral["referralId"],
-                 "consentId": referral["consentId"]}
-        if entry not in entries:
-            log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
-                                             json.dumps([*entries, entry]).encode()))
+    if key is not None and entry not in entries:
+        log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
+                                         json.dumps([*entries, entry]).encode()))
     return Effects(event_id, publish=(Publish(hop.topic, key, value),), log_put=log_put,
                    counted=counted, audit=(_audit(ctx, event_id, "Forwarded",
                                                   legal_basis=decision.basis,
                                                   fields=decision.fields, **common),))
 
 
-def _counted(referral: dict, decision: str, ctx: Context,
-             view: View) -> tuple[bytes, int, dict] | None:
+def _counted(referral: dict, decision: str, ctx: Context, view: View,
+             mark: bool = True) -> tuple[bytes | None, int, dict] | None:
     """The window and the coarse cell a decided referral counts in: only these coarse values
     reach the aggregation state, never an identifier (refmesh.aggregate.cell_of). None for a
-    re-send already counted."""
+    re-send already counted. ``mark``: whether counting it needs a counted mark (a forwarded
+    referral with a subject key is recognised by the forwarding log instead)."""
     try:
         sender = ctx.directory.member(referral["senderAgency"])
         recipient = ctx.directory.member(referral["recipientAgency"])
@@ -247,17 +251,17 @@ def _counted(referral: dict, decision: str, ctx: Context,
     c = ctx.counting
     cell = aggregate.cell_of(referral, decision, sender, recipient, ctx.now, c.dims)
     return _once(loop.delivery_key("Referral", referral), referral["createdAt"], cell, ctx,
-                 view)
+                 view, mark)
 
 
-def _once(delivery_key: str, at: int, cell: dict, ctx: Context,
-          view: View) -> tuple[bytes, int, dict] | None:
+def _once(delivery_key: str, at: int, cell: dict, ctx: Context, view: View,
+          mark: bool = True) -> tuple[bytes | None, int, dict] | None:
     key = counted_key(delivery_key, ctx.secret)
     if view.counted(key) is not None:
         return None
     c = ctx.counting
     start, _ = aggregate.window_of(aggregate.event_time(at, ctx.now, c.max_late_ms), c.unit)
-    return key, start, cell
+    return key if mark else None, start, cell
 
 
 def _outcome(status: dict, signer: str, event_id: str, ctx: Context, view: View) -> Effects:

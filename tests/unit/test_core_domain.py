@@ -38,7 +38,7 @@ class Tables:
             self.consents[effects.consent_put[0]] = effects.consent_put[1]
         if effects.log_put is not None:
             self.log[effects.log_put[0]] = effects.log_put[1]
-        if effects.counted is not None:
+        if effects.counted is not None and effects.counted[0] is not None:
             self.counted[effects.counted[0]] = str(effects.counted[1]).encode()
         return effects
 
@@ -384,7 +384,7 @@ def test_a_decided_referral_is_counted_once_in_coarse_values_only():
     tables = with_consent()
     first = handle(tables, sealed(S.referral(), HOTLINE))
     once, start, cell = first.counted
-    assert once == domain.counted_key(f"referral:{S.referral()['referralId']}", S.SECRET)
+    assert once is None and first.log_put is not None  # the forwarding log recognises it
     assert start == aggregate.window_of(S.referral()["createdAt"], "month")[0]
     assert cell["reportingCountry"] == "BH" and cell["finalStatus"] == "forwarded"
     assert set(v for v in cell.values() if v is not None) <= {
@@ -392,8 +392,20 @@ def test_a_decided_referral_is_counted_once_in_coarse_values_only():
             "gender"], *S.referral()["victim"]["typeOfExploitation"], aggregate.UNKNOWN}
     again = handle(tables, sealed(S.referral(), HOTLINE))  # a re-send: forwarded, not counted
     assert again.counted is None and len(again.publish) == 1
-    refused = handle(Tables(), sealed(S.referral(), HOTLINE))  # no consent here
+    refused_in = Tables()  # no consent here: refused, and marked as counted
+    refused = handle(refused_in, sealed(S.referral(), HOTLINE))
+    assert refused.counted[0] == domain.counted_key(
+        f"referral:{S.referral()['referralId']}", S.SECRET)
     assert refused.counted[2]["finalStatus"] == "refused"
+    assert handle(refused_in, sealed(S.referral(), HOTLINE)).counted is None
+    keyless = handle(with_consent(), sealed(S.referral(), HOTLINE), key=None)
+    assert keyless.counted[0] is not None  # no subject key, no log: a mark
+    # forwarded once, refused on a re-send after a withdrawal: still counted once
+    withdrawn_later = with_consent()
+    handle(withdrawn_later, sealed(S.referral(), HOTLINE))
+    handle(withdrawn_later, sealed(withdrawn(S.consent()), HOTLINE, "Consent"))
+    again_refused = handle(withdrawn_later, sealed(S.referral(), HOTLINE))
+    assert again_refused.audit[0]["decision"] == "Refused" and again_refused.counted is None
 
 
 @pytest.mark.parametrize("state", aggregate.OUTCOMES)
