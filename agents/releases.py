@@ -124,13 +124,12 @@ class Releaser:
         self._send(self.state_topic, key, None if data is None else envelope.protect(
             self.keys, RELEASE_CONTEXT + key, data))
 
-    def _audit(self, head: audit.Head, release_id: str, decision: str,
-               reason: str | None = None) -> audit.Head:
-        data, head = audit.append(head, at=self.clock(), domain=self.domain,
+    def _audit(self, release_id: str, decision: str, reason: str | None = None) -> None:
+        data, head = audit.append(self._head, at=self.clock(), domain=self.domain,
                                   event_id=release_id, decision=decision, reason=reason,
-                                  recipient=None, purpose=f"statistics for region {self.region}")
+                                  purpose=f"statistics for region {self.region}")
         self._send(self.audit_topic, b"releases", data, partition=0)
-        return head
+        self._head = head
 
     def _close(self) -> None:
         if self._producer is not None:
@@ -140,70 +139,78 @@ class Releaser:
     # --- one run --------------------------------------------------------------------------
 
     def run_once(self) -> Run:
-        s, now, done = self.settings, self.clock(), Run()
+        """Read the counts and the release state, then handle every window in time order."""
+        now, self._done = self.clock(), Run()
         counts: dict[int, list] = {}
-        count_keys: dict[int, list[Message]] = {}
+        self._count_messages: dict[int, list[Message]] = {}
         for key, m in self._read(self.counts_topic).items():
             start = int(key.split(b"|")[1])
             counts.setdefault(start, []).append(aggregate.loads(envelope.unprotect(
                 self.keys, COUNTS_CONTEXT + key, m.value)))
-            count_keys.setdefault(start, []).append(m)
-        state = {key: self._open(key, m.value) for key, m in self._read(self.state_topic).items()}
-        ledger = aggregate.loads_ledger(state.get(LEDGER))
+            self._count_messages.setdefault(start, []).append(m)
+        self._state = {key: self._open(key, m.value)
+                       for key, m in self._read(self.state_topic).items()}
+        self._ledger = aggregate.loads_ledger(self._state.get(LEDGER))
         chain = [m for m in read_topic(self.consumer_config, self.audit_topic, timeout=30.0)
                  or () if m.partition == 0]
-        head = audit.head_after(chain[-1].value if chain else None)
-        marks: dict[bytes, Message] | None = None  # the counted table, read when needed
-        windows = set(counts) | {int(k) for k in state if k.isdigit()}
-        for start in sorted(windows):
-            window = aggregate.window_of(start, s.aggregate_unit)
-            skey = str(start).encode()
-            stored = aggregate.Release.from_bytes(state[skey]) if skey in state else None
-            published = int(state.get(b"published|" + skey, b"-1"))
-            if stored is not None and stored.revision > published:  # a crash after storing
-                head = self._publish(stored, window, head)
-                published = stored.revision
-                done.published += 1
-            if aggregate.due(window, now, s.aggregate_grace_ms):
-                out = aggregate.decide_release(
-                    aggregate.merge(*counts.get(start, [])), domain=self.domain,
-                    region=self.region, window=window, previous=stored, ledger=ledger,
-                    k=s.aggregate_k, resolution=s.aggregate_resolution,
-                    epsilon=s.aggregate_epsilon, budget=s.aggregate_budget, noise=self.noise,
-                    sensitivity=s.aggregate_sensitivity, mechanism=s.aggregate_noise,
-                    delta=s.aggregate_delta)
-                if isinstance(out, aggregate.Publish):
-                    self._store(skey, out.release.to_bytes())
-                    if out.ledger != ledger:
-                        self._store(LEDGER, aggregate.dumps_ledger(out.ledger))
-                        ledger = out.ledger
-                    head = self._publish(out.release, window, head)
-                    done.published += 1
-                elif isinstance(out, aggregate.Refused):
-                    revision = 0 if stored is None else stored.revision + 1
-                    if int(state.get(b"refused|" + skey, b"-1")) < revision:
-                        head = self._audit(head, aggregate.release_id(
-                            self.domain, self.region, window, revision), "ReleaseRefused",
-                            out.reason)
-                        self._store(b"refused|" + skey, str(revision).encode())
-                        log.warning("release of %s for region %s refused: %s",
-                                    aggregate.label(window), self.region, out.reason)
-                    done.refused += 1
-            if aggregate.final(window, now, s.aggregate_max_late_ms) and \
-                    aggregate.due(window, now, s.aggregate_grace_ms):
-                marks = self._read(self.counted_topic) if marks is None else marks
-                self._delete(skey, count_keys.get(start, []), marks)
-                done.deleted += 1
-        self._close()
-        return done
+        self._head = audit.head_after(chain[-1].value if chain else None)
+        self._marks: dict[bytes, Message] | None = None  # the counted table, read when needed
+        try:
+            for start in sorted(set(counts) | {int(k) for k in self._state if k.isdigit()}):
+                self._window(start, aggregate.merge(*counts.get(start, [])), now)
+        finally:
+            self._close()
+        return self._done
 
-    def _publish(self, rel: aggregate.Release, window, head: audit.Head) -> audit.Head:
+    def _window(self, start: int, counts: dict, now: int) -> None:
+        s = self.settings
+        window, skey = aggregate.window_of(start, s.aggregate_unit), str(start).encode()
+        stored = aggregate.Release.from_bytes(self._state[skey]) \
+            if skey in self._state else None
+        if stored is not None and stored.revision > int(
+                self._state.get(b"published|" + skey, b"-1")):  # a crash after storing it
+            self._publish(stored, window)
+        if not aggregate.due(window, now, s.aggregate_grace_ms):
+            return
+        out = aggregate.decide_release(
+            counts, domain=self.domain, region=self.region, window=window, previous=stored,
+            ledger=self._ledger, k=s.aggregate_k, resolution=s.aggregate_resolution,
+            epsilon=s.aggregate_epsilon, budget=s.aggregate_budget, noise=self.noise,
+            sensitivity=s.aggregate_sensitivity, mechanism=s.aggregate_noise,
+            delta=s.aggregate_delta)
+        if isinstance(out, aggregate.Publish):
+            if out.ledger != self._ledger:  # charge first: a crash may overcharge, never under
+                self._store(LEDGER, aggregate.dumps_ledger(out.ledger))
+                self._ledger = out.ledger
+            self._store(skey, out.release.to_bytes())
+            self._publish(out.release, window)
+        elif isinstance(out, aggregate.Refused):
+            self._refused(out, window, skey, 0 if stored is None else stored.revision + 1)
+        if aggregate.final(window, now, s.aggregate_max_late_ms):
+            if self._marks is None:
+                self._marks = self._read(self.counted_topic)
+            self._delete(skey, self._count_messages.get(start, []), self._marks)
+            self._done.deleted += 1
+
+    def _refused(self, out: aggregate.Refused, window, skey: bytes, revision: int) -> None:
+        """Audit a refusal once per window and revision, however often the job runs."""
+        self._done.refused += 1
+        if int(self._state.get(b"refused|" + skey, b"-1")) >= revision:
+            return
+        self._audit(aggregate.release_id(self.domain, self.region, window, revision),
+                    "ReleaseRefused", out.reason)
+        self._store(b"refused|" + skey, str(revision).encode())
+        log.warning("release of %s for region %s refused: %s", aggregate.label(window),
+                    self.region, out.reason)
+
+    def _publish(self, rel: aggregate.Release, window) -> None:
         record = aggregate.record_of(rel, domain=self.domain, region=self.region, window=window)
         skey = str(window[0]).encode()
         self._send(aggregate.topic(self.region), skey,
                    aggregate.sign_release(record, self.keys))
         self._store(b"published|" + skey, str(rel.revision).encode())
-        return self._audit(head, record["releaseId"], "ReleasePublished")
+        self._audit(record["releaseId"], "ReleasePublished")
+        self._done.published += 1
 
     def _delete(self, skey: bytes, count_messages: list[Message],
                 marks: dict[bytes, Message]) -> None:
