@@ -13,8 +13,8 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from kafka.errors import KafkaError
 
 from gateways.store import Store
-from refmesh import envelope, loop, records, topology
-from refmesh.errors import DirectoryError, RecordError, SealError
+from refmesh import envelope, loop, topology
+from refmesh.errors import DirectoryError, SealError
 
 log = logging.getLogger("refmesh.inbox")
 
@@ -85,16 +85,13 @@ class Inbox:
         me = self.keys.agency_id
         try:
             opened = envelope.open(message.value or b"", self.keys, directory, self.clock())
-            record = records.from_dict(opened.record_type, opened.record).to_dict()
+            record = opened.record  # checked against its contract when decoded
             problem = loop.addressing_problem(
                 opened.record_type, record, opened.header["sender"], me,
                 topology.domain_of(directory, me),
                 topology.is_domain(directory, opened.header["sender"]))
         except SealError as exc:
             self._dead_letter(message, exc.reason, where)
-            return
-        except RecordError as exc:
-            self._dead_letter(message, "invalid_record", where, exc.path)
             return
         except DirectoryError as exc:
             self._dead_letter(message, exc.reason, where)

@@ -35,7 +35,7 @@ from refmesh import consent as consents
 from refmesh import aggregate, envelope, loop, minimise, records, topology
 from refmesh.decide import Allow, decide
 from refmesh.directory import TrustedDirectory
-from refmesh.errors import DirectoryError, RecordError, SealError
+from refmesh.errors import DirectoryError, SealError
 from refmesh.keys import AgencyKeys
 from refmesh.policy import Policy
 
@@ -131,11 +131,9 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View) -> Effects:
     me = ctx.keys.agency_id
     try:
         opened = envelope.open(data, ctx.keys, ctx.directory, ctx.now)
-        record = records.from_dict(opened.record_type, opened.record).to_dict()
     except SealError as exc:
         return _dead(exc.reason, None)
-    except RecordError:
-        return _dead("invalid_record", None)
+    record = opened.record  # checked against its contract when decoded (codec.decode)
     event_id, kind, signer = opened.header["eventId"], opened.record_type, opened.header["sender"]
     try:
         if kind == "Receipt":
