@@ -72,15 +72,33 @@ def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str
         "senderKeyId": sender.signing.key_id, "recipientKeyId": recipient_key_id,
         "schemaFingerprint": codec.fingerprint_of(inner), "createdAt": now, "suite": suite,
     }
-    info = LABEL + _encode(header, b"", b"")
-    ciphertext = hpke_suite.encrypt(inner, public_key, info=info)
-    signature = keys.sign(sender.signing, LABEL + _encode(header, ciphertext, b""))
-    return _encode(header, ciphertext, signature)
+    framed = _framer(codec.encode("Envelope", {"header": header, "ciphertext": b"",
+                                               "signature": b""}))
+    ciphertext = hpke_suite.encrypt(inner, public_key, info=LABEL + framed(b"", b""))
+    signature = keys.sign(sender.signing, LABEL + framed(ciphertext, b""))
+    return framed(ciphertext, signature)
 
 
-def _encode(header: dict, ciphertext: bytes, signature: bytes) -> bytes:
-    return codec.encode("Envelope", {"header": header, "ciphertext": ciphertext,
-                                     "signature": signature})
+def _avro_bytes(value: bytes) -> bytes:
+    """Avro's encoding of a bytes value: its length as a zig-zag varint, then the bytes."""
+    n, out = len(value) << 1, bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + value
+
+
+def _framer(empty: bytes):
+    """``framed(ciphertext, signature)``: the envelope's encoding from ``empty``, its encoding
+    with an empty ciphertext and signature. An Avro record is the concatenation of its fields
+    and the last two are these (each empty one is the single byte 0), so the header is encoded
+    once for the HPKE info, the signed bytes and the envelope, instead of three times."""
+    if empty[-2:] != b"\0\0":
+        raise SealError("malformed", "envelope encoding does not end with its two bytes fields")
+    prefix = empty[:-2]
+    return lambda ciphertext, signature: b"".join(
+        (prefix, _avro_bytes(ciphertext), _avro_bytes(signature)))
 
 
 def read_header(data: bytes) -> dict:
@@ -105,11 +123,10 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
     except CodecError as exc:
         raise SealError("malformed", str(exc)) from exc
     ciphertext = envelope["ciphertext"]
-    if codec.encode_with(writer, as_written) != data:
+    written = _framer(codec.encode_with(writer, {**as_written, "ciphertext": b"",
+                                                 "signature": b""}))
+    if written(as_written["ciphertext"], as_written["signature"]) != data:
         raise SealError("malformed", "non-canonical encoding")
-
-    def written(ct: bytes, sig: bytes) -> bytes:
-        return codec.encode_with(writer, {**as_written, "ciphertext": ct, "signature": sig})
 
     header = envelope["header"]
     if header["recipient"] != recipient.agency_id:
