@@ -175,11 +175,16 @@ def disk_full(f: Fault) -> int:
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
     try:
         pause(f.plan.fault_s)
+        health = f.mesh.running.client(f.mesh.hotline).health()  # while the fault lasts
     finally:
         resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
     ended = wall_ms()
     f.mesh.gateway(f.mesh.hotline).check_alive()
     _expect_refusals(f, since)
+    if health["ok"] or not any("database refuses writes" in p for p in health["problems"]):
+        f.outcome.problems.append(f"/healthz did not report the refused writes: {health}")
+    else:
+        f.outcome.notes.append(f"/healthz during the fault: 503, {health['problems'][0]!r}")
     return ended
 
 

@@ -171,10 +171,34 @@ async def erasures(request: web.Request) -> web.Response:
     return web.json_response({"erasures": request.app[GATEWAY].store.erasures()})
 
 
+UNASSIGNED_GRACE_S = 20.0  # a group join takes a few seconds; longer means it is stuck
+
+
+def problems(relay_alive: bool, inbox_alive: bool, unassigned_s: float,
+             write_error: str | None, topic: str) -> list[str]:
+    """What keeps a gateway from doing its work, in words for an operator (no case data)."""
+    out = []
+    if not relay_alive:
+        out.append("the relay thread stopped: nothing is published")
+    if not inbox_alive:
+        out.append("the inbox thread stopped: nothing is received")
+    if unassigned_s > UNASSIGNED_GRACE_S:
+        out.append(f"the inbox consumer has held no partition of {topic} for "
+                   f"{unassigned_s:.0f} s: nothing is received (is the consumer group stuck? "
+                   "restart the gateway)")
+    if write_error is not None:
+        out.append(f"the database refuses writes ({write_error}): nothing can be accepted; "
+                   "check the disk space and the database file's permissions")
+    return out
+
+
 async def health(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    alive = gateway.relay.thread.is_alive() and gateway.inbox.thread.is_alive()
-    return web.json_response({"ok": alive}, status=200 if alive else 503)
+    found = problems(gateway.relay.thread.is_alive(), gateway.inbox.thread.is_alive(),
+                     gateway.inbox.unassigned_s(), gateway.store.write_error,
+                     gateway.inbox.topic)
+    return web.json_response({"ok": not found, "problems": found},
+                             status=503 if found else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -73,6 +73,16 @@ class GatewayClient:
     def erasures(self) -> list[dict]:
         return self._call("GET", "/v1/erasures")["erasures"]
 
+    def health(self) -> dict:
+        """/healthz as {"ok": bool, "problems": [...]} (503 is an answer too)."""
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return json.loads(exc.read())
+        except (OSError, urllib.error.URLError) as exc:
+            return {"ok": False, "problems": [f"no answer ({exc})"]}
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:

@@ -31,6 +31,7 @@ class Inbox:
         self._stop = threading.Event()
         self.consumer: KafkaConsumer | None = None
         self.lag = 0  # for the consumer-lag gauge; on Tansu an estimate (end offsets are off)
+        self.unassigned_since: float | None = time.monotonic()  # None while partitions held
         self.thread = threading.Thread(target=self._run, name="inbox", daemon=True)
 
     def start(self) -> None:
@@ -61,12 +62,22 @@ class Inbox:
     def _consume(self) -> None:
         while not self._stop.is_set():
             batches = self.consumer.poll(timeout_ms=500, max_records=200)
+            if self.consumer.assignment():
+                self.unassigned_since = None
+            elif self.unassigned_since is None:
+                self.unassigned_since = time.monotonic()
             for tp, messages in batches.items():
                 with self.store.batch():  # one commit for the polled batch, then the offset
                     for message in messages:
                         self.handle(message)
                 self.consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, None, -1)})
             self.lag = self._lag()
+
+    def unassigned_s(self) -> float:
+        """How long the inbox consumer has held no partition of its topic (0 while it holds
+        some): joining its group, or stuck in it (shared/BROKER.md; README, drills)."""
+        since = self.unassigned_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def _lag(self) -> int:
         """Messages not yet consumed, from the high-water marks of the last fetches (no request;

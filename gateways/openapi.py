@@ -89,9 +89,15 @@ OPENAPI = {
                                             "received from agencies that erased",
                                  "responses": {"200": {"description": "Erasure notices"},
                                                **_errors(401)}}},
-        "/healthz": {"get": {"summary": "Liveness (no token needed, no data)", "security": [],
-                             "responses": {"200": {"description": "Relay and inbox running"},
-                                           "503": {"description": "A worker thread died"}}}},
+        "/healthz": {"get": {"summary": "Health (no token needed, no case data): "
+                                        "{ok, problems}", "security": [],
+                             "responses": {"200": {"description": "Relay and inbox running, "
+                                                                  "inbox assigned, database "
+                                                                  "writable"},
+                                           "503": {"description": "A worker thread died, the "
+                                                                  "inbox holds no partition, or "
+                                                                  "the database refuses "
+                                                                  "writes; problems says which"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": {"description": "Prometheus text format"}, **_errors(401)}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {

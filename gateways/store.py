@@ -123,6 +123,7 @@ class Store:
         # where consents and outcome copies go (routing uses the sender)
         self._domain_hint = domain or agency_id
         self._scrub_after_batch = False
+        self.write_error: str | None = None  # why the last write failed; None once one works
         self._lock = threading.RLock()
         try:
             self._db = connect(path)
@@ -144,6 +145,8 @@ class Store:
                 self._db.execute("SAVEPOINT change" if nested else "BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("RELEASE change" if nested else "COMMIT")
+                if not nested:
+                    self.write_error = None
             except BaseException as exc:
                 if nested:
                     self._db.execute("ROLLBACK TO change")
@@ -151,6 +154,7 @@ class Store:
                 elif self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
+                    self.write_error = f"{type(exc).__name__}: {exc}"
                     raise StoreError(f"the gateway database refused the write: {exc}") from exc
                 raise
 
