@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -241,16 +242,35 @@ def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
 
 
-def _check_security(security: dict) -> None:
-    # faust takes TLS/SASL as broker_credentials objects, and gateways/kafka.py has no adapter
-    # for them yet: refuse rather than connect in plain text to a broker that expects TLS.
+def broker_credentials(security: dict):
+    """faust's ``broker_credentials`` for the TLS/SASL options the kafka-python clients take
+    (``security`` in the settings, checked by ``gateways.kafka.validate_security``); None for
+    PLAINTEXT. The same options thus secure the agents' faust (aiokafka) connections and
+    their kafka-python ones (topic creation, the release job)."""
     try:
         options = profiles.validate_security(security)
     except ValueError as exc:
         raise ConfigError(f"agents settings: security: {exc}") from exc
-    if {k: v for k, v in options.items() if (k, v) != ("security_protocol", "PLAINTEXT")}:
-        raise ConfigError("agents settings: TLS/SASL options (security) are not wired to faust "
-                          "yet; remove them or run the agents on a PLAINTEXT listener")
+    protocol = options.get("security_protocol", "PLAINTEXT")
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        try:
+            context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
+            if options.get("ssl_certfile"):
+                context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"agents settings: security: cannot load the TLS files "
+                              f"(ssl_cafile, ssl_certfile, ssl_keyfile): {exc}") from exc
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol.startswith("SASL_"):
+        if not options.get("sasl_plain_username") or not options.get("sasl_plain_password"):
+            raise ConfigError("agents settings: security: SASL needs sasl_plain_username and "
+                              "sasl_plain_password")
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+            ssl_context=context, mechanism=options.get("sasl_mechanism", "PLAIN"))
+    return None
 
 
 def bound_fetch_wait(wait_ms: int) -> None:
@@ -293,7 +313,7 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
                           f"{keys.agency_id}'s keys; point keystore at {domain_id}'s keystore")
     if policy.domain != domain_id:
         raise ConfigError(f"agents settings: the policy is {policy.domain}'s, not {domain_id}'s")
-    _check_security(settings.security)
+    credentials = broker_credentials(settings.security)
     web = {"web_enabled": True, "web_port": settings.web_port, "web_bind": "127.0.0.1"} \
         if settings.web_port else {"web_enabled": False}
     if settings.broker == "embedded":
@@ -306,6 +326,7 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
         topic_partitions=partitions,
         topic_disable_leader=True,  # no on_leader tasks: the assignor's leader topic is unused
         stream_wait_empty=False,  # see the module docstring
+        broker_credentials=credentials,
         **web, **profiles.faust_broker_settings(profile_of(settings)))
     source = app.topic(topology.domain_inbox(domain_id), partitions=partitions,
                        internal=False, allow_empty=True)  # an empty value is dead-lettered

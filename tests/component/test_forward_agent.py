@@ -10,6 +10,7 @@ sample policy gateways/sample_policy.yaml.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import types
 
 import pytest
@@ -325,16 +326,71 @@ def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, m
     assert web.producer_max_batch_size == 16384
 
 
-def test_the_app_refuses_keys_of_another_agency_and_unwired_security(tmp_path, mesh):
+def test_the_app_refuses_keys_of_another_agency_and_bad_security(tmp_path, mesh):
     with pytest.raises(ConfigError, match="keystore holds"):
         create_app(settings(tmp_path), mesh.keys[HOTLINE], lambda: mesh.directory, POLICY,
                    S.SECRET)
-    with pytest.raises(ConfigError, match="not wired to faust"):
-        create_app(settings(tmp_path, security={"security_protocol": "SSL"}), mesh.keys[BH],
-                   lambda: mesh.directory, POLICY, S.SECRET)
+    with pytest.raises(ConfigError, match="cannot load the TLS files"):
+        create_app(settings(tmp_path, security={"security_protocol": "SSL",
+                                                "ssl_cafile": str(tmp_path / "absent.pem")}),
+                   mesh.keys[BH], lambda: mesh.directory, POLICY, S.SECRET)
     with pytest.raises(ConfigError, match="policy is ET/GOV/NCC's"):
         create_app(settings(tmp_path), mesh.keys[BH], lambda: mesh.directory,
                    S.load(S.SAMPLE_POLICY_ET), S.SECRET)
+
+
+def _ca_file(path) -> str:
+    """A self-signed CA certificate (PEM) for the TLS settings."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "refmesh test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+def test_tls_and_sasl_settings_reach_faust_as_credentials(tmp_path, mesh):
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    ca = _ca_file(tmp_path / "ca.pem")
+    cases = {
+        "SSL": {"security_protocol": "SSL", "ssl_cafile": ca},
+        "SASL_SSL": {"security_protocol": "SASL_SSL", "ssl_cafile": ca,
+                     "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "ncc-agents",
+                     "sasl_plain_password": "synthetic-password"},
+        "SASL_PLAINTEXT": {"security_protocol": "SASL_PLAINTEXT",
+                           "sasl_plain_username": "ncc-agents",
+                           "sasl_plain_password": "synthetic-password"},
+    }
+    for protocol, security in cases.items():
+        app = create_app(settings(tmp_path, security=security), mesh.keys[BH],
+                         lambda: mesh.directory, POLICY, S.SECRET)
+        auth = credentials_to_aiokafka_auth(app.conf.broker_credentials)
+        assert auth["security_protocol"] == protocol  # what aiokafka is given
+        if protocol.endswith("SSL"):
+            assert [c["subject"] for c in auth["ssl_context"].get_ca_certs()] == [
+                ((("commonName", "refmesh test CA"),),)]
+        if protocol.startswith("SASL"):
+            assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == (
+                "ncc-agents", "synthetic-password")
+            assert auth["sasl_mechanism"] == security.get("sasl_mechanism", "PLAIN")
+    plain = create_app(settings(tmp_path), mesh.keys[BH], lambda: mesh.directory, POLICY,
+                       S.SECRET)
+    assert credentials_to_aiokafka_auth(plain.conf.broker_credentials) == {
+        "security_protocol": "PLAINTEXT"}
+    with pytest.raises(ConfigError, match="SASL needs sasl_plain_username"):
+        forward.broker_credentials({"security_protocol": "SASL_SSL", "ssl_cafile": ca})
+    with pytest.raises(ConfigError, match="unknown security option"):
+        forward.broker_credentials({"ssl_password": "x"})
 
 
 def test_broker_url_takes_a_bootstrap_list():
