@@ -10,6 +10,7 @@ See shared/BROKER.md for the measurements behind the EMBEDDED numbers.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 #: TLS/SASL options passed straight through to the clients (production Kafka needs them;
@@ -18,6 +19,9 @@ SECURITY_KEYS = frozenset({
     "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
     "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
 })
+#: Names the environment variable holding the SASL password, so that the settings file need
+#: not hold it; resolved here into sasl_plain_password.
+PASSWORD_ENV = "sasl_plain_password_env"
 SECURITY_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 SASL_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
 
@@ -89,10 +93,18 @@ APACHE = ClientProfile(
 def validate_security(security: dict | None) -> dict:
     """Return a copy of the TLS/SASL passthrough options after checking names and values."""
     security = dict(security or {})
+    if PASSWORD_ENV in security:
+        name = security.pop(PASSWORD_ENV)
+        if "sasl_plain_password" in security:
+            raise ValueError(f"give either sasl_plain_password or {PASSWORD_ENV}, not both")
+        if not isinstance(name, str) or not os.environ.get(name):
+            raise ValueError(f"{PASSWORD_ENV} names the environment variable {name!r}, which "
+                             "is not set: export the SASL password there")
+        security["sasl_plain_password"] = os.environ[name]
     unknown = sorted(set(security) - SECURITY_KEYS)
     if unknown:
         raise ValueError(f"unknown security option(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(sorted(SECURITY_KEYS))}")
+                         f"allowed: {', '.join(sorted(SECURITY_KEYS | {PASSWORD_ENV}))}")
     protocol = security.get("security_protocol", "PLAINTEXT")
     if protocol not in SECURITY_PROTOCOLS:
         raise ValueError(f"security_protocol {protocol!r} is not one of "

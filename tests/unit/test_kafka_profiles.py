@@ -76,6 +76,19 @@ def test_unknown_security_key_names_the_key_and_the_allowed_ones():
     assert all(key in message for key in SECURITY_KEYS)
 
 
+def test_the_sasl_password_can_come_from_the_environment(monkeypatch):
+    from_env = {**{k: v for k, v in TLS_SASL.items() if k != "sasl_plain_password"},
+                "sasl_plain_password_env": "REFMESH_TEST_SASL_PASSWORD"}
+    with pytest.raises(ValueError, match="REFMESH_TEST_SASL_PASSWORD.*not set"):
+        producer_config(APACHE, BOOT, from_env)
+    monkeypatch.setenv("REFMESH_TEST_SASL_PASSWORD", "synthetic-secret")
+    config = producer_config(APACHE, BOOT, from_env)
+    assert config["sasl_plain_password"] == "synthetic-secret"
+    assert "sasl_plain_password_env" not in config
+    with pytest.raises(ValueError, match="not both"):
+        producer_config(APACHE, BOOT, {**TLS_SASL, "sasl_plain_password_env": "X"})
+
+
 @pytest.mark.parametrize("security, fragment", [
     ({"security_protocol": "TLS"}, "security_protocol 'TLS'"),
     ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism 'GSSAPI'"),
