@@ -111,7 +111,7 @@ class Inbox:
             self._dead_letter(message, problem, where, opened.header["eventId"])
             return
         new = self.store.receive(opened.header["eventId"], opened.record_type,
-                                 opened.header["sender"], record, self.clock())
+                                 opened.header["sender"], record, self.clock(), message.key)
         self.metrics.received.labels(opened.record_type, "new" if new else "duplicate").inc()
         log.info("stored %s event %s from %s (%s) at %s", opened.record_type,
                  opened.header["eventId"], opened.header["sender"],

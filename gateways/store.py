@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS referrals (
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS referral_keys (
+    referral_id TEXT PRIMARY KEY,     -- a received referral
+    partition_key BLOB NOT NULL       -- its Kafka key (a keyed hash): outcome copies go with it
+);
 CREATE TABLE IF NOT EXISTS history (
     referral_id TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -225,9 +229,12 @@ class Store:
             self._apply_status(db, referral_id, status, now)
             self._enqueue(db, "ReferralStatus", status, peer, now)
             if state in OUTCOMES and self._domain_hint != self.agency:
-                # a copy for the domain's regional statistics, without the free-text detail
+                # a copy for the domain's regional statistics, without the free-text detail,
+                # keyed like the referral so that it reaches the partition that decided it
+                row = db.execute("SELECT partition_key FROM referral_keys WHERE "
+                                 "referral_id = ?", (referral_id,)).fetchone()
                 self._enqueue_to(db, "ReferralStatus", {**status, "detail": None},
-                                 self._domain_hint, now)
+                                 self._domain_hint, now, row[0] if row else None)
             return status
 
     def due(self, now: int, limit: int = 100) -> list[Due]:
@@ -286,9 +293,11 @@ class Store:
     # --- incoming ---------------------------------------------------------------------------
 
     def receive(self, event_id: str, record_type: str, sender: str, record: dict,
-                now: int) -> bool:
+                now: int, kafka_key: bytes | None = None) -> bool:
         """Store an opened, validated event once; return False for a duplicate. Queues the
-        receipt (always, so a lost receipt is answered on re-send) and the side effects."""
+        receipt (always, so a lost receipt is answered on re-send) and the side effects.
+        ``kafka_key``: the event's Kafka key (a referral's: the keyed hash its domain
+        partitions by)."""
         key = loop.delivery_key(record_type, record)
         erased = False
         with self._tx() as db:
@@ -314,7 +323,7 @@ class Store:
                 else sender
             self._enqueue(db, "Receipt", receipt, answer_to, now, needs_receipt=False)
             if new and record_type == "Referral":
-                self._received_referral(db, record, now)
+                self._received_referral(db, record, now, kafka_key)
             elif new and record_type == "ReferralStatus":
                 self._apply_status(db, record["referralId"], record, now)
             elif new and record_type == "ErasureNotice":
@@ -352,6 +361,7 @@ class Store:
             # Erase the case data; the inbox row keeps its delivery key (record emptied) so a
             # late re-send of the same referral is recognised as a duplicate, not stored again.
             db.execute("DELETE FROM referrals WHERE referral_id = ? AND direction = 'in'", (rid,))
+            db.execute("DELETE FROM referral_keys WHERE referral_id = ?", (rid,))
             db.execute("UPDATE inbox SET record = X'' WHERE delivery_key = ?",
                        (f"referral:{rid}",))
         confirmation = {**notice, "kind": "Confirmation", "requestedBy": self.agency, "at": now}
@@ -359,18 +369,22 @@ class Store:
             self._enqueue_to(db, "ErasureNotice", confirmation, to, now)
         return True
 
-    def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int) -> None:
+    def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int,
+                    partition_key: bytes | None = None) -> None:
         """Queue one record for several recipients: the delivery key names the recipient."""
         key = f"{loop.delivery_key(record_type, record)}:{recipient}"
         db.execute(
             "INSERT OR IGNORE INTO outbox (delivery_key, event_id, record_type, recipient, "
             "record, partition_key, needs_receipt, state, next_attempt_ms, created_ms) "
-            "VALUES (?, ?, ?, ?, ?, NULL, 1, 'pending', ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, 1, 'pending', ?, ?)",
             (key, str(uuid.uuid4()), record_type, recipient, codec.encode(record_type, record),
-             now, now))
+             partition_key, now, now))
 
-    def _received_referral(self, db, referral: dict, now: int) -> None:
+    def _received_referral(self, db, referral: dict, now: int,
+                           kafka_key: bytes | None) -> None:
         rid, sender = referral["referralId"], referral["senderAgency"]
+        if kafka_key:
+            db.execute("INSERT OR IGNORE INTO referral_keys VALUES (?, ?)", (rid, kafka_key))
         db.execute("INSERT OR IGNORE INTO referrals VALUES (?, 'in', ?, 'received', ?, ?, ?)",
                    (rid, sender, codec.encode("Referral", referral), now, now))
         status = {"referralId": rid, "state": "received", "reason": None, "detail": None,

@@ -143,7 +143,7 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View) -> Effects:
         if kind == "Consent":
             return _consent(record, key or b"", signer, event_id, ctx, view)
         if kind == "ReferralStatus":
-            return _outcome(record, signer, event_id, ctx, view)
+            return _outcome(record, key, signer, event_id, ctx, view)
         if kind == "ErasureNotice" and record["kind"] == "Confirmation" \
                 and record["requestedBy"] == signer:
             return Effects(event_id, publish=(_receipt(kind, record, event_id, signer, ctx),),
@@ -203,15 +203,16 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     if referral["consentId"] is not None and key is not None:
         consent = read_consent(ctx, view, consent_key(key, referral["consentId"], ctx.secret))
     decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
+    allowed = isinstance(decision, Allow)
+    cell = _cell(referral, "forwarded" if allowed else "refused", ctx)
     entries = read_log(ctx, view, key) if key is not None else []
-    entry = {"recipient": recipient, "referralId": referral["referralId"],
-             "consentId": referral["consentId"]}
+    logged = _entry(entries, referral["referralId"], recipient) is not None
     # a referral in the forwarding log was counted when it was forwarded: a re-send is not
     # counted again (and needs no counted mark: the log is written anyway)
-    counted = None if entry in entries else _counted(
-        referral, "forwarded" if isinstance(decision, Allow) else "refused", ctx, view,
-        mark=key is None or not isinstance(decision, Allow))
-    if not isinstance(decision, Allow):
+    counted = None if logged or cell is None else _once(
+        loop.delivery_key("Referral", referral), referral["createdAt"], cell, ctx, view,
+        mark=key is None or not allowed)
+    if not allowed:
         status = {"referralId": referral["referralId"], "state": "refused",
                   "reason": "PolicyRefused", "detail": decision.reason, "setBy": me,
                   "at": ctx.now}
@@ -226,7 +227,11 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     value = envelope.seal("Referral", decision.record, ctx.keys, hop.seal_for, ctx.directory,
                           ctx.now, event_id=event_id)
     log_put = None
-    if key is not None and entry not in entries:
+    if key is not None and not logged:
+        # the coarse cell rides along, encrypted, so that the recipient's outcome is counted
+        # in the same cell (refmesh.aggregate: outcome_of)
+        entry = {"recipient": recipient, "referralId": referral["referralId"],
+                 "consentId": referral["consentId"], "cell": cell}
         log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
                                          json.dumps([*entries, entry]).encode()))
     return Effects(event_id, publish=(Publish(hop.topic, key, value),), log_put=log_put,
@@ -235,21 +240,22 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
                                                   fields=decision.fields, **common),))
 
 
-def _counted(referral: dict, decision: str, ctx: Context, view: View,
-             mark: bool = True) -> tuple[bytes | None, int, dict] | None:
-    """The window and the coarse cell a decided referral counts in: only these coarse values
-    reach the aggregation state, never an identifier (refmesh.aggregate.cell_of). None for a
-    re-send already counted. ``mark``: whether counting it needs a counted mark (a forwarded
-    referral with a subject key is recognised by the forwarding log instead)."""
+def _entry(entries: list[dict], referral_id: str, recipient: str) -> dict | None:
+    """The forwarding log's entry for a referral to a recipient, or None."""
+    return next((e for e in entries
+                 if e["referralId"] == referral_id and e["recipient"] == recipient), None)
+
+
+def _cell(referral: dict, decision: str, ctx: Context) -> dict | None:
+    """The coarse cell a decided referral counts in: only these coarse values reach the
+    aggregation state, never an identifier (refmesh.aggregate.cell_of). None when an agency is
+    not in the directory (the decision then refused it)."""
     try:
         sender = ctx.directory.member(referral["senderAgency"])
         recipient = ctx.directory.member(referral["recipientAgency"])
     except DirectoryError:
         return None
-    c = ctx.counting
-    cell = aggregate.cell_of(referral, decision, sender, recipient, ctx.now, c.dims)
-    return _once(loop.delivery_key("Referral", referral), referral["createdAt"], cell, ctx,
-                 view, mark)
+    return aggregate.cell_of(referral, decision, sender, recipient, ctx.now, ctx.counting.dims)
 
 
 def _once(delivery_key: str, at: int, cell: dict, ctx: Context, view: View,
@@ -262,15 +268,24 @@ def _once(delivery_key: str, at: int, cell: dict, ctx: Context, view: View,
     return key if mark else None, start, cell
 
 
-def _outcome(status: dict, signer: str, event_id: str, ctx: Context, view: View) -> Effects:
-    """A member gateway's copy of an outcome it set: counted once, receipted, not audited."""
+def _outcome(status: dict, key: bytes | None, signer: str, event_id: str, ctx: Context,
+             view: View) -> Effects:
+    """A member gateway's copy of an outcome it set: counted once, receipted, not audited.
+
+    Counted in the cell its referral counted in, with the outcome as finalStatus, when the
+    forwarding log (the copy travels with the referral's key) still holds that referral's
+    cell; else by the recipient's country and role only (``aggregate.outcome_cell``)."""
     me = ctx.keys.agency_id
     if status["setBy"] != signer or topology.domain_of(ctx.directory, signer) != me \
             or signer == me:
         return _dead("sender_mismatch", event_id)
-    cell = aggregate.outcome_cell(status, ctx.directory.member(signer))
-    if cell is None:
+    if status["state"] not in aggregate.OUTCOMES:
         return _dead("not_an_outcome", event_id)
+    entry = _entry(read_log(ctx, view, key), status["referralId"], signer) if key else None
+    if entry is not None and entry.get("cell"):
+        cell = aggregate.outcome_of(entry["cell"], status["state"])
+    else:
+        cell = aggregate.outcome_cell(status, ctx.directory.member(signer))
     receipt = _receipt("ReferralStatus", status, event_id, signer, ctx)
     return Effects(event_id, publish=(receipt,), counted=_once(
         loop.delivery_key("ReferralStatus", status), status["at"], cell, ctx, view))

@@ -4,7 +4,8 @@ Pure, like all of refmesh: no clock (``now`` is passed in), no randomness (the n
 injected), no I/O. The domain's agents call, per event and per window:
 
     cell_of(referral, decision, sender, recipient, now)   a referral was decided -> cell
-    outcome_cell(status, setter)                           a gateway copied a status -> cell|None
+    outcome_of(cell, state)                                an outcome in its referral's cell
+    outcome_cell(status, setter)                           ... or by the setter alone -> cell|None
     window_of(event_time(ts, now, late), unit)             the window an event counts in
     count(counts, cell)                                    one more in the window's counts
     dumps(counts) / loads(bytes)                           the faust table value
@@ -35,6 +36,7 @@ from refmesh.aggregate.cells import (
     check_dims,
     kind_of,
     outcome_cell,
+    outcome_of,
 )
 from refmesh.aggregate.rule import (
     BUDGET_EXHAUSTED,
@@ -71,11 +73,11 @@ from refmesh.aggregate.wire import (
 )
 
 __all__ = [
-    "AGE_BANDS", "BUDGET_EXHAUSTED", "MECHANISMS", "noise_scale", "DECISIONS", "DIMS", "OUTCOMES", "OUTCOME_DIMS", "REQUIRED",
-    "UNITS", "UNKNOWN", "Counts", "Ledger", "Publish", "Refused", "Release", "Window", "add",
-    "age_at", "age_broad", "band_from", "cell_from_key", "cell_key", "cell_of", "charge",
-    "check_dims", "check_region", "count", "covers", "decide_release", "due", "dumps",
-    "dumps_ledger", "event_time", "final", "kind_of", "label", "laplace", "loads", "loads_ledger", "merge", "outcome_cell",
-    "record_of", "release", "release_id", "sign_release", "topic", "verify_release",
-    "window_of",
+    "AGE_BANDS", "BUDGET_EXHAUSTED", "DECISIONS", "DIMS", "MECHANISMS", "OUTCOMES",
+    "OUTCOME_DIMS", "REQUIRED", "UNITS", "UNKNOWN", "Counts", "Ledger", "Publish", "Refused",
+    "Release", "Window", "add", "age_at", "age_broad", "band_from", "cell_from_key", "cell_key",
+    "cell_of", "charge", "check_dims", "check_region", "count", "covers", "decide_release",
+    "due", "dumps", "dumps_ledger", "event_time", "final", "kind_of", "label", "laplace",
+    "loads", "loads_ledger", "merge", "noise_scale", "outcome_cell", "outcome_of", "record_of",
+    "release", "release_id", "sign_release", "topic", "verify_release", "window_of",
 ]

@@ -130,17 +130,30 @@ def outcome_cell(status: dict, recipient_member: dict) -> dict | None:
     return cell
 
 
+def outcome_of(cell: Mapping, state: str) -> dict:
+    """The outcome cell of a referral counted in ``cell``: the same coarse values, with the
+    outcome (``OUTCOMES``) as finalStatus."""
+    if state not in OUTCOMES:
+        raise ValueError(f"{state!r} is not one of {', '.join(OUTCOMES)}")
+    out = {d: cell.get(d) for d in DIMS}
+    out["finalStatus"] = state
+    if kind_of(out) != "outcome":
+        raise ValueError("not a referral cell")
+    return out
+
+
 def kind_of(cell: Mapping) -> str:
     """What a row of a release is, from its shape alone: total (no dimension set), marginal
     (one), cell (a referral cell: reportingCountry, a decision as finalStatus and any other
-    dimensions), outcome (exactly ``OUTCOME_DIMS``, an outcome as finalStatus); else invalid."""
+    dimensions), outcome (reportingCountry, an outcome as finalStatus and any other
+    dimensions: the referral's cell, or only ``OUTCOME_DIMS``); else invalid."""
     set_dims = tuple(d for d in DIMS if cell.get(d) is not None)
     if len(set_dims) < 2:
         return ("total", "marginal")[len(set_dims)]
     status = cell.get("finalStatus")
     if set(REQUIRED) <= set(set_dims) and status in DECISIONS:
         return "cell"
-    if set_dims == OUTCOME_DIMS and status in OUTCOMES:
+    if set(REQUIRED) <= set(set_dims) and status in OUTCOMES:
         return "outcome"
     return "invalid"
 

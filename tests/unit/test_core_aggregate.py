@@ -437,6 +437,23 @@ def test_noise_settings_are_checked(kwargs, message):
         agg.release({}, noise=lambda s: 0.0, **kwargs)
 
 
+def test_an_outcome_keeps_its_referrals_cell():
+    cell = agg.cell_of(referral(), "forwarded", BH, NGO, NOW)
+    outcome = agg.outcome_of(cell, "accepted")
+    assert outcome == {**cell, "finalStatus": "accepted"} and agg.kind_of(outcome) == "outcome"
+    assert agg.cell_from_key(agg.cell_key(outcome)) == outcome
+    with pytest.raises(ValueError, match="not one of"):
+        agg.outcome_of(cell, "forwarded")
+    with pytest.raises(ValueError, match="not a referral cell"):
+        agg.outcome_of({"citizenship": "ET"}, "accepted")
+    # outcomes count only in the finalStatus marginal, never in the referral totals
+    rel = agg.release({agg.cell_key(cell): 20, agg.cell_key(outcome): 15})
+    total = next(c for c in rel.cells if agg.kind_of(c) == "total")
+    accepted = [c for c in rel.cells if agg.kind_of(c) == "marginal"
+                and c["finalStatus"] == "accepted"]
+    assert total["count"] == 20 and [c["count"] for c in accepted] == [15]
+
+
 def test_laplace_from_a_uniform_draw():
     assert agg.laplace(0.0, 2.0) == 0.0
     assert agg.laplace(0.25, 2.0) == pytest.approx(-2.0 * math.log(0.5))  # upper quartile

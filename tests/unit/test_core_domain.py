@@ -120,7 +120,7 @@ def test_a_referral_with_consent_goes_out_minimised_to_the_recipients_inbox(reci
     assert effects.log_put[0] == KEY
     assert domain.read_log(context(), tables.view(), KEY) == [
         {"recipient": recipient, "referralId": referral["referralId"],
-         "consentId": referral["consentId"]}]
+         "consentId": referral["consentId"], "cell": effects.counted[2]}]
     # audited with field names only
     (entry,) = effects.audit
     assert entry["decision"] == "Forwarded" and entry["legal_basis"] == "Consent"
@@ -431,6 +431,26 @@ def test_an_outcome_copy_is_counted_once_receipted_and_not_audited(state):
     assert start == aggregate.window_of(status["at"], "month")[0]
     again = handle(tables, sealed(status, SHELTER, "ReferralStatus", event_id="ev-s"))
     assert again.counted is None and len(again.publish) == 1  # receipted again, counted once
+
+
+def test_an_outcome_is_counted_in_the_cell_of_its_referral():
+    tables = with_consent()
+    forwarded = handle(tables, sealed(S.referral(), HOTLINE))
+    referral_cell = forwarded.counted[2]
+    status = samples.status(referral_id=S.referral()["referralId"], set_by=SHELTER,
+                            state="completed")
+    copy = handle(tables, sealed(status, SHELTER, "ReferralStatus"))  # with the referral's key
+    once, _, cell = copy.counted
+    assert cell == {**referral_cell, "finalStatus": "completed"}
+    assert aggregate.kind_of(cell) == "outcome" and once is not None
+    # another agency's outcome for that referral, or one without the key: the coarse cell
+    elsewhere = handle(tables, sealed({**status, "setBy": PSYCH, "state": "accepted"}, PSYCH,
+                                      "ReferralStatus"))
+    keyless = handle(tables, sealed({**status, "state": "failed", "reason": "Other"}, SHELTER,
+                                    "ReferralStatus"), key=None)
+    for effects in (elsewhere, keyless):
+        assert [d for d, v in effects.counted[2].items() if v is not None] == list(
+            aggregate.OUTCOME_DIMS)
 
 
 @pytest.mark.parametrize("status, signer, reason", [

@@ -11,11 +11,14 @@ NOW = 1_790_000_000_000
 SHELTER, HOTLINE, NCC = "BH/GOV/SHELTER", "BH/GOV/HOTLINE", "BH/GOV/NCCTIP"
 
 
+KEY = b"0123456789abcdef0123456789abcdef"  # the Kafka key the domain forwarded it with
+
+
 def received(tmp_path, domain: str | None = NCC) -> tuple[Store, str]:
     """A shelter's store holding one referral received from the hotline."""
     store = Store(str(tmp_path / "gw.db"), SHELTER, domain)
     referral = samples.referral(sender=HOTLINE, recipient=SHELTER, n=1)
-    assert store.receive("ev-1", "Referral", NCC, referral, NOW)
+    assert store.receive("ev-1", "Referral", NCC, referral, NOW, KEY)
     return store, referral["referralId"]
 
 
@@ -32,8 +35,9 @@ def test_an_outcome_goes_to_the_sender_and_a_copy_without_detail_to_the_domain(t
     to_domain = [r for t, to, r in statuses if to == NCC]
     assert to_sender[0]["detail"] == "bed 4, room 2"
     assert to_domain == [{**to_sender[0], "detail": None}]
-    delivery_keys = {d.delivery_key for d in store.due(NOW + 10_000)}
-    assert f"status:{rid}:accepted:{NCC}" in delivery_keys  # closed by the domain's receipt
+    due = {d.delivery_key: d for d in store.due(NOW + 10_000)}
+    copy = due[f"status:{rid}:accepted:{NCC}"]  # closed by the domain's receipt
+    assert copy.partition_key == KEY  # goes to the partition that decided the referral
 
 
 def test_a_state_that_is_no_outcome_or_an_agency_without_domain_sends_no_copy(tmp_path):
@@ -47,6 +51,14 @@ def test_a_state_that_is_no_outcome_or_an_agency_without_domain_sends_no_copy(tm
     alone, rid2 = received(tmp_path / "alone", domain=None)
     alone.set_status(rid2, "accepted", None, NOW + 1)
     assert [to for _, to, _ in queued(alone)] == [HOTLINE, HOTLINE]
+
+
+def test_an_erasure_removes_the_referral_and_its_key(tmp_path):
+    store, rid = received(tmp_path)
+    notice = {"noticeId": "n-1", "kind": "Request", "consentId": "c", "referralIds": [rid],
+              "reason": "ConsentWithdrawn", "requestedBy": NCC, "at": NOW}
+    assert store.receive("ev-2", "ErasureNotice", NCC, notice, NOW + 1)
+    assert store._rows("SELECT * FROM referral_keys") == []
 
 
 def test_an_invalid_status_writes_nothing(tmp_path):
