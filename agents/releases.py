@@ -8,9 +8,9 @@ after late events (only cells that moved by at least k change), refuse it (the r
 budget would run out), or nothing.
 
 Order, so that a crash never publishes two different noisy versions of one release (which a
-reader could average) nor spends epsilon unrecorded: the release and the ledger are stored
-first (encrypted, on the compacted ``refmesh.domain.<D>.aggregate-releases``), then the signed
-release is published, unencrypted, on ``refmesh.region.<R>.aggregates``, then it is marked
+reader could average) nor spends epsilon unrecorded: the ledger is charged and the release
+stored first (encrypted, on the compacted ``refmesh.domain.<D>.aggregate-releases``), then the
+signed release is published, unencrypted, on ``refmesh.region.<R>.aggregates``, then it is marked
 published and audited (ReleasePublished) on the release job's own hash chain,
 ``refmesh.domain.<D>.release-audit``. A stored release not yet marked published is published
 as stored at the next run. A refusal is audited once per window and revision
@@ -85,6 +85,13 @@ class Releaser:
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="releases", daemon=True)
         self._producer: KafkaProducer | None = None
+        # one run's view (run_once): release state, ledger, chain head, counts and marks
+        self._state: dict[bytes, bytes] = {}
+        self._ledger: aggregate.Ledger = {}
+        self._head = audit.Head()
+        self._count_messages: dict[int, list[Message]] = {}
+        self._marks: dict[bytes, Message] | None = None
+        self._done = Run()
 
     def start(self) -> None:
         self.thread.start()
@@ -142,7 +149,7 @@ class Releaser:
         """Read the counts and the release state, then handle every window in time order."""
         now, self._done = self.clock(), Run()
         counts: dict[int, list] = {}
-        self._count_messages: dict[int, list[Message]] = {}
+        self._count_messages = {}
         for key, m in self._read(self.counts_topic).items():
             start = int(key.split(b"|")[1])
             counts.setdefault(start, []).append(aggregate.loads(envelope.unprotect(
@@ -154,7 +161,7 @@ class Releaser:
         chain = [m for m in read_topic(self.consumer_config, self.audit_topic, timeout=30.0)
                  or () if m.partition == 0]
         self._head = audit.head_after(chain[-1].value if chain else None)
-        self._marks: dict[bytes, Message] | None = None  # the counted table, read when needed
+        self._marks = None  # the counted table, read when a window is deleted
         try:
             for start in sorted(set(counts) | {int(k) for k in self._state if k.isdigit()}):
                 self._window(start, aggregate.merge(*counts.get(start, [])), now)
