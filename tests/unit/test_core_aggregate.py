@@ -243,7 +243,9 @@ OUTCOME_CELLS = st.builds(
                                   "recipientRole": role, "finalStatus": state},
     st.sampled_from(["BH", "QA"]), st.sampled_from(["NGO", "LawEnforcement"]),
     st.sampled_from(agg.OUTCOMES))
-CELLS = st.one_of(REFERRAL_CELLS, REFERRAL_CELLS, OUTCOME_CELLS)
+# outcomes counted in their referral's cell (refmesh.domain) or by the recipient alone
+RICH_OUTCOMES = st.builds(agg.outcome_of, REFERRAL_CELLS, st.sampled_from(agg.OUTCOMES))
+CELLS = st.one_of(REFERRAL_CELLS, REFERRAL_CELLS, OUTCOME_CELLS, RICH_OUTCOMES)
 COUNTS = st.dictionaries(CELLS.map(agg.cell_key), st.integers(1, 60), max_size=30)
 
 
@@ -483,6 +485,24 @@ def test_the_ledger_charges_each_consumer_up_to_its_budget():
         agg.loads_ledger(b'{"GCC": -1}')
     with pytest.raises(ConfigError, match="budget"):
         agg.charge({}, "GCC", 0.1, None)
+
+
+@settings(PROPERTY, max_examples=200)
+@given(st.lists(st.sampled_from(["GCC", "EAC"]), min_size=1, max_size=30),
+       st.lists(st.floats(0.01, 2.0), min_size=1, max_size=30), st.floats(0.05, 5.0))
+def test_no_consumer_is_ever_charged_beyond_its_budget(consumers, epsilons, budget):
+    ledger: dict = {}
+    spent = {"GCC": 0.0, "EAC": 0.0}
+    for consumer, epsilon in zip(consumers, epsilons):
+        after, ok = agg.charge(ledger, consumer, epsilon, budget)
+        if ok:
+            spent[consumer] += epsilon
+            assert after[consumer] == pytest.approx(spent[consumer])
+        else:
+            assert after == ledger and spent[consumer] + epsilon > budget  # refused: unchanged
+        ledger = after
+        assert all(v <= budget * (1 + 1e-9) for v in ledger.values())
+        assert agg.loads_ledger(agg.dumps_ledger(ledger)) == ledger
 
 
 def test_decide_release_publishes_corrects_skips_and_refuses():
