@@ -49,6 +49,18 @@ def encode_with(contract: schemas.Contract, value: dict) -> bytes:
     return out.getvalue()
 
 
+def zigzag(n: int) -> bytes:
+    """Avro's encoding of a long (and of a bytes or string length): zig-zag, then a
+    little-endian base-128 varint."""
+    n = ((n << 1) ^ (n >> 63)) & (2**64 - 1)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def fingerprint_of(data: bytes) -> bytes:
     """The writer-schema fingerprint in a single-object encoding, after checking the marker."""
     if len(data) < HEADER_LEN:

@@ -79,16 +79,6 @@ def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str
     return framed(ciphertext, signature)
 
 
-def _avro_bytes(value: bytes) -> bytes:
-    """Avro's encoding of a bytes value: its length as a zig-zag varint, then the bytes."""
-    n, out = len(value) << 1, bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out) + value
-
-
 def _framer(empty: bytes):
     """``framed(ciphertext, signature)``: the envelope's encoding from ``empty``, its encoding
     with an empty ciphertext and signature. An Avro record is the concatenation of its fields
@@ -98,7 +88,8 @@ def _framer(empty: bytes):
         raise SealError("malformed", "envelope encoding does not end with its two bytes fields")
     prefix = empty[:-2]
     return lambda ciphertext, signature: b"".join(
-        (prefix, _avro_bytes(ciphertext), _avro_bytes(signature)))
+        (prefix, codec.zigzag(len(ciphertext)), ciphertext, codec.zigzag(len(signature)),
+         signature))
 
 
 def read_header(data: bytes) -> dict:

@@ -90,19 +90,9 @@ def mutate(base: bytes, d: Data) -> bytes:
         elif op == 5:  # a length or enum index: an Avro varint of any size
             n = d.pick([0, 1, -1, 63, 64, 2**31, -(2**31) - 1, 2**62, 2**63 - 1, -(2**63),
                         d.int(-(2**63), 2**63 - 1)])
-            out[pos:pos + d.int(0, 10)] = _zigzag(n)
+            out[pos:pos + d.int(0, 10)] = _setup()["codec"].zigzag(n)
         else:
             out[pos:pos] = out[pos:pos + d.int(1, 64)]
-    return bytes(out)
-
-
-def _zigzag(n: int) -> bytes:
-    n = ((n << 1) ^ (n >> 63)) & (2**64 - 1)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
     return bytes(out)
 
 

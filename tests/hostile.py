@@ -39,7 +39,6 @@ from tests.hostile_envelopes import (  # noqa: F401  (re-exported: the dynamic p
     envelopes_for_domain,
     envelopes_for_gateway,
     revoke_extra_keys,
-    zigzag,
 )
 
 SEED = 6
@@ -103,10 +102,10 @@ def expand(recipe: dict) -> bytes:
     _, prefix = garbage_envelope(random.Random(SEED))
     rng = random.Random(recipe["seed"])
     if recipe.get("declared") is not None:
-        head = prefix + zigzag(recipe["declared"])
+        head = prefix + codec.zigzag(recipe["declared"])
         return head + rng.randbytes(recipe["size"] - len(head))
     body = recipe["size"] - len(prefix) - 64 - 1 - 8  # room for two length varints
-    return prefix + zigzag(body) + rng.randbytes(body) + zigzag(64) + rng.randbytes(64)
+    return prefix + codec.zigzag(body) + rng.randbytes(body) + codec.zigzag(64) + rng.randbytes(64)
 
 
 def static_events() -> list[dict]:
@@ -155,14 +154,14 @@ def static_events() -> list[dict]:
         env[:10] + bytes([env[10] | 0x80, 0x00]) + env[11:])
     for label, n in (("2^62", 2**62), ("2^31", 2**31), ("negative", -5)):
         add(f"event-id-length-{label}", f"an event id declared {n} bytes long",
-            codec.MARKER + fp_env + zigzag(n) + b"x" * 16)
+            codec.MARKER + fp_env + codec.zigzag(n) + b"x" * 16)
         add(f"ciphertext-length-{label}", f"a ciphertext declared {n} bytes long",
-            prefix + zigzag(n) + rng.randbytes(32))
+            prefix + codec.zigzag(n) + rng.randbytes(32))
     # enum indexes: eventType is the second field, suite the last of the header
     bad_type = bytearray(env)
     bad_type[11 + env[10] // 2] = 200  # zig-zag 100: no such EventType
     add("event-type-index-100", "eventType enum index 100", bytes(bad_type))
-    add("suite-index-5", "suite enum index 5", prefix[:-1] + zigzag(5) + env[len(prefix):])
+    add("suite-index-5", "suite enum index 5", prefix[:-1] + codec.zigzag(5) + env[len(prefix):])
     add("garbage-ciphertext", "a well-formed envelope signed by a stranger, random ciphertext, "
         "sealed for another agency", env)
     add("oversized-declared", "2 MiB: an envelope header, then a ciphertext declared 2^40 "

@@ -33,17 +33,6 @@ class HostileEvent:
     what: str = ""
 
 
-def zigzag(n: int) -> bytes:
-    """Avro's long encoding: zig-zag, then a little-endian base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 # --- a fixed mesh for the static corpus and the fuzz targets --------------------------------
 
 def fixed_keys(agency_id: str, now: int = CORPUS_T0) -> AgencyKeys:

@@ -308,3 +308,12 @@ def test_fuzz_mutated_valid_encodings(data, edits, cut):
     for pos, byte in edits:
         body[codec.HEADER_LEN + pos % (len(body) - codec.HEADER_LEN)] = byte
     _decode_or_codec_error(bytes(body[: max(codec.HEADER_LEN, len(body) - cut % 4)]))
+
+
+@pytest.mark.parametrize("n, encoded", [
+    (0, b"\x00"), (-1, b"\x01"), (1, b"\x02"), (-64, b"\x7f"), (64, b"\x80\x01"),
+    (2**63 - 1, b"\xfe" + b"\xff" * 8 + b"\x01"), (-(2**63), b"\xff" * 9 + b"\x01"),
+])
+def test_zigzag_is_avros_long_encoding(n, encoded):
+    assert codec.zigzag(n) == encoded
+    assert fastavro.schemaless_reader(io.BytesIO(encoded), "long") == n
