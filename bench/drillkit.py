@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from gateways import kafka as profiles
+from gateways import topic_reader
 from gateways.client import GatewayError
 from gateways.loading import DirectoryRef, load_anchor, now_ms
 from gateways.mesh import RunningMesh
@@ -219,9 +220,8 @@ class DrillMesh:
     def messages_on(self, topics: list[str]) -> int:
         """How many messages the topics hold (0 for a topic the broker does not know)."""
         config = profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, "unused")
-        config = {k: v for k, v in config.items() if k not in ("group_id", "enable_auto_commit")}
         config["request_timeout_ms"] = 60_000  # a slow broker (s3 storage) is not an error here
-        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+        consumer = topic_reader.consumer(config)
         try:
             known = consumer.topics()
             parts = [TopicPartition(t, p) for t in topics if t in known

@@ -38,12 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
 
 from bench.pipeline_mesh import (  # noqa: E402
     DOMAIN, HOTLINE, SHELTER, Bench, RssSampler, cpu_s, submit_all, wall_ms)
 from bench.results import spread, write_section  # noqa: E402
 from gateways import kafka as profiles  # noqa: E402
+from gateways import topic_reader  # noqa: E402
 from gateways.broker import EmbeddedBroker  # noqa: E402
 from gateways.loading import now_ms  # noqa: E402
 from gateways.policy_files import read_policy  # noqa: E402
@@ -185,15 +186,12 @@ def kafka_baseline(bootstrap: str, tag: str, n: int, size: int) -> float:
                   [TopicSpec(t, 4) for t in topics])
     producer = KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, bootstrap))
     config = profiles.consumer_config(profiles.EMBEDDED, bootstrap, "unused")
-    config = {k: v for k, v in config.items() if k not in ("group_id", "enable_auto_commit")}
     consumers = []
     try:
         for topic in topics:
             producer.partitions_for(topic)  # metadata now, not inside the timing
-            consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
+            consumer = topic_reader.consumer(config)
+            topic_reader.assign(consumer, topic)
             consumers.append(consumer)
         payload = os.urandom(size)
         keys = [uuid.uuid4().hex.encode() for _ in range(n)]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from gateways import topic_reader
 from gateways.supervise import wait_until
 
 
@@ -32,9 +33,7 @@ def scan(consumer_config: dict, canaries: list[str], topic_prefix: str | tuple[s
     """Read every topic (whose name starts with ``topic_prefix``, or with one of several) up to
     its current end."""
     needles = [(c, c.encode("utf-8")) for c in canaries if c]
-    config = {k: v for k, v in consumer_config.items()
-              if k not in ("group_id", "enable_auto_commit")}
-    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+    consumer = topic_reader.consumer(consumer_config)
     result = ScanResult()
     try:
         topics = sorted(t for t in consumer.topics() if t.startswith(topic_prefix))

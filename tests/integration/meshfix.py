@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from gateways import kafka as profiles
+from gateways import topic_reader
 from gateways.audit_reader import read_chains
 from gateways.loading import DirectoryRef, keystore_path, load_anchor, now_ms
 from gateways.mesh import RunningMesh
@@ -82,13 +83,9 @@ class Mesh:
 
     def read_topic(self, topic: str, expect: int, timeout: float = 30.0) -> list:
         """Every message of ``topic`` once at least ``expect`` have arrived."""
-        config = profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, "unused")
-        config = {k: v for k, v in config.items() if k not in ("group_id", "enable_auto_commit")}
-        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+        consumer = topic_reader.consumer(self.consumer_config())
         try:
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
+            topic_reader.assign(consumer, topic)
             seen: list = []
 
             def enough():

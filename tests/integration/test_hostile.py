@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from gateways import kafka as profiles
+from gateways import topic_reader
 from gateways.loading import keystore_path, load_anchor, now_ms, write_file
 from gateways.supervise import wait_until
 from refmesh import envelope, samples, topology
@@ -72,14 +73,10 @@ def _produce(mesh, topic: str, events) -> dict[str, hostile.HostileEvent]:
 
 def _dead_letters(mesh, topic: str, sources, timeout: float = 30.0) -> dict:
     """{source: dead-letter message} once every one of ``sources`` is in ``topic``."""
-    config = {k: v for k, v in mesh.consumer_config().items()
-              if k not in ("group_id", "enable_auto_commit")}
-    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
+    consumer = topic_reader.consumer(mesh.consumer_config())
     found = {}
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
+        topic_reader.assign(consumer, topic)
 
         def all_there():
             for batch in consumer.poll(timeout_ms=200).values():
