@@ -20,7 +20,6 @@ blocking the writer) and from their HTTP API and /metrics; nothing here changes 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import time
 import urllib.request
@@ -39,6 +38,7 @@ from gateways.loading import DirectoryRef, load_anchor, now_ms
 from gateways.mesh import RunningMesh
 from gateways.sample_mesh import build, renamed
 from gateways.scan import scan
+from gateways.store import query_file
 from gateways.supervise import Proc, ProcessError, wait_until
 from gateways.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
@@ -182,12 +182,7 @@ class DrillMesh:
         return self.running.client(agency)
 
     def query(self, agency: str, sql: str, args=()) -> list[tuple]:
-        """Read a gateway's database without going through (or locking) the gateway."""
-        db = sqlite3.connect(f"file:{self.db[agency]}?mode=ro", uri=True, timeout=10)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
+        return query_file(self.db[agency], sql, args)
 
     def metrics(self, agency: str) -> Counter:
         """``refmesh_events_received_total`` of the gateway's current run, by (type, outcome)."""

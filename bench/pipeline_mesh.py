@@ -4,7 +4,6 @@ each process (resident memory, CPU time). Used by bench/pipeline.py."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from gateways import kafka as profiles
 from gateways.loading import DirectoryRef, keystore_path, load_anchor, now_ms
 from gateways.mesh import RunningMesh
 from gateways.sample_mesh import build, renamed
+from gateways.store import query_file
 from gateways.supervise import wait_until
 from gateways.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
@@ -118,12 +118,7 @@ class Bench:
             proc.check_alive()
 
     def query(self, agency: str, sql: str, args=()) -> list[tuple]:
-        """Read a gateway's database without going through (or locking) the gateway."""
-        db = sqlite3.connect(f"file:{self.db[agency]}?mode=ro", uri=True, timeout=5)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
+        return query_file(self.db[agency], sql, args, timeout=5)
 
     def referral(self, rid: str, n: int) -> dict:
         """A full synthetic referral of person ``n`` (who must have consented first)."""

@@ -119,6 +119,16 @@ def connect(path: str) -> sqlite3.Connection:
     return db
 
 
+def query_file(path: str, sql: str, args=(), timeout: float = 10.0) -> list[tuple]:
+    """Read a gateway database from outside the gateway (operators, drills, benchmarks): read
+    only, without going through or locking the running gateway."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
 class Store:
     """One SQLite database per gateway; safe to share between the API, relay and inbox threads."""
 
