@@ -78,14 +78,13 @@ class GatewayClient:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
                 return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return json.loads(exc.read())
-        except (OSError, urllib.error.URLError) as exc:
-            return {"ok": False, "problems": [f"no answer ({exc})"]}
+        except urllib.error.HTTPError as exc:  # a 503 names the problems
+            try:
+                return json.loads(exc.read())
+            except ValueError:
+                return {"ok": False, "problems": [f"HTTP {exc.code} without a health report"]}
+        except (OSError, ValueError) as exc:  # no answer, or not one from a gateway
+            return {"ok": False, "problems": [f"no health report ({exc})"]}
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
-                return response.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
+        return self.health()["ok"] is True
