@@ -170,21 +170,23 @@ class Releaser:
         return self._done
 
     def _window(self, start: int, counts: dict, now: int) -> None:
+        """Carry out ``aggregate.plan_window`` for one window."""
         s = self.settings
         window, skey = aggregate.window_of(start, s.aggregate_unit), str(start).encode()
-        stored = aggregate.Release.from_bytes(self._state[skey]) \
-            if skey in self._state else None
-        if stored is not None and stored.revision > int(
-                self._state.get(b"published|" + skey, b"-1")):  # a crash after storing it
-            self._publish(stored, window)
-        if not aggregate.due(window, now, s.aggregate_grace_ms):
-            return
-        out = aggregate.decide_release(
-            counts, domain=self.domain, region=self.region, window=window, previous=stored,
-            ledger=self._ledger, k=s.aggregate_k, resolution=s.aggregate_resolution,
-            epsilon=s.aggregate_epsilon, budget=s.aggregate_budget, noise=self.noise,
-            sensitivity=s.aggregate_sensitivity, mechanism=s.aggregate_noise,
-            delta=s.aggregate_delta)
+        held = aggregate.Held(
+            aggregate.Release.from_bytes(self._state[skey]) if skey in self._state else None,
+            int(self._state.get(b"published|" + skey, b"-1")),
+            int(self._state.get(b"refused|" + skey, b"-1")))
+        plan = aggregate.plan_window(
+            counts, held, domain=self.domain, region=self.region, window=window, now=now,
+            ledger=self._ledger, grace_ms=s.aggregate_grace_ms,
+            max_late_ms=s.aggregate_max_late_ms, k=s.aggregate_k,
+            resolution=s.aggregate_resolution, epsilon=s.aggregate_epsilon,
+            budget=s.aggregate_budget, noise=self.noise, sensitivity=s.aggregate_sensitivity,
+            mechanism=s.aggregate_noise, delta=s.aggregate_delta)
+        if plan.republish is not None:
+            self._publish(plan.republish, window)
+        out = plan.outcome
         if isinstance(out, aggregate.Publish):
             if out.ledger != self._ledger:  # charge first: a crash may overcharge, never under
                 self._store(LEDGER, aggregate.dumps_ledger(out.ledger))
@@ -192,23 +194,18 @@ class Releaser:
             self._store(skey, out.release.to_bytes())
             self._publish(out.release, window)
         elif isinstance(out, aggregate.Refused):
-            self._refused(out, window, skey, 0 if stored is None else stored.revision + 1)
-        if aggregate.final(window, now, s.aggregate_max_late_ms):
+            self._done.refused += 1
+        if plan.audit_refusal is not None:
+            self._audit(aggregate.release_id(self.domain, self.region, window,
+                                             plan.audit_refusal), "ReleaseRefused", out.reason)
+            self._store(b"refused|" + skey, str(plan.audit_refusal).encode())
+            log.warning("release of %s for region %s refused: %s", aggregate.label(window),
+                        self.region, out.reason)
+        if plan.delete:
             if self._marks is None:
                 self._marks = self._read(self.counted_topic)
             self._delete(skey, self._count_messages.get(start, []), self._marks)
             self._done.deleted += 1
-
-    def _refused(self, out: aggregate.Refused, window, skey: bytes, revision: int) -> None:
-        """Audit a refusal once per window and revision, however often the job runs."""
-        self._done.refused += 1
-        if int(self._state.get(b"refused|" + skey, b"-1")) >= revision:
-            return
-        self._audit(aggregate.release_id(self.domain, self.region, window, revision),
-                    "ReleaseRefused", out.reason)
-        self._store(b"refused|" + skey, str(revision).encode())
-        log.warning("release of %s for region %s refused: %s", aggregate.label(window),
-                    self.region, out.reason)
 
     def _publish(self, rel: aggregate.Release, window) -> None:
         record = aggregate.record_of(rel, domain=self.domain, region=self.region, window=window)

@@ -12,12 +12,14 @@ injected), no I/O. The domain's agents call, per event and per window:
     due(window, now, grace_ms)                             may the window be released?
     final(window, now, late)                               may its state be deleted?
     decide_release(counts, ...)                            -> Publish | Refused | None
+    plan_window(counts, held, ...)                         what the release job does now
     sign_release(record, keys)                             bytes for topic(region)
 
 Rooms: ``cells`` (coarse values only), ``windows`` (calendar arithmetic), ``state`` (the
 agents' table values), ``rule`` (suppression, rounding, marginals, noise, corrections, the
-epsilon ledger; its module doc states the release rule and its guarantees), ``wire`` (topic,
-record, signing), ``table`` (what a regional body makes of verified releases).
+epsilon ledger; its module doc states the release rule and its guarantees), ``job`` (the
+release job's plan for one window), ``wire`` (topic, record, signing), ``table`` (what a
+regional body makes of verified releases).
 """
 from refmesh.aggregate.cells import (
     AGE_BANDS,
@@ -38,6 +40,7 @@ from refmesh.aggregate.cells import (
     outcome_cell,
     outcome_of,
 )
+from refmesh.aggregate.job import Held, Plan, plan_window
 from refmesh.aggregate.rule import (
     BUDGET_EXHAUSTED,
     MECHANISMS,
@@ -74,10 +77,11 @@ from refmesh.aggregate.wire import (
 
 __all__ = [
     "AGE_BANDS", "BUDGET_EXHAUSTED", "DECISIONS", "DIMS", "MECHANISMS", "OUTCOMES",
-    "OUTCOME_DIMS", "REQUIRED", "UNITS", "UNKNOWN", "Counts", "Ledger", "Publish", "Refused",
+    "OUTCOME_DIMS", "REQUIRED", "UNITS", "UNKNOWN", "Counts", "Held", "Ledger", "Plan",
+    "Publish", "Refused",
     "Release", "Window", "add", "age_at", "age_broad", "band_from", "cell_from_key", "cell_key",
     "cell_of", "charge", "check_dims", "check_region", "count", "covers", "decide_release",
     "due", "dumps", "dumps_ledger", "event_time", "final", "kind_of", "label", "laplace",
-    "loads", "loads_ledger", "merge", "noise_scale", "outcome_cell", "outcome_of", "record_of",
+    "loads", "loads_ledger", "merge", "noise_scale", "outcome_cell", "outcome_of", "plan_window", "record_of",
     "release", "release_id", "sign_release", "topic", "verify_release", "window_of",
 ]

@@ -629,3 +629,31 @@ def test_region_topic():
     for bad in ("", "G.C", "a/b", "x" * 33):
         with pytest.raises(ConfigError, match="region"):
             agg.topic(bad)
+
+
+# --- the release job's plan for one window --------------------------------------------------
+
+def test_the_release_job_plans_each_window_from_what_it_holds():
+    window = agg.window_of(NOW)
+    cell = agg.cell_key(agg.cell_of(referral(), "forwarded", BH, NGO, NOW))
+    day = 86_400_000
+    common = {"domain": "BH/GOV/NCCT", "region": "GCC", "window": window, "ledger": {},
+              "grace_ms": day, "max_late_ms": 30 * day}
+    open_now, due_now, final_now = window[1] - 1, window[1] + day, window[1] + 30 * day
+    assert agg.plan_window({cell: 30}, agg.Held(), now=open_now, **common) == agg.Plan()
+    first = agg.plan_window({cell: 30}, agg.Held(), now=due_now, **common)
+    assert isinstance(first.outcome, agg.Publish) and not first.delete
+    stored = first.outcome.release
+    # stored but never published (a crash in between): out as stored, even before it is due
+    crashed = agg.plan_window({cell: 30}, agg.Held(stored), now=open_now, **common)
+    assert crashed == agg.Plan(republish=stored)
+    done = agg.plan_window({cell: 31}, agg.Held(stored, published=0), now=final_now, **common)
+    assert done == agg.Plan(delete=True)  # nothing moved by k; final: delete
+    noisy = {"epsilon": 0.5, "budget": 0.5, "noise": lambda scale: 0.0}
+    spent = {"GCC": 0.5}
+    refused = agg.plan_window({cell: 30}, agg.Held(), now=due_now, **{**common,
+                              "ledger": spent}, **noisy)
+    assert isinstance(refused.outcome, agg.Refused) and refused.audit_refusal == 0
+    again = agg.plan_window({cell: 30}, agg.Held(refused=0), now=due_now, **{**common,
+                            "ledger": spent}, **noisy)
+    assert isinstance(again.outcome, agg.Refused) and again.audit_refusal is None
