@@ -320,12 +320,8 @@ class Store:
                              (key, event_id, record_type, sender,
                               codec.encode(record_type, record), now))
             new = cur.rowcount == 1
-            receipt_key = key
-            if record_type == "ErasureNotice" and record["kind"] == "Confirmation":
-                # the confirming gateway queued one copy per recipient (_enqueue_to), each
-                # closed by the receipt of that recipient
-                receipt_key += f":{self.agency}"
-            receipt = {"deliveryKey": receipt_key, "eventId": event_id,
+            receipt = {"deliveryKey": loop.receipt_key(record_type, record, self.agency),
+                       "eventId": event_id,
                        "outcome": "Stored" if new else "Duplicate", "receivedBy": self.agency,
                        "at": now}
             # A receipt answers the original sender; a policy refusal comes from the domain.
@@ -382,7 +378,7 @@ class Store:
     def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int,
                     partition_key: bytes | None = None) -> None:
         """Queue one record for several recipients: the delivery key names the recipient."""
-        key = f"{loop.delivery_key(record_type, record)}:{recipient}"
+        key = loop.queued_key(record_type, record, recipient)
         db.execute(
             "INSERT OR IGNORE INTO outbox (delivery_key, event_id, record_type, recipient, "
             "record, partition_key, needs_receipt, state, next_attempt_ms, created_ms) "

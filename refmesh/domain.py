@@ -302,10 +302,9 @@ def _present(record: dict, prefix: str = "") -> tuple[str, ...]:
 
 
 def _receipt(kind: str, record: dict, event_id: str, to: str, ctx: Context) -> Publish:
-    receipt = {"deliveryKey": loop.delivery_key(kind, record), "eventId": event_id,
-               "outcome": "Stored", "receivedBy": ctx.keys.agency_id, "at": ctx.now}
-    if kind in ("ErasureNotice", "ReferralStatus"):  # queued once per recipient (gateways/store)
-        receipt["deliveryKey"] += f":{ctx.keys.agency_id}"
+    receipt = {"deliveryKey": loop.receipt_key(kind, record, ctx.keys.agency_id, True),
+               "eventId": event_id, "outcome": "Stored", "receivedBy": ctx.keys.agency_id,
+               "at": ctx.now}
     value = envelope.seal("Receipt", receipt, ctx.keys, to, ctx.directory, ctx.now)
     return Publish(topology.agency_inbox(to), None, value)
 

@@ -59,6 +59,23 @@ def delivery_key(record_type: str, record: dict) -> str:
     raise ValueError(f"no delivery key for {record_type}")
 
 
+def queued_key(record_type: str, record: dict, recipient: str) -> str:
+    """The delivery key of a record queued once per recipient (an erasure confirmation to
+    every agency concerned, an outcome copy to the member's domain): it names the recipient,
+    whose receipt closes that copy alone."""
+    return f"{delivery_key(record_type, record)}:{recipient}"
+
+
+def receipt_key(record_type: str, record: dict, receiver: str,
+                receiver_is_domain: bool = False) -> str:
+    """The delivery key ``receiver``'s receipt answers with: ``queued_key`` for the records
+    their senders queue per recipient, the plain delivery key for the others."""
+    per_recipient = (record_type == "ErasureNotice" and record["kind"] == "Confirmation") or (
+        record_type == "ReferralStatus" and receiver_is_domain)
+    return queued_key(record_type, record, receiver) if per_recipient else \
+        delivery_key(record_type, record)
+
+
 def addressing_problem(record_type: str, record: dict, envelope_sender: str, me: str,
                        my_domain: str, sender_is_domain: bool = False) -> str | None:
     """Why an opened event is not for ``me`` or not from who it claims, or None if it is fine.
