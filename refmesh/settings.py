@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from refmesh.aggregate.rule import release
+from refmesh.aggregate.rule import check_rule
 from refmesh.directory import check_agency_id
 from refmesh.errors import ConfigError
 
@@ -141,11 +141,8 @@ class AgentSettings(Common):
         if not self.policy:
             raise ValueError("setting 'policy' is required: the path of the domain's signed "
                              "policy (refmesh policy sign)")
-        # the release rule checks its own parameters
-        release({}, k=self.aggregate_k, resolution=self.aggregate_resolution,
-                epsilon=self.aggregate_epsilon, noise=lambda scale: 0.0,
-                sensitivity=self.aggregate_sensitivity, mechanism=self.aggregate_noise,
-                delta=self.aggregate_delta)
+        check_rule(self.aggregate_k, self.aggregate_resolution, self.aggregate_epsilon,
+                   self.aggregate_sensitivity, self.aggregate_noise, self.aggregate_delta)
         if self.aggregate_epsilon is not None and not (
                 self.aggregate_budget is not None
                 and self.aggregate_budget >= self.aggregate_epsilon):

@@ -92,8 +92,10 @@ class Release:
         return cls(*ints, epsilon, released, basis, (), mechanism, delta)
 
 
-def _check_rule(k: int, resolution: int, epsilon: float | None, noise, sensitivity: int,
-                mechanism: str = "laplace", delta: float | None = None) -> None:
+def check_rule(k: int = 11, resolution: int = 5, epsilon: float | None = None,
+               sensitivity: int = 1, mechanism: str = "laplace",
+               delta: float | None = None) -> None:
+    """Raise ConfigError naming the first parameter of the release rule that is not valid."""
     if not isinstance(k, int) or k < 2:
         raise ConfigError(f"k must be an integer of at least 2, not {k!r}")
     if not isinstance(resolution, int) or resolution < 1:
@@ -101,9 +103,6 @@ def _check_rule(k: int, resolution: int, epsilon: float | None, noise, sensitivi
     if epsilon is not None and (not isinstance(epsilon, (int, float)) or not epsilon > 0
                                 or math.isinf(epsilon)):
         raise ConfigError(f"epsilon must be a positive number, not {epsilon!r}")
-    if epsilon is not None and noise is None:
-        raise ConfigError("epsilon is set but no noise source was given: pass noise= (e.g. "
-                          "laplace over a cryptographic uniform source)")
     if not isinstance(sensitivity, int) or sensitivity < 1:
         raise ConfigError(f"sensitivity must be a positive integer, not {sensitivity!r}")
     if mechanism not in MECHANISMS:
@@ -157,7 +156,10 @@ def release(counts: Mapping[str, int], *, k: int = 11, resolution: int = 5,
     ``noise(scale)`` returns one sample of the ``mechanism``'s noise of that scale (Laplace:
     Laplace(0, scale); Gaussian: Normal(0, scale)); required when ``epsilon`` is set.
     """
-    _check_rule(k, resolution, epsilon, noise, sensitivity, mechanism, delta)
+    check_rule(k, resolution, epsilon, sensitivity, mechanism, delta)
+    if epsilon is not None and noise is None:
+        raise ConfigError("epsilon is set but no noise source was given: pass noise= (e.g. "
+                          "laplace over a cryptographic uniform source)")
     scale = noise_scale(epsilon, sensitivity, mechanism, delta) if epsilon is not None else 0.0
     if previous is not None and (previous.k, previous.resolution) != (k, resolution):
         raise ConfigError(f"a corrected release keeps the rule of the first (k={previous.k}, "
