@@ -48,7 +48,7 @@ from kafka.errors import KafkaError
 from gateways import kafka as profiles
 from gateways.loading import now_ms
 from gateways.topics import TopicError, TopicSpec, ensure_topics
-from refmesh import aggregate, audit, domain, envelope, topology
+from refmesh import aggregate, audit, domain, topology
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import ConfigError
 from refmesh.policy import Policy
@@ -57,7 +57,6 @@ from refmesh.settings import AgentSettings
 
 log = logging.getLogger("refmesh.agents.forward")
 
-COUNTS_CONTEXT = b"aggregate-counts|"  # associated data of the protected counts
 Publish = Callable[[str, "bytes | None", "bytes | None", "list | None"], Awaitable[None]]
 
 
@@ -148,11 +147,9 @@ class Forwarder:
 
     def _count(self, partition: int, once: bytes | None, window_start: int, cell: dict) -> None:
         key = f"{partition}|{window_start}".encode()
-        old = self.tables.counts.get(key)
-        counts = aggregate.loads(None if old is None else envelope.unprotect(
-            self.keys, COUNTS_CONTEXT + key, old))
-        self.tables.counts[key] = envelope.protect(
-            self.keys, COUNTS_CONTEXT + key, aggregate.dumps(aggregate.count(counts, cell)))
+        counts = domain.read_counts(self.keys, key, self.tables.counts.get(key))
+        self.tables.counts[key] = domain.protect_counts(self.keys, key,
+                                                        aggregate.count(counts, cell))
         if once is not None:  # after the counts: a crash in between recounts, never loses
             self.tables.counted[once] = str(window_start).encode()
 

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 
-from agents.forward import COUNTS_CONTEXT
 from gateways.loading import now_ms
 from gateways.topic_reader import Message, latest, read_topic
-from refmesh import aggregate, audit, envelope, topology
+from refmesh import aggregate, audit, domain, envelope, topology
 
 log = logging.getLogger("refmesh.agents.releases")
 RELEASE_CONTEXT = b"aggregate-releases|"
@@ -152,8 +151,7 @@ class Releaser:
         self._count_messages = {}
         for key, m in self._read(self.counts_topic).items():
             start = int(key.split(b"|")[1])
-            counts.setdefault(start, []).append(aggregate.loads(envelope.unprotect(
-                self.keys, COUNTS_CONTEXT + key, m.value)))
+            counts.setdefault(start, []).append(domain.read_counts(self.keys, key, m.value))
             self._count_messages.setdefault(start, []).append(m)
         self._state = {key: self._open(key, m.value)
                        for key, m in self._read(self.state_topic).items()}

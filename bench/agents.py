@@ -73,9 +73,8 @@ def main() -> None:
         if once is not None:
             marks[once] = str(start).encode()
         ck = f"0|{start}".encode()
-        old = counts.get(ck)
-        state = aggregate.loads(None if old is None else envelope.unprotect(keys, ck, old))
-        counts[ck] = envelope.protect(keys, ck, aggregate.dumps(aggregate.count(state, cell)))
+        held = domain.read_counts(keys, ck, counts.get(ck))
+        counts[ck] = domain.protect_counts(keys, ck, aggregate.count(held, cell))
 
     records = {data: envelope.open(data, keys, mesh.directory, NOW).record for data, _ in batch}
     sender, recipient = mesh.directory.member(HOTLINE), mesh.directory.member(SHELTER)
@@ -85,9 +84,8 @@ def main() -> None:
         cell = aggregate.cell_of(records[data], "forwarded", sender, recipient, NOW, dims)
         start, _ = aggregate.window_of(NOW)
         ck = f"0|{start}".encode()
-        old = counts.get(ck)
-        state = aggregate.loads(None if old is None else envelope.unprotect(keys, ck, old))
-        counts[ck] = envelope.protect(keys, ck, aggregate.dumps(aggregate.count(state, cell)))
+        held = domain.read_counts(keys, ck, counts.get(ck))
+        counts[ck] = domain.protect_counts(keys, ck, aggregate.count(held, cell))
 
     variants = {"plain forwarding (baseline)": plain, "policy on": with_policy,
                 "policy and statistics": with_statistics,

@@ -122,6 +122,21 @@ def read_consent(ctx: Context, view: View, key: bytes) -> dict | None:
     return consent
 
 
+COUNTS_CONTEXT = b"aggregate-counts|"  # associated data of a window's protected counts
+
+
+def read_counts(keys: AgencyKeys, table_key: bytes, value: bytes | None) -> aggregate.Counts:
+    """A window's counts from the counts table (empty for None), checked."""
+    return aggregate.loads(None if value is None else envelope.unprotect(
+        keys, COUNTS_CONTEXT + table_key, value))
+
+
+def protect_counts(keys: AgencyKeys, table_key: bytes, counts: aggregate.Counts) -> bytes:
+    """A window's counts as the counts table keeps them: encrypted for the domain, bound to
+    their table key."""
+    return envelope.protect(keys, COUNTS_CONTEXT + table_key, aggregate.dumps(counts))
+
+
 def read_log(ctx: Context, view: View, key: bytes) -> list[dict]:
     data = view.log(key)
     return [] if data is None else json.loads(envelope.unprotect(ctx.keys, b"log|" + key, data))

@@ -8,14 +8,13 @@ import pytest
 from click.testing import CliRunner
 from kafka import KafkaProducer
 
-from agents.forward import COUNTS_CONTEXT
 from agents.releases import RELEASE_CONTEXT, Releaser, noise_source
 from agents.run import domain_topics
 from gateways import kafka as profiles
 from gateways.cli import cli
 from gateways.topic_reader import latest, read_topic
 from gateways.topics import TopicSpec, ensure_topics
-from refmesh import aggregate, audit, codec, directory, envelope, keys, topology
+from refmesh import aggregate, audit, codec, directory, domain, envelope, keys, topology
 from refmesh.settings import AgentSettings
 
 DAY = 86_400_000
@@ -77,8 +76,8 @@ class World:
 
     def counts(self, partition: int, window, counts: dict) -> None:
         key = f"{partition}|{window[0]}".encode()
-        self.put(topology.table(self.domain, "aggregate-counts"), key, envelope.protect(
-            self.keys, COUNTS_CONTEXT + key, aggregate.dumps(counts)), partition)
+        self.put(topology.table(self.domain, "aggregate-counts"), key,
+                 domain.protect_counts(self.keys, key, counts), partition)
 
     def mark(self, name: bytes, window, partition: int) -> None:
         self.put(topology.table(self.domain, "counted"), name, str(window[0]).encode(),
