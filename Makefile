@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m gateways.demo
+	$(BIN)/python -m devmesh.demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py

@@ -45,9 +45,9 @@ from pathlib import Path
 import faust
 from kafka.errors import KafkaError
 
-from gateways import kafka as profiles
-from gateways.loading import now_ms
-from gateways.topics import TopicError, TopicSpec, ensure_topics
+from kafkaedge import profiles
+from kafkaedge.loading import now_ms
+from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
 from refmesh import aggregate, audit, domain, topology
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import ConfigError
@@ -241,7 +241,7 @@ def broker_url(bootstrap: str) -> str:
 
 def broker_credentials(security: dict):
     """faust's ``broker_credentials`` for the TLS/SASL options the kafka-python clients take
-    (``security`` in the settings, checked by ``gateways.kafka.validate_security``); None for
+    (``security`` in the settings, checked by ``kafkaedge.profiles.validate_security``); None for
     PLAINTEXT. The same options thus secure the agents' faust (aiokafka) connections and
     their kafka-python ones (topic creation, the release job)."""
     try:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 
-from gateways.loading import now_ms
-from gateways.topic_reader import Message, latest, read_topic
+from kafkaedge.loading import now_ms
+from kafkaedge.topic_reader import Message, latest, read_topic
 from refmesh import aggregate, audit, domain, envelope, topology
 
 log = logging.getLogger("refmesh.agents.releases")

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import faust
-import yaml
 from kafka.errors import KafkaError
 
 from agents.forward import create_app, profile_of, sink_topics
-from gateways import kafka as profiles
-from gateways.loading import DirectoryRef, load_anchor, load_keys, now_ms, read_bytes
-from gateways.policy_files import read_policy
-from gateways.topics import TopicError, TopicSpec, ensure_topics
-from refmesh import settings as settings_mod
+from kafkaedge import profiles
+from kafkaedge import loading
+from kafkaedge.loading import DirectoryRef, load_anchor, load_keys, now_ms, read_bytes
+from kafkaedge.policy_files import read_policy
+from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
 from refmesh import topology
 from refmesh.errors import ConfigError, MeshError
 from refmesh.settings import AgentSettings
@@ -34,12 +33,8 @@ log = logging.getLogger("refmesh.agents.run")
 
 
 def load_settings(path: str) -> AgentSettings:
-    """AgentSettings from a YAML file; ConfigError naming the file on any problem."""
-    try:
-        mapping = yaml.safe_load(read_bytes(path, "agents config"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"agents config {path} is not valid YAML: {exc}") from None
-    return settings_mod.build(AgentSettings, {} if mapping is None else mapping, source=path)
+    """AgentSettings from a YAML file; errors name the file."""
+    return loading.load_settings(path, AgentSettings)
 
 
 def domain_topics(domain: str, partitions: int) -> list[TopicSpec]:

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from bench.drillkit import DrillMesh, Plan, Stream
-from gateways.supervise import ProcessError, wait_until
+from devmesh.supervise import ProcessError, wait_until
 from refmesh import codec
 
 

@@ -31,16 +31,16 @@ from pathlib import Path
 import yaml
 from kafka import TopicPartition
 
-from gateways import kafka as profiles
-from gateways import topic_reader
+from kafkaedge import profiles
+from kafkaedge import topic_reader
 from gateways.client import GatewayError
-from gateways.loading import DirectoryRef, load_anchor, now_ms
-from gateways.mesh import RunningMesh
-from gateways.sample_mesh import build, renamed
+from kafkaedge.loading import DirectoryRef, load_anchor, now_ms
+from devmesh.mesh import RunningMesh
+from devmesh.sample_mesh import build, renamed
 from gateways.scan import scan
 from gateways.store import query_file
-from gateways.supervise import Proc, ProcessError, wait_until
-from gateways.topics import TopicSpec, ensure_topics
+from devmesh.supervise import Proc, ProcessError, wait_until
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
 
 HOTLINE, SHELTER, DOMAIN = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"

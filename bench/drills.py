@@ -50,8 +50,8 @@ from bench.drillcheck import Before, Outcome, verify
 from bench.drillkit import DrillMesh, Plan, Stream, wall_ms
 from bench.results import spread, write_section
 from bench.s3storage import S3Storage
-from gateways.broker import EmbeddedBroker, free_port
-from gateways.supervise import wait_until
+from devmesh.tansu import EmbeddedBroker, free_port
+from devmesh.supervise import wait_until
 
 SECTION = "Drills (bench/drills.py)"
 FULL = Plan(rate=10, before_s=10, fault_s=20, after_s=10, deadline_s=300)

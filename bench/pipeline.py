@@ -2,7 +2,7 @@
 
 Starts its own embedded broker and, per run, a fresh sample mesh (agency codes suffixed as in
 tests/integration/meshfix.py): the gateways of BH/GOV/HOTLINE and BH/GOV/SHELTER and the agents
-of BH/GOV/NCCTIP as child processes (gateways.mesh.RunningMesh). Measures, per run:
+of BH/GOV/NCCTIP as child processes (devmesh.mesh.RunningMesh). Measures, per run:
 
 - throughput: N synthetic referrals POSTed to the hotline's API from a few client threads as
   fast as it takes them; referrals/s from the first submit to the last one stored at the shelter;
@@ -43,12 +43,12 @@ from kafka import KafkaProducer  # noqa: E402
 from bench.pipeline_mesh import (  # noqa: E402
     DOMAIN, HOTLINE, SHELTER, Bench, RssSampler, cpu_s, submit_all, wall_ms)
 from bench.results import spread, write_section  # noqa: E402
-from gateways import kafka as profiles  # noqa: E402
-from gateways import topic_reader  # noqa: E402
-from gateways.broker import EmbeddedBroker  # noqa: E402
-from gateways.loading import now_ms  # noqa: E402
-from gateways.policy_files import read_policy  # noqa: E402
-from gateways.topics import TopicSpec, ensure_topics  # noqa: E402
+from kafkaedge import profiles  # noqa: E402
+from kafkaedge import topic_reader  # noqa: E402
+from devmesh.tansu import EmbeddedBroker  # noqa: E402
+from kafkaedge.loading import now_ms  # noqa: E402
+from kafkaedge.policy_files import read_policy  # noqa: E402
+from kafkaedge.topics import TopicSpec, ensure_topics  # noqa: E402
 from refmesh import envelope, loop, records, samples, topology  # noqa: E402
 from refmesh.decide import Allow, decide  # noqa: E402
 from refmesh.domain import consent_key  # noqa: E402

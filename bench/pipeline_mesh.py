@@ -11,13 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from gateways import kafka as profiles
-from gateways.loading import DirectoryRef, keystore_path, load_anchor, now_ms
-from gateways.mesh import RunningMesh
-from gateways.sample_mesh import build, renamed
+from kafkaedge import profiles
+from kafkaedge.loading import DirectoryRef, keystore_path, load_anchor, now_ms
+from devmesh.mesh import RunningMesh
+from devmesh.sample_mesh import build, renamed
 from gateways.store import query_file
-from gateways.supervise import wait_until
-from gateways.topics import TopicSpec, ensure_topics
+from devmesh.supervise import wait_until
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
 from refmesh.keys import unlock
 

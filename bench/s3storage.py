@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateways.broker import HOST, free_port
-from gateways.supervise import ProcessError, wait_until
+from devmesh.tansu import HOST, free_port
+from devmesh.supervise import ProcessError, wait_until
 
 
 class S3Storage:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gateways.topic_reader import Message, assign, consumer, read_topic, to_end
+from kafkaedge.topic_reader import Message, assign, consumer, read_topic, to_end
 from refmesh import aggregate
 
 

@@ -14,13 +14,13 @@ import uuid
 
 from kafka import KafkaProducer
 
-from gateways import kafka as profiles
+from kafkaedge import profiles
 from gateways.inbox import Inbox
-from gateways.loading import DirectoryRef, load_anchor, load_keys, now_ms
+from kafkaedge.loading import DirectoryRef, load_anchor, load_keys, now_ms
 from gateways.metrics import Metrics
 from gateways.relay import Relay
 from gateways.store import Store
-from gateways.topics import TopicSpec, ensure_topics
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import records, topology
 from refmesh.errors import ConfigError, DirectoryError, RecordError
 from refmesh.loop import TransitionError

@@ -3,33 +3,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
-from pathlib import Path
 
-import yaml
-
+from kafkaedge.loading import configure_logging, load_settings
 from refmesh.errors import MeshError
-from refmesh.settings import GatewaySettings, build
-
-
-def load_settings(path: str, overrides: dict | None = None, cls=GatewaySettings):
-    """Read a YAML settings file and build the frozen settings object (errors name the file)."""
-    try:
-        mapping = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise MeshError(f"settings file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise MeshError(f"settings file {path} is not valid YAML: {exc}") from None
-    if isinstance(mapping, dict):
-        mapping.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return build(cls, mapping, source=path)
-
-
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+from refmesh.settings import GatewaySettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateways.gateway import serve
 
     try:
-        asyncio.run(serve(load_settings(args.config)))
+        asyncio.run(serve(load_settings(args.config, GatewaySettings)))
     except MeshError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from kafka import TopicPartition
 
-from gateways import topic_reader
-from gateways.supervise import wait_until
+from kafkaedge import topic_reader
+from kafkaedge.waiting import wait_until
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Settings come from a YAML file (read at the edge) as a mapping; unknown keys are rejected by
 name (as confluent-kafka does: "Unrecognized properties"), wrong types name the key and the
 type wanted. Secrets never sit in the file: it names the environment variables that hold them.
-Broker-specific client settings live in one profile per broker kind (gateways/kafka.py), chosen
+Broker-specific client settings live in one profile per broker kind (kafkaedge/profiles.py), chosen
 here by ``broker``.
 """
 from __future__ import annotations

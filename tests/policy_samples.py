@@ -13,13 +13,13 @@ from refmesh import fields, keys, policy, samples, schemas
 from refmesh.directory import TrustedDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_POLICY = ROOT / "gateways" / "sample_policy.yaml"
-SAMPLE_POLICY_ET = ROOT / "gateways" / "sample_policy_et.yaml"
+SAMPLE_POLICY = ROOT / "devmesh" / "sample_policy.yaml"
+SAMPLE_POLICY_ET = ROOT / "devmesh" / "sample_policy_et.yaml"
 NOW = 1_790_000_000_000  # 2026-09-21
 DAY = 86_400_000
 SECRET = b"\x01" * 32
 
-# (agency, role, jurisdiction, domain) of gateways/sample_mesh.py
+# (agency, role, jurisdiction, domain) of devmesh/sample_mesh.py
 AGENCIES = (
     ("BH/GOV/NCCTIP", "CentralGovernmentOrganisation", "BH", None),
     ("BH/GOV/HOTLINE", "CentralGovernmentOrganisation", "BH", "BH/GOV/NCCTIP"),

@@ -2,7 +2,7 @@
 consent, sent referrals with their timelines, erasure notices; English and Arabic.
 
 ``mount(app, gateway)`` adds it to the gateway's aiohttp application (gateways/gateway.py
-``serve``); accounts are managed with `refmesh users` (gateways/cli/users.py).
+``serve``); accounts are managed with `refmesh users` (cli/users.py).
 """
 from gateways.web.app import mount
 

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 from aiohttp import web
 
-from gateways.loading import now_ms
+from kafkaedge.loading import now_ms
 from gateways.store import NotFound
 from gateways.web import forms, pages
 from gateways.web.auth import Accounts

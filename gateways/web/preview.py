@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateways.loading import DirectoryRef
-from gateways.policy_files import read_policy
+from kafkaedge.loading import DirectoryRef
+from kafkaedge.policy_files import read_policy
 from refmesh import decide, records, topology
 from refmesh.decisions import Deny
 from refmesh.errors import MeshError

@@ -5,7 +5,7 @@ event's key, tables written, audit chain per partition, dead letters, retries), 
 
 The mesh: the sample mesh of tests/policy_samples.py with real keys (domain BH/GOV/NCCTIP with
 the hotline, shelter, police...; origin-country domain ET/GOV/NCC with ET/NGO/RECEPTION) and the
-sample policy gateways/sample_policy.yaml.
+sample policy devmesh/sample_policy.yaml.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateways.broker import EmbeddedBroker
+from devmesh.tansu import EmbeddedBroker
 
 _HERE = Path(__file__).parent
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import yaml
 from kafka import KafkaProducer
 
-from gateways import kafka as profiles
-from gateways import topic_reader
-from gateways.audit_reader import read_chains
-from gateways.loading import DirectoryRef, keystore_path, load_anchor, now_ms
-from gateways.mesh import RunningMesh
-from gateways.sample_mesh import MeshFiles, build, renamed
-from gateways.supervise import wait_until
-from gateways.topics import TopicSpec, ensure_topics
+from kafkaedge import profiles
+from kafkaedge import topic_reader
+from kafkaedge.audit_reader import read_chains
+from kafkaedge.loading import DirectoryRef, keystore_path, load_anchor, now_ms
+from devmesh.mesh import RunningMesh
+from devmesh.sample_mesh import MeshFiles, build, renamed
+from devmesh.supervise import wait_until
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import codec, samples, schemas, topology
 from refmesh.keys import unlock
 

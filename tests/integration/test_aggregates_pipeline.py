@@ -10,10 +10,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gateways import kafka as profiles
-from gateways.cli import cli
-from gateways.loading import now_ms
-from gateways.supervise import wait_until
+from kafkaedge import profiles
+from cli import cli
+from kafkaedge.loading import now_ms
+from devmesh.supervise import wait_until
 from gateways.aggregates_reader import read_all
 from refmesh import aggregate
 from refmesh.aggregate import table

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from gateways import aggregates_reader as reader
-from gateways import kafka as profiles
-from gateways.cli import cli
-from gateways.loading import now_ms
-from gateways.topics import TopicSpec, ensure_topics
+from kafkaedge import profiles
+from cli import cli
+from kafkaedge.loading import now_ms
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import aggregate as agg
 from refmesh import directory, keys, samples
 

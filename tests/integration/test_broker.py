@@ -12,9 +12,9 @@ import time
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from gateways.broker import BrokerError, EmbeddedBroker, port_is_free
-from gateways.kafka import EMBEDDED, admin_config, consumer_config, producer_config
-from gateways.topics import TopicError, TopicSpec, ensure_topics
+from devmesh.tansu import BrokerError, EmbeddedBroker, port_is_free
+from kafkaedge.profiles import EMBEDDED, admin_config, consumer_config, producer_config
+from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
 
 N_RECORDS = 200
 DEADLINE_S = 30.0

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gateways import kafka as profiles
-from gateways.cli import cli
+from kafkaedge import profiles
+from cli import cli
 from gateways.client import GatewayClient, GatewayError
-from gateways.loading import now_ms
+from kafkaedge.loading import now_ms
 from gateways.scan import scan
-from gateways.supervise import Proc, wait_until
-from gateways.topics import TopicSpec, ensure_topics
+from devmesh.supervise import Proc, wait_until
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import audit, codec, signed_policy, topology
 from tests import policy_samples as S
 from tests.integration.meshfix import start_mesh
@@ -92,7 +92,7 @@ def outbox_depth(client: GatewayClient) -> float:
 
 # --- a. each recipient role gets exactly what its rule keeps -------------------------------------
 
-ROLE_CASES = [  # sender, recipient, purpose (the rule of gateways/sample_policy.yaml)
+ROLE_CASES = [  # sender, recipient, purpose (the rule of devmesh/sample_policy.yaml)
     (HOTLINE, SHELTER, "Services"),  # shelter-services (CentralGovernmentOrganisation)
     (HOTLINE, POLICE, "Prosecution"),  # police-prosecution (LawEnforcement)
     (HOTLINE, PSYCH, "Services"),  # psych-support (HealthServiceOrganisation)

@@ -22,7 +22,7 @@ def _demo_processes() -> list[str]:
 
 
 def test_demo_runs_the_case_path_and_finds_no_leak():
-    done = subprocess.run([sys.executable, "-m", "gateways.demo"], cwd=ROOT, timeout=240,
+    done = subprocess.run([sys.executable, "-m", "devmesh.demo"], cwd=ROOT, timeout=240,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout

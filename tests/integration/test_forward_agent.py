@@ -20,10 +20,10 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from gateways.kafka import EMBEDDED, admin_config, producer_config
-from gateways.loading import keystore_path
-from gateways.sample_mesh import sample_policy
-from gateways.topics import TopicSpec, ensure_topics
+from kafkaedge.profiles import EMBEDDED, admin_config, producer_config
+from kafkaedge.loading import keystore_path
+from devmesh.sample_mesh import sample_policy
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import directory, envelope, keys, minimise, samples, topology
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from gateways.client import GatewayClient, GatewayError
-from gateways.supervise import wait_until
+from devmesh.supervise import wait_until
 from refmesh import envelope, topology
 from tests.integration.meshfix import metrics, start_mesh
 
@@ -155,7 +155,7 @@ def test_case_workers_cli_sends_lists_shows_and_changes_status(mesh, tmp_path):
 
     from click.testing import CliRunner
 
-    from gateways.cli import cli
+    from cli import cli
 
     hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
     mesh.consent(11, HOTLINE)
@@ -197,7 +197,7 @@ def test_case_workers_cli_sends_lists_shows_and_changes_status(mesh, tmp_path):
 
 
 def test_leak_scanner_finds_a_planted_value_in_clear(mesh):
-    from gateways import kafka as profiles
+    from kafkaedge import profiles
     from gateways.scan import scan
 
     canary = f"CANARY-{uuid.uuid4().hex}"

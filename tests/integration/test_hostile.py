@@ -19,10 +19,10 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from gateways import kafka as profiles
-from gateways import topic_reader
-from gateways.loading import keystore_path, load_anchor, now_ms, write_file
-from gateways.supervise import wait_until
+from kafkaedge import profiles
+from kafkaedge import topic_reader
+from kafkaedge.loading import keystore_path, load_anchor, now_ms, write_file
+from devmesh.supervise import wait_until
 from refmesh import envelope, samples, topology
 from refmesh.keys import unlock
 from tests import hostile

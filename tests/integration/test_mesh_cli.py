@@ -11,18 +11,18 @@ from pathlib import Path
 from click.testing import CliRunner
 from kafka import KafkaAdminClient
 
-from gateways import kafka as profiles
-from gateways.broker import port_is_free
-from gateways.cli import cli
-from gateways.loading import DirectoryRef, load_anchor, now_ms
-from gateways.sample_mesh import build, renamed
+from kafkaedge import profiles
+from devmesh.tansu import port_is_free
+from cli import cli
+from kafkaedge.loading import DirectoryRef, load_anchor, now_ms
+from devmesh.sample_mesh import build, renamed
 from refmesh import topology
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_refmesh_broker_prints_its_address_and_stops_on_ctrl_c():
-    proc = subprocess.Popen([sys.executable, "-m", "gateways.cli", "broker"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "broker"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

@@ -7,8 +7,8 @@ import uuid
 import pytest
 import yaml
 
-from gateways.broker import EmbeddedBroker, free_port
-from gateways.supervise import wait_until
+from devmesh.tansu import EmbeddedBroker, free_port
+from devmesh.supervise import wait_until
 from tests.integration.meshfix import start_mesh
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"

@@ -10,10 +10,10 @@ from kafka import KafkaProducer
 
 from agents.releases import RELEASE_CONTEXT, Releaser, noise_source
 from agents.run import domain_topics
-from gateways import kafka as profiles
-from gateways.cli import cli
-from gateways.topic_reader import latest, read_topic
-from gateways.topics import TopicSpec, ensure_topics
+from kafkaedge import profiles
+from cli import cli
+from kafkaedge.topic_reader import latest, read_topic
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import aggregate, audit, codec, directory, domain, envelope, keys, topology
 from refmesh.settings import AgentSettings
 

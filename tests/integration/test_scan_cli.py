@@ -6,9 +6,9 @@ import uuid
 from click.testing import CliRunner
 from kafka import KafkaProducer
 
-from gateways import kafka as profiles
-from gateways.cli import cli
-from gateways.topics import TopicSpec, ensure_topics
+from kafkaedge import profiles
+from cli import cli
+from kafkaedge.topics import TopicSpec, ensure_topics
 
 
 def test_scan_reports_a_canary_in_clear_and_passes_when_there_is_none(bootstrap, tmp_path):

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gateways.cli import cli
+from cli import cli
 from gateways.client import GatewayError
-from gateways.supervise import wait_until
+from devmesh.supervise import wait_until
 from tests.integration.meshfix import start_mesh
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gateways.cli import cli, common
+from cli import cli, common
 from refmesh import envelope, keys, samples
 from refmesh.records import Member
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from gateways import aggregates_reader as reader
 from gateways import aggregates_report
-from gateways.cli import cli, common
+from cli import cli, common
 from refmesh import aggregate as agg
 from refmesh import codec, directory, keys, samples
 from refmesh.aggregate import table

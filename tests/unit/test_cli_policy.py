@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gateways import sample_mesh
-from gateways.cli import cli
-from gateways.cli import policy as policy_cli
-from gateways.cli.common import now_ms
+from devmesh import sample_mesh
+from cli import cli
+from cli import policy as policy_cli
+from cli.common import now_ms
 from refmesh.errors import PolicyError
 from tests import policy_samples as S
 

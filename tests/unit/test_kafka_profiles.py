@@ -8,7 +8,7 @@ import pytest
 from faust.types.settings import Settings
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from gateways.kafka import (APACHE, EMBEDDED, SECURITY_KEYS, ClientProfile, admin_config,
+from kafkaedge.profiles import (APACHE, EMBEDDED, SECURITY_KEYS, ClientProfile, admin_config,
                             consumer_config, faust_broker_settings, producer_config)
 
 BOOT = "127.0.0.1:9092"

@@ -8,7 +8,7 @@ import pytest
 from argon2 import PasswordHasher, Type
 from click.testing import CliRunner
 
-from gateways.cli import cli
+from cli import cli
 from gateways.web.auth import MAX_FAILURES, AccountError, Accounts
 from tests.unit.webfix import FAST_HASHER, HOTLINE, PASSWORD
 

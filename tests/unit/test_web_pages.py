@@ -10,8 +10,8 @@ from html import unescape
 
 from click.testing import CliRunner
 
-from gateways.cli import cli
-from gateways.loading import now_ms
+from cli import cli
+from kafkaedge.loading import now_ms
 from refmesh import samples
 from tests.unit.test_web_security import pairs, valid_send
 from tests.unit.webfix import HOTLINE, NCC, PASSWORD, SHELTER

@@ -15,11 +15,12 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
 
-from gateways import sample_mesh
+from devmesh import sample_mesh
 from gateways.api import create_api
 from gateways.gateway import Gateway
-from gateways.loading import now_ms
-from gateways.run import load_settings
+from kafkaedge.loading import now_ms
+from kafkaedge.loading import load_settings
+from refmesh.settings import GatewaySettings
 from gateways.web import mount
 from refmesh import samples
 
@@ -106,7 +107,7 @@ class WebFix:
 
     def __init__(self, files: sample_mesh.MeshFiles, agency: str, root: Path, clock: Clock,
                  **settings) -> None:
-        loaded = load_settings(str(files.gateway_config(agency)))
+        loaded = load_settings(files.gateway_config(agency), GatewaySettings)
         self.settings = dataclasses.replace(loaded, database=str(root / "gateway.db"),
                                             **settings)
         self.files, self.agency, self.clock = files, agency, clock

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
 
+import yaml
+
 from refmesh import directory, keys
 from refmesh.errors import ConfigError, DirectoryError
+from refmesh.settings import build
 
 
 def file_safe(agency_id: str) -> str:
@@ -133,3 +138,22 @@ def write_file(path: str | Path, data: bytes, *, mode: int = 0o600,
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def load_settings(path: str | Path, cls, overrides: dict | None = None):
+    """Read a YAML settings file and build the frozen settings object (errors name the file)."""
+    try:
+        mapping = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist: check the path") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from None
+    if isinstance(mapping, dict):
+        mapping.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build(cls, mapping, source=path)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -3,7 +3,7 @@ agents, one chain per partition of ``topology.audit``, and its release job's cha
 ``topology.release_audit``."""
 from __future__ import annotations
 
-from gateways.topic_reader import read_partitions
+from kafkaedge.topic_reader import read_partitions
 from refmesh import topology
 
 

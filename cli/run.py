@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from gateways import kafka as profiles
-from gateways.cli import common
-from gateways.run import configure_logging, load_settings
+from kafkaedge import profiles
+from cli import common
+from kafkaedge.loading import configure_logging, load_settings
 from refmesh import topology
-from refmesh.settings import AgentSettings
+from refmesh.settings import AgentSettings, GatewaySettings
 
 BOOTSTRAP = click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", metavar="HOST:PORT",
                          help="Kafka bootstrap address (env REFMESH_BOOTSTRAP); overrides the "
@@ -23,7 +23,7 @@ BOOTSTRAP = click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", metavar="HOS
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a free one).")
 def broker(port: int | None) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, in memory) until Ctrl-C."""
-    from gateways.broker import EmbeddedBroker
+    from devmesh.tansu import EmbeddedBroker
 
     embedded = EmbeddedBroker(port=port)
     bootstrap = embedded.start()
@@ -53,7 +53,7 @@ def topics() -> None:
 def ensure(bootstrap: str | None, kind: str, partitions: int, directory_file: str,
            anchor_file: str) -> None:
     """Create every topic of the mesh (from the signed directory); running it again is fine."""
-    from gateways.topics import TopicSpec, ensure_topics
+    from kafkaedge.topics import TopicSpec, ensure_topics
 
     trusted = common.trusted_directory(directory_file, anchor_file, common.now_ms())
     profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
@@ -78,7 +78,7 @@ def gateway_run(config: str, agency: str | None, bootstrap: str | None) -> None:
     """Run a gateway: outbox relay, inbox consumer and HTTP API, until Ctrl-C or SIGTERM."""
     from gateways.gateway import serve
 
-    settings = load_settings(config, {"agency": agency, "bootstrap": bootstrap})
+    settings = load_settings(config, GatewaySettings, {"agency": agency, "bootstrap": bootstrap})
     configure_logging()
     asyncio.run(serve(settings))
 
@@ -97,7 +97,7 @@ def agents_run(config: str, domain: str | None, bootstrap: str | None) -> None:
     """Run the domain's faust agents until Ctrl-C or SIGTERM."""
     from agents.run import run
 
-    run(load_settings(config, {"domain": domain, "bootstrap": bootstrap}, AgentSettings))
+    run(load_settings(config, AgentSettings, {"domain": domain, "bootstrap": bootstrap}))
 
 
 @click.group("mesh", cls=common.MeshGroup)
@@ -113,7 +113,7 @@ def mesh() -> None:
 @click.option("--mount", help="Path the folder will have inside containers (e.g. /mesh).")
 def sample(out: str, bootstrap: str | None, kind: str, mount: str | None) -> None:
     """Write the synthetic sample mesh of DOMAIN.md (keys, signed directory, settings, .env)."""
-    from gateways.sample_mesh import build
+    from devmesh.sample_mesh import build
 
     files = build(Path(out), bootstrap or "kafka:9092", common.now_ms(), broker=kind,
                   mount=mount)

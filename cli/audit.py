@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from gateways import kafka as profiles
-from gateways.audit_reader import read_chains
-from gateways.cli import common
+from kafkaedge import profiles
+from kafkaedge.audit_reader import read_chains
+from cli import common
 from refmesh import audit as core
 from refmesh import topology
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from gateways.broker import free_port
-from gateways.loading import keystore_path, write_file
+from devmesh.tansu import free_port
+from kafkaedge.loading import keystore_path, write_file
 from refmesh import directory, keys, signed_policy
 
 COORDINATOR = "BH/GOV/NCCTIP"

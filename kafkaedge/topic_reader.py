@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
-from gateways.supervise import wait_until
+from kafkaedge.waiting import wait_until
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gateways.cli import common
+from cli import common
 from refmesh import directory, keys
 from refmesh.errors import ConfigError
 from refmesh.records import Member

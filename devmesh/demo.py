@@ -19,17 +19,17 @@ from pathlib import Path
 import yaml
 
 from gateways import aggregates_report
-from gateways import kafka as profiles
+from kafkaedge import profiles
 from gateways.aggregates_reader import read_all
-from gateways.audit_reader import read_chains
-from gateways.broker import EmbeddedBroker
+from kafkaedge.audit_reader import read_chains
+from devmesh.tansu import EmbeddedBroker
 from gateways.client import GatewayError
-from gateways.loading import DirectoryRef, load_anchor, now_ms
-from gateways.mesh import RunningMesh
-from gateways.sample_mesh import SAMPLE, build
+from kafkaedge.loading import DirectoryRef, load_anchor, now_ms
+from devmesh.mesh import RunningMesh
+from devmesh.sample_mesh import SAMPLE, build
 from gateways.scan import scan
-from gateways.supervise import wait_until
-from gateways.topics import TopicSpec, ensure_topics
+from devmesh.supervise import wait_until
+from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import audit, codec, samples, topology
 from refmesh.aggregate import table
 from refmesh.errors import MeshError

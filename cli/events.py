@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gateways.cli import common
+from cli import common
 from refmesh import envelope, records
 from refmesh.records import EnvelopeHeader
 

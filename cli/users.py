@@ -11,8 +11,9 @@ import os
 
 import click
 
-from gateways.cli import common
-from gateways.run import load_settings
+from cli import common
+from kafkaedge.loading import load_settings
+from refmesh.settings import GatewaySettings
 from gateways.web.auth import LANGUAGES, MIN_PASSWORD, Accounts
 
 CONFIG = click.option("--config", required=True, envvar="REFMESH_GATEWAY_CONFIG",
@@ -23,7 +24,7 @@ PASSWORD_ENV = click.option("--password-env", metavar="VAR",
 
 
 def _accounts(config: str) -> Accounts:
-    return Accounts(load_settings(config).database)
+    return Accounts(load_settings(config, GatewaySettings).database)
 
 
 def _password(env_var: str | None, username: str) -> str:

@@ -13,8 +13,8 @@ import click
 
 from gateways import aggregates_reader as reader
 from gateways import aggregates_report
-from gateways import kafka as profiles
-from gateways.cli import common
+from kafkaedge import profiles
+from cli import common
 from refmesh import aggregate
 from refmesh.aggregate import table
 from refmesh.directory import TrustedDirectory

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from gateways.cli import (agency, aggregates, audit, common, directory, events, policy, refer,
+from cli import (agency, aggregates, audit, common, directory, events, policy, refer,
                           run, users)
 
 

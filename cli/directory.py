@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from gateways.cli import common
+from cli import common
 from refmesh import directory as core
 from refmesh.errors import ConfigError
 from refmesh.records import Directory, Member

@@ -9,24 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from refmesh.errors import MeshError
-
-
-class ProcessError(MeshError):
-    """A supervised process failed to start or a condition was not met in time."""
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until it returns a truthy value, or raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    event = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ProcessError(f"timed out after {timeout:.0f} s waiting for {what}")
-        event.wait(interval)
+from kafkaedge.waiting import ProcessError, wait_until  # noqa: F401  (re-exported for dev code)
 
 
 def _die_with_parent() -> None:

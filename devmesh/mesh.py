@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from gateways.client import GatewayClient
-from gateways.sample_mesh import MeshFiles
-from gateways.supervise import Proc, wait_until
+from devmesh.sample_mesh import MeshFiles
+from devmesh.supervise import Proc, wait_until
 
 
 class RunningMesh:

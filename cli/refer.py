@@ -5,7 +5,7 @@ import os
 
 import click
 
-from gateways.cli import common
+from cli import common
 from gateways.client import GatewayClient
 from refmesh import schemas
 

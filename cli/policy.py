@@ -5,7 +5,7 @@ pure core (``refmesh.policy.parse``), which names the file, line and key of any 
 agents load only a signed policy (``refmesh.signed_policy``); ``explain`` shows, with no broker,
 what a referral would carry to a recipient, field by field, or why it would be refused.
 
-Loading (YAML with key lines, signed or not) lives in ``gateways/policy_files.py``, shared with
+Loading (YAML with key lines, signed or not) lives in ``kafkaedge/policy_files.py``, shared with
 the agents.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from gateways.cli import common
-from gateways.policy_files import is_signed, load_yaml, policy_from_yaml, read_policy  # noqa: F401
+from cli import common
+from kafkaedge.policy_files import is_signed, load_yaml, policy_from_yaml, read_policy  # noqa: F401
 from refmesh import decide, signed_policy, topology
 from refmesh import policy as core
 from refmesh.directory import TrustedDirectory

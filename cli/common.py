@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import click
 
-from gateways import loading
-from gateways.loading import file_safe, keystore_path, write_file  # noqa: F401 (re-exported)
+from kafkaedge import loading
+from kafkaedge.loading import file_safe, keystore_path, write_file  # noqa: F401 (re-exported)
 from refmesh import directory, keys
 from refmesh.errors import (
     ConfigError,

@@ -1,0 +1,4 @@
+"""`python -m cli`: the `refmesh` command without the console script."""
+from cli import main
+
+main()
