@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import yaml
 
 from devmesh.tansu import free_port
 from kafkaedge.loading import keystore_path, write_file
-from refmesh import directory, keys, signed_policy
+from refmesh import access, directory, keys, signed_policy
 
 COORDINATOR = "BH/GOV/NCCTIP"
 HERE = Path(__file__).resolve().parent
@@ -88,10 +89,13 @@ def token_env(agency_id: str) -> str:
 
 def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "embedded",
           first_port: int | None = None, passphrase: str | None = None, scrypt_n: int = 2**14,
-          resend_after_ms: int = 3000, mount: str | None = None) -> MeshFiles:
+          resend_after_ms: int = 3000, mount: str | None = None,
+          credentials: Callable[[str], tuple[dict, dict]] | None = None) -> MeshFiles:
     """Write the whole sample mesh under ``root`` and return where everything is. The first
     agency coordinates the mesh: it signs the directory. Gateways listen on ``first_port`` and
-    up, or on free ports when it is None."""
+    up, or on free ports when it is None. ``credentials(principal)``, if given, returns the
+    broker security settings of that principal (refmesh.access) and the environment variables
+    they name (its password), for each gateway's and each domain's settings file."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "keys").mkdir(exist_ok=True)
     (root / "config").mkdir(exist_ok=True)
@@ -132,14 +136,18 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
         elif first_port is None:
             port = free_port()
         safe = agency.agency_id.replace("/", "_")
+        principal = (access.domain_principal if agency.domain is None
+                     else access.agency_principal)(agency.agency_id)
+        security, secret_env = credentials(principal) if credentials else ({}, {})
+        env.update(secret_env)
         if agency.domain is None:
             _yaml(files.agents_config(agency.agency_id), {
-                **common, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe),
+                **common, "security": security, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe),
                 "policy": str(seen / "policies" / f"{safe}.signed")})
         else:
             env[token_env(agency.agency_id)] = secrets.token_urlsafe(24)
             _yaml(files.gateway_config(agency.agency_id), {
-                **common, "agency": agency.agency_id, "database": str(seen / "state" / f"{safe}.db"),
+                **common, "security": security, "agency": agency.agency_id, "database": str(seen / "state" / f"{safe}.db"),
                 "http_port": port, "api_token_env": token_env(agency.agency_id),
                 "http_host": "0.0.0.0" if mount else "127.0.0.1",
                 "policy": str(seen / "policies" / f"{agency.domain.replace('/', '_')}.signed"),

@@ -81,13 +81,17 @@ EMBEDDED = ClientProfile(
 )
 
 #: Apache Kafka in production: idempotent producer (no duplicates or reordering on retry),
-#: normal batching with a short linger, Kafka's default group timeouts, and read_committed so
+#: normal batching with a short linger, a 10 s session (a crashed gateway's or worker's
+#: partitions move within 10 s; Kafka's own default is 45 s), and read_committed so
 #: that records of aborted transactions (faust exactly_once, if ever switched on) stay unseen.
 APACHE = ClientProfile(
     name="apache", enable_idempotence=True, batch_size=262144, linger_ms=5,
-    session_timeout_ms=45000, heartbeat_interval_ms=3000, rebalance_timeout_ms=60000,
+    session_timeout_ms=10000, heartbeat_interval_ms=3000, rebalance_timeout_ms=20000,
     max_poll_interval_ms=300000, isolation_level="read_committed", faust_max_batch_size=16384,
 )
+
+#: The profile of each broker kind (refmesh.settings.BROKER_KINDS).
+PROFILES = {"embedded": EMBEDDED, "apache": APACHE}
 
 
 def validate_security(security: dict | None) -> dict:

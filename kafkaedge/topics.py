@@ -54,6 +54,10 @@ class TopicSpec:
 def ensure_topics(admin_config: dict, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names it created.
 
+    Topics that already exist are not asked for again, so a client with only the rights to
+    describe and use them (a gateway or agent under the broker's ACLs) passes once the operator
+    has created them.
+
     Then wait, up to ``timeout`` seconds, until metadata shows every topic with every partition
     led by a broker, and check that each has the partition count its spec asks for.
     """
@@ -69,7 +73,12 @@ def ensure_topics(admin_config: dict, specs: list[TopicSpec], timeout: float = 3
         raise TopicError(f"cannot reach the brokers {admin_config.get('bootstrap_servers')!r}: "
                          f"{exc!r}; check the bootstrap address and security settings") from exc
     try:
-        created = _create(admin, specs, timeout)
+        # Only the missing ones are asked for: a gateway or agent may describe the topics it
+        # uses but, under the broker's ACLs, not create them (the operator does).
+        present = {topic["name"] for topic in admin.describe_topics(names)
+                   if topic["error_code"] == 0}
+        missing = [spec for spec in specs if spec.name not in present]
+        created = _create(admin, missing, timeout) if missing else []
         _wait_for_partitions(admin, specs, set(created), deadline, timeout)
     finally:
         admin.close()

@@ -1,0 +1,115 @@
+"""One handle over either local broker, for the tests, the demo, the drills and the benchmarks.
+
+``start("embedded")`` runs Tansu (zero Java, memory only); ``start("apache")`` runs Apache Kafka
+from its jars with SASL_SSL, SCRAM-SHA-512 and ACLs on (``security=False`` for a PLAINTEXT one).
+Either way the caller gets the bootstrap address, the client profile of that kind, the admin's
+client options, and ``principals(...)``, which gives each named actor its own broker credentials
+(SCRAM users on a secured Apache Kafka, nothing on Tansu, which cannot authenticate anyone).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devmesh.apache import ApacheBroker, java_problem
+from devmesh.tansu import EmbeddedBroker
+from kafkaedge import profiles
+
+KINDS = ("embedded", "apache")
+
+
+def password_env(principal: str) -> str:
+    """The environment variable that holds ``principal``'s broker password for its process."""
+    return "REFMESH_KAFKA_PASSWORD_" + "".join(c if c.isalnum() else "_" for c in principal)
+
+
+@dataclass
+class LocalBroker:
+    """A running local broker of either kind; stop() it when done (or use ``with``)."""
+
+    kind: str
+    process: EmbeddedBroker | ApacheBroker
+    bootstrap: str
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> profiles.ClientProfile:
+        return profiles.PROFILES[self.kind]
+
+    @property
+    def secured(self) -> bool:
+        return isinstance(self.process, ApacheBroker) and self.process.security
+
+    @property
+    def admin_security(self) -> dict:
+        """Client options of the operator (a super user on a secured broker)."""
+        return self.process.client_security() if self.secured else {}
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.process.tls.ca if self.secured else None
+
+    def admin_config(self) -> dict:
+        return profiles.admin_config(self.profile, self.bootstrap, self.admin_security)
+
+    def producer_config(self) -> dict:
+        return profiles.producer_config(self.profile, self.bootstrap, self.admin_security)
+
+    def consumer_config(self, group: str = "unused") -> dict:
+        return profiles.consumer_config(self.profile, self.bootstrap, group, self.admin_security)
+
+    def principals(self, names) -> dict[str, str]:
+        """Give each principal a password and, on a secured broker, a SCRAM user; return
+        {principal: password} for the new ones (the broker keeps them in ``passwords``)."""
+        new = {name: secrets.token_urlsafe(18) for name in names if name not in self.passwords}
+        if new and self.secured:
+            self.process.add_users(new)
+        self.passwords.update(new)
+        return new
+
+    def security_for(self, principal: str, *, env: bool = False) -> dict:
+        """Client options for ``principal``: the password itself, or with ``env`` the name of
+        the environment variable that holds it (for a settings file)."""
+        if not self.secured:
+            return {}
+        self.principals([principal])
+        options = self.process.client_security(principal, self.passwords[principal])
+        if env:
+            del options["sasl_plain_password"]
+            options[profiles.PASSWORD_ENV] = password_env(principal)
+        return options
+
+    def credentials(self, principal: str) -> tuple[dict, dict]:
+        """(security settings naming the password's environment variable, that variable) for
+        ``principal``'s settings file and process: what ``sample_mesh.build`` takes."""
+        options = self.security_for(principal, env=True)
+        if not options:
+            return {}, {}
+        return options, {password_env(principal): self.passwords[principal]}
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> "LocalBroker":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start(kind: str, folder: str | Path | None = None, *, security: bool = True,
+          nodes: int = 1) -> LocalBroker:
+    """Start a local broker of ``kind`` (embedded or apache) and return its handle."""
+    if kind == "embedded":
+        process = EmbeddedBroker()
+        return LocalBroker(kind, process, process.start())
+    if kind == "apache":
+        process = ApacheBroker(folder, security=security, nodes=nodes)
+        return LocalBroker(kind, process, process.start())
+    raise ValueError(f"broker kind {kind!r} is not one of {', '.join(KINDS)}")
+
+
+def apache_available() -> str | None:
+    """None if Apache Kafka can run here, else why not (and how to fix it)."""
+    return java_problem()
