@@ -311,7 +311,10 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     if policy.domain != domain_id:
         raise ConfigError(f"agents settings: the policy is {policy.domain}'s, not {domain_id}'s")
     credentials = broker_credentials(settings.security)
-    web = {"web_enabled": True, "web_port": settings.web_port, "web_bind": "127.0.0.1"} \
+    # faust's web server serves /healthz (agents/health.py); its table pages would hand out
+    # table values and its router the group's topology, so both are off
+    web = {"web_enabled": True, "web_port": settings.web_port, "web_bind": "127.0.0.1",
+           "web_tables_enabled": False, "web_router_enabled": False} \
         if settings.web_port else {"web_enabled": False}
     if settings.broker == "embedded":
         bound_fetch_wait(profile_of(settings).fetch_max_wait_ms)

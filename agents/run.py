@@ -3,8 +3,9 @@
 ``run(settings)`` loads the domain's keystore, trust anchor and signed directory, creates the
 domain's topics with explicit partition counts (nothing may be auto-created: shared/BROKER.md),
 builds the app with ``agents.forward.create_app`` and runs a faust Worker until SIGINT or
-SIGTERM. The config file holds ``refmesh.settings.AgentSettings`` keys; the keystore passphrase
-comes from the environment variable the file names (``passphrase_env``).
+SIGTERM. With ``web_port`` set, faust's web server answers ``/healthz`` (agents/health.py).
+The config file holds ``refmesh.settings.AgentSettings`` keys; the keystore passphrase comes
+from the environment variable the file names (``passphrase_env``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import NoReturn
 import faust
 from kafka.errors import KafkaError
 
+from agents import health
 from agents.forward import create_app, profile_of, sink_topics
+from agents.releases import Releaser
 from kafkaedge import profiles
 from kafkaedge import loading
 from kafkaedge.loading import DirectoryRef, load_anchor, load_keys, now_ms, read_bytes
@@ -106,16 +109,17 @@ def run(settings: AgentSettings) -> NoReturn:
     Never returns normally: the worker ends the process with SystemExit.
     """
     app = prepare_app(settings)
-    if settings.region:
-        start_releases(settings, app)
+    releaser = start_releases(settings, app) if settings.region else None
+    if settings.web_port:
+        health.mount(app, health.Watch(app, settings.domain,
+                                       None if releaser is None else releaser.thread.is_alive))
     faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 
-def start_releases(settings: AgentSettings, app: faust.App) -> None:
+def start_releases(settings: AgentSettings, app: faust.App) -> Releaser:
     """Start the release job that publishes the domain's statistics to its region. It runs in
     every worker but acts only in the one holding partition 0 of the domain's inbox, so that
     one release of a window is drawn once (two noisy draws could be averaged)."""
-    from agents.releases import Releaser
     from refmesh import aggregate
 
     inbox = topology.domain_inbox(settings.domain)
@@ -133,10 +137,13 @@ def start_releases(settings: AgentSettings, app: faust.App) -> None:
     admin = profiles.admin_config(profile, settings.bootstrap, settings.security)
     ensure_topics(admin, [TopicSpec(aggregate.topic(settings.region), settings.partitions)])
     keys = load_keys(settings.keystore, settings.domain, settings.passphrase_env)
-    Releaser(settings, keys,
-             profiles.consumer_config(profile, settings.bootstrap, "releases", settings.security),
-             profiles.producer_config(profile, settings.bootstrap, settings.security),
-             leader=lambda: holds_zero[0]).start()
+    releaser = Releaser(
+        settings, keys,
+        profiles.consumer_config(profile, settings.bootstrap, "releases", settings.security),
+        profiles.producer_config(profile, settings.bootstrap, settings.security),
+        leader=lambda: holds_zero[0])
+    releaser.start()
+    return releaser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -323,6 +323,7 @@ def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, m
         assert table.partitions == 3
     web = make_app(tmp_path, mesh, RecordingProducer(), web_port=6123, broker="apache").conf
     assert web.web_enabled is True and web.web_port == 6123 and web.web_bind == "127.0.0.1"
+    assert web.web_tables_enabled is False and web.web_router_enabled is False  # no table data
     assert web.producer_max_batch_size == 16384
 
 
