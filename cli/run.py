@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from pathlib import Path
 
@@ -20,21 +21,38 @@ BOOTSTRAP = click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", metavar="HOS
 
 
 @click.command("broker")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a free one).")
-def broker(port: int | None) -> None:
-    """Run the embedded Kafka-protocol broker (Tansu, in memory) until Ctrl-C."""
-    from devmesh.tansu import EmbeddedBroker
+@click.option("--kind", type=click.Choice(["embedded", "apache"]), default="embedded",
+              show_default=True, help="embedded: Tansu, in memory, no Java. apache: Apache "
+                                      "Kafka 4 from its Maven jars (needs Java 17+ and Maven).")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Port of the embedded broker (default: a free one).")
+@click.option("--folder", type=click.Path(file_okay=False),
+              help="Apache Kafka: where its data, logs, TLS files and client settings go "
+                   "(default: a temporary folder, removed at stop).")
+@click.option("--security/--no-security", default=True, show_default=True,
+              help="Apache Kafka: SASL_SSL with SCRAM-SHA-512 and ACLs, or PLAINTEXT.")
+def broker(kind: str, port: int | None, folder: str | None, security: bool) -> None:
+    """Run a local broker until Ctrl-C or SIGTERM (tests, demo and trying things out)."""
+    from devmesh import brokers
+    from devmesh.tansu import BrokerError
 
-    embedded = EmbeddedBroker(port=port)
-    bootstrap = embedded.start()
-    click.echo(f"broker ready: export REFMESH_BOOTSTRAP={bootstrap}   (Ctrl-C stops it; data "
-               "is kept in memory only)")
+    if port is not None and kind != "embedded":
+        raise click.UsageError("--port is for the embedded broker; Apache Kafka picks free ports")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        local = brokers.start(kind, folder, security=security, port=port)
+    except BrokerError as exc:
+        raise common.Failure(str(exc), common.USAGE) from None
+    try:
+        click.echo(f"broker ready: export REFMESH_BOOTSTRAP={local.bootstrap}   "
+                   f"(Ctrl-C or SIGTERM stops it; {brokers.describe(local)})")
+        for line in brokers.write_client_files(local):
+            click.echo(line)
+        stop.wait()
     finally:
-        embedded.stop()
+        local.stop()
         click.echo("broker stopped", err=True)
 
 

@@ -12,9 +12,13 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from devmesh.apache import ApacheBroker, java_problem
 from devmesh.tansu import EmbeddedBroker
 from kafkaedge import profiles
+from kafkaedge.loading import write_file
+from refmesh.access import ADMIN
 
 KINDS = ("embedded", "apache")
 
@@ -99,10 +103,10 @@ class LocalBroker:
 
 
 def start(kind: str, folder: str | Path | None = None, *, security: bool = True,
-          nodes: int = 1) -> LocalBroker:
+          nodes: int = 1, port: int | None = None) -> LocalBroker:
     """Start a local broker of ``kind`` (embedded or apache) and return its handle."""
     if kind == "embedded":
-        process = EmbeddedBroker()
+        process = EmbeddedBroker(port=port)
         return LocalBroker(kind, process, process.start())
     if kind == "apache":
         process = ApacheBroker(folder, security=security, nodes=nodes)
@@ -113,3 +117,32 @@ def start(kind: str, folder: str | Path | None = None, *, security: bool = True,
 def apache_available() -> str | None:
     """None if Apache Kafka can run here, else why not (and how to fix it)."""
     return java_problem()
+
+
+def describe(broker: LocalBroker) -> str:
+    """One phrase on what the broker is, for its start-up line."""
+    if broker.kind == "embedded":
+        return "embedded Tansu, data in memory only, no authentication"
+    if not broker.secured:
+        return f"Apache Kafka, PLAINTEXT, no ACLs, data in {broker.process.folder}"
+    return (f"Apache Kafka, SASL_SSL with SCRAM-SHA-512 and ACLs, data in "
+            f"{broker.process.folder}")
+
+
+def write_client_files(broker: LocalBroker) -> list[str]:
+    """On a secured broker, write the operator's client settings (``client.yaml``: bootstrap,
+    broker kind, TLS and SASL options naming the password's environment variable) and the
+    password itself (``admin.env``, mode 0600) into the broker's folder; return lines that
+    say where they are."""
+    if not broker.secured:
+        return []
+    folder = broker.process.folder
+    security = broker.process.client_security()
+    password = security.pop("sasl_plain_password")
+    security[profiles.PASSWORD_ENV] = password_env(ADMIN)
+    settings = {"bootstrap": broker.bootstrap, "broker": broker.kind, "security": security}
+    write_file(folder / "client.yaml", yaml.safe_dump(settings, sort_keys=True).encode(),
+               mode=0o644)
+    write_file(folder / "admin.env", f"{password_env(ADMIN)}={password}\n".encode())
+    return [f"operator (super user {ADMIN!r}): client settings {folder / 'client.yaml'}, "
+            f"password in {folder / 'admin.env'} (`set -a; . {folder / 'admin.env'}`)"]

@@ -1,4 +1,5 @@
-"""``make demo``: the sample mesh of DOMAIN.md on the embedded broker, end to end.
+"""``make demo``: the sample mesh of DOMAIN.md on the embedded broker, end to end
+(``make demo BROKER=apache``: on Apache Kafka 4, SASL_SSL with SCRAM-SHA-512 and ACLs on).
 
 Starts the broker, writes the sample mesh (keys, signed directory, signed policies) to a
 temporary folder, starts both policy domains' agents and six gateways, records consents, sends
@@ -9,6 +10,7 @@ everything and exits 0 (1 if anything went wrong). All data is synthetic.
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -22,7 +24,9 @@ from gateways import aggregates_report
 from kafkaedge import profiles
 from gateways.aggregates_reader import read_all
 from kafkaedge.audit_reader import read_chains
-from devmesh.tansu import EmbeddedBroker
+from devmesh import brokers
+from devmesh.brokers import LocalBroker
+from kafkaedge.acls import apply_acls
 from gateways.client import GatewayError
 from kafkaedge.loading import DirectoryRef, load_anchor, now_ms
 from devmesh.mesh import RunningMesh
@@ -32,6 +36,7 @@ from devmesh.supervise import wait_until
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import audit, codec, samples, topology
 from refmesh.aggregate import table
+from refmesh.access import mesh_grants, region_principal
 from refmesh.errors import MeshError
 
 HOTLINE, POLICE, SHELTER = "BH/GOV/HOTLINE", "BH/GOV/MOI-ATU", "BH/GOV/SHELTER"
@@ -56,7 +61,7 @@ def with_region(config: Path) -> None:
     config.write_text(yaml.safe_dump(cfg))
 
 
-def statistics(mesh: RunningMesh, files, bootstrap: str) -> None:
+def statistics(mesh: RunningMesh, files, broker: LocalBroker) -> None:
     """Twenty-five more synthetic referrals from last minute, then the region's release.
 
     The window is due at once, so the release job may publish it while referrals are still
@@ -70,7 +75,9 @@ def statistics(mesh: RunningMesh, files, bootstrap: str) -> None:
             referral_id=f"stats-{n}-{past}", sender=HOTLINE, recipient=SHELTER,
             created_at=past, n=n))
     say("25 more referrals (last minute's window) sent for the statistics")
-    config = profiles.consumer_config(profiles.EMBEDDED, bootstrap, "stats")
+    # read as the regional body, with the rights of its principal only
+    config = profiles.consumer_config(broker.profile, broker.bootstrap, "stats",
+                                      broker.security_for(region_principal(REGION)))
     trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
 
     def released():
@@ -162,24 +169,33 @@ def canaries(referrals: list[dict]) -> list[str]:
     return sorted(x for x in out if x)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devmesh.demo")
+    parser.add_argument("--broker", choices=brokers.KINDS, default="embedded")
+    kind = parser.parse_args(argv).broker
     work = Path(tempfile.mkdtemp(prefix="refmesh-demo-"))
-    broker = EmbeddedBroker()
+    broker = None
     mesh = None
     code = 1
     try:
-        bootstrap = broker.start()
-        say(f"embedded Kafka-protocol broker (Tansu) at {bootstrap}")
-        files = build(work / "mesh", bootstrap, now_ms(),     resend_after_ms=3000)
+        broker = brokers.start(kind, work / "broker")
+        bootstrap = broker.bootstrap
+        say(f"broker at {bootstrap}: {brokers.describe(broker)}")
+        files = build(work / "mesh", bootstrap, now_ms(), resend_after_ms=3000, broker=kind,
+                      credentials=broker.credentials)
         say(f"sample mesh written: {len(SAMPLE)} agencies in 2 jurisdictions, directory signed "
             f"by {DOMAINS[0]}")
         with_region(files.agents_config(DOMAINS[0]))
         trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
         specs = [TopicSpec(name, 4, compacted) for name, compacted in
                  topology.mesh_topics(trusted)]
-        admin = profiles.admin_config(profiles.EMBEDDED, bootstrap)
-        ensure_topics(admin, specs)
+        ensure_topics(broker.admin_config(), specs)
         say(f"{len(specs)} topics created with explicit partition counts")
+        if broker.secured:
+            grants = mesh_grants(trusted, {DOMAINS[0]: REGION})
+            apply_acls(broker.admin_config(), grants)
+            say(f"{len(grants)} ACLs from the signed directory: each gateway, domain and the "
+                f"regional reader has its own SCRAM user and only the rights of its role")
         mesh = RunningMesh(files, work / "logs")  # stopped in finally, even if a start fails
         for domain in DOMAINS:
             mesh.start_agents(domain)
@@ -191,7 +207,7 @@ def main() -> int:
         for domain in DOMAINS:
             mesh.wait_agents_ready(domain)
         say(f"policy-domain agents of {', '.join(DOMAINS)} and {len(gateways)} gateways running")
-        code = run_case_path(mesh, bootstrap)
+        code = run_case_path(mesh, broker)
     except MeshError as exc:
         say(f"demo failed: {exc}")
         code = 1
@@ -199,7 +215,8 @@ def main() -> int:
         if mesh is not None:
             mesh.stop()
             say("gateways and agents stopped")
-        broker.stop()
+        if broker is not None:
+            broker.stop()
     if code == 0:
         shutil.rmtree(work, ignore_errors=True)
         say("broker stopped; temporary files removed")
@@ -208,7 +225,7 @@ def main() -> int:
     return code
 
 
-def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
+def run_case_path(mesh: RunningMesh, broker: LocalBroker) -> int:
     now = now_ms()
     for agency, consent in consents(now):
         mesh.client(agency).record_consent(consent)
@@ -249,7 +266,7 @@ def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
             say(f"  {recipient} set {rid} to {state}" + (f" ({reason})" if reason else "")
                 + f"; {sender} sees it")
     withdraw(mesh, path)
-    statistics(mesh, mesh.files, bootstrap)
+    statistics(mesh, mesh.files, broker)
     print()
     say("what each agency holds:")
     for agency in mesh.gateways:
@@ -260,9 +277,9 @@ def run_case_path(mesh: RunningMesh, bootstrap: str) -> int:
         extra = f" (+{stats} for the statistics)" if stats else ""
         print(f"    {agency:18} {len(inbox) - stats} referral(s){extra}"
               f"{': ' + listed if listed else ''}")
-    ok = verify_audit(bootstrap)
+    ok = verify_audit(broker)
     planted = canaries([r for _, r, _ in path])
-    result = scan(profiles.consumer_config(profiles.EMBEDDED, bootstrap, "scan"), planted,
+    result = scan(broker.consumer_config("scan"), planted,
                   topic_prefix=topology.PREFIX)
     say(f"leak scan: {result.messages} messages ({result.bytes:,} bytes) on {result.topics} "
         f"topics searched for {len(planted)} planted personal values: {len(result.hits)} found")
@@ -294,11 +311,10 @@ def withdraw(mesh: RunningMesh, path) -> None:
             raise
 
 
-def verify_audit(bootstrap: str) -> bool:
+def verify_audit(broker: LocalBroker) -> bool:
     ok = True
     for domain in DOMAINS:
-        chains = read_chains(profiles.consumer_config(profiles.EMBEDDED, bootstrap, "audit"),
-                             domain)
+        chains = read_chains(broker.consumer_config("audit"), domain)
         broken = [p for p, chain in chains.items() if audit.verify(chain) is not None]
         count = sum(map(len, chains.values()))
         decisions = Counter(codec.decode(r)[1]["decision"] for c in chains.values() for r in c)
