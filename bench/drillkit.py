@@ -40,6 +40,7 @@ from devmesh.sample_mesh import build, renamed
 from gateways.scan import scan
 from gateways.store import query_file
 from devmesh.supervise import Proc, ProcessError, wait_until
+from devmesh.tansu import free_port
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
 
@@ -148,12 +149,14 @@ class DrillMesh:
         self.running.wait_healthy(agency, timeout)
 
     def worker_config(self, worker_id: str) -> Path:
-        """A settings file for another agent worker of the domain: own worker_id and data_dir."""
+        """A settings file for another agent worker of the domain: own worker_id, data_dir and
+        web port."""
         base = self.files.agents_config(self.domain)
         if worker_id == "1":
             return base
         config = yaml.safe_load(base.read_text())
-        config.update(worker_id=worker_id, data_dir=f"{config['data_dir']}-w{worker_id}")
+        config.update(worker_id=worker_id, data_dir=f"{config['data_dir']}-w{worker_id}",
+                      web_port=free_port())  # its own /healthz
         path = base.with_name(f"{base.stem}-w{worker_id}.yaml")
         path.write_text(yaml.safe_dump(config, sort_keys=True))
         return path

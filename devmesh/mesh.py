@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from gateways.client import GatewayClient
+from gateways.client import GatewayClient, health_report
 from devmesh.sample_mesh import MeshFiles
-from devmesh.supervise import Proc, wait_until
+from devmesh.supervise import Proc, ProcessError, wait_until
 
 
 class RunningMesh:
@@ -44,13 +44,31 @@ class RunningMesh:
         wait_until(ready, timeout, f"gateway {agency} to answer /healthz")
 
     def wait_agents_ready(self, domain: str, timeout: float = 90.0) -> None:
-        proc = self.agents[domain]
+        """Wait until the domain's agents answer 200 on /healthz: they hold their partitions of
+        the domain inbox with their tables restored (refmesh.health)."""
+        proc, url = self.agents[domain], self.agents_url(domain)
+        last = {}
 
         def ready():
             proc.check_alive()
-            return "joined its group" in proc.log_text()
+            last.update(health_report(url))
+            return last["ok"] is True
 
-        wait_until(ready, timeout, f"agents of {domain} to join their group")
+        try:
+            wait_until(ready, timeout, f"agents of {domain} to answer 200 on {url}/healthz")
+        except ProcessError as exc:
+            if not last.get("problems"):
+                raise
+            raise ProcessError(f"{exc}; /healthz last said: {'; '.join(last['problems'])}"
+                               ) from None
+
+    def agents_url(self, domain: str) -> str:
+        """Where the domain's agents serve /healthz (``web_port`` of their settings)."""
+        cfg = yaml.safe_load(self.files.agents_config(domain).read_text())
+        if not cfg.get("web_port"):
+            raise ProcessError(f"{self.files.agents_config(domain)} sets no web_port, so the "
+                               f"agents of {domain} serve no /healthz; set one")
+        return f"http://127.0.0.1:{cfg['web_port']}"
 
     def client(self, agency: str) -> GatewayClient:
         cfg = yaml.safe_load(self.files.gateway_config(agency).read_text())

@@ -23,6 +23,7 @@ from refmesh import access, directory, keys, signed_policy
 
 COORDINATOR = "BH/GOV/NCCTIP"
 HERE = Path(__file__).resolve().parent
+AGENTS_WEB_PORT = 6066  # the agents' /healthz inside their container (faust's default port)
 POLICIES = {"BH": HERE / "sample_policy.yaml", "ET": HERE / "sample_policy_et.yaml"}
 
 
@@ -93,9 +94,10 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
           credentials: Callable[[str], tuple[dict, dict]] | None = None) -> MeshFiles:
     """Write the whole sample mesh under ``root`` and return where everything is. The first
     agency coordinates the mesh: it signs the directory. Gateways listen on ``first_port`` and
-    up, or on free ports when it is None. ``credentials(principal)``, if given, returns the
-    broker security settings of that principal (refmesh.access) and the environment variables
-    they name (its password), for each gateway's and each domain's settings file."""
+    up, or on free ports when it is None; each domain's agents answer /healthz on a free port
+    (``web_port``). ``credentials(principal)``, if given, returns the broker security settings
+    of that principal (refmesh.access) and the environment variables they name (its password),
+    for each gateway's and each domain's settings file."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "keys").mkdir(exist_ok=True)
     (root / "config").mkdir(exist_ok=True)
@@ -143,7 +145,9 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
         if agency.domain is None:
             _yaml(files.agents_config(agency.agency_id), {
                 **common, "security": security, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe),
-                "policy": str(seen / "policies" / f"{safe}.signed")})
+                "policy": str(seen / "policies" / f"{safe}.signed"),
+                # /healthz (faust's web server); each domain has its own container under mount
+                "web_port": AGENTS_WEB_PORT if mount else free_port()})
         else:
             env[token_env(agency.agency_id)] = secrets.token_urlsafe(24)
             _yaml(files.gateway_config(agency.agency_id), {

@@ -1,4 +1,5 @@
-"""A small client for a gateway's HTTP API (used by the CLI, the demo and the tests)."""
+"""A small client for a gateway's HTTP API (used by the CLI, the demo and the tests), and the
+reader of any refmesh process's /healthz."""
 from __future__ import annotations
 
 import json
@@ -75,16 +76,22 @@ class GatewayClient:
 
     def health(self) -> dict:
         """/healthz as {"ok": bool, "problems": [...]} (503 is an answer too)."""
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:  # a 503 names the problems
-            try:
-                return json.loads(exc.read())
-            except ValueError:
-                return {"ok": False, "problems": [f"HTTP {exc.code} without a health report"]}
-        except (OSError, ValueError) as exc:  # no answer, or not one from a gateway
-            return {"ok": False, "problems": [f"no health report ({exc})"]}
+        return health_report(self.url)
 
     def healthy(self) -> bool:
         return self.health()["ok"] is True
+
+
+def health_report(url: str, timeout: float = 2.0) -> dict:
+    """``url``/healthz of a gateway or of a domain's agents, as {"ok": bool, "problems": [...]};
+    a 503 is an answer too, and no answer is reported as a problem rather than raised."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # a 503 names the problems
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            return {"ok": False, "problems": [f"HTTP {exc.code} without a health report"]}
+    except (OSError, ValueError) as exc:  # no answer, or not one from refmesh
+        return {"ok": False, "problems": [f"no health report ({exc})"]}
