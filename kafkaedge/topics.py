@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from kafkaedge.credentials import admin_client
 from refmesh.errors import MeshError
 
 _LEGAL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -68,7 +69,7 @@ def ensure_topics(admin_config: dict, specs: list[TopicSpec], timeout: float = 3
         return []
     deadline = time.monotonic() + timeout
     try:
-        admin = KafkaAdminClient(**admin_config)
+        admin = admin_client(admin_config)
     except KafkaError as exc:
         raise TopicError(f"cannot reach the brokers {admin_config.get('bootstrap_servers')!r}: "
                          f"{exc!r}; check the bootstrap address and security settings") from exc

@@ -1,4 +1,4 @@
-"""The embedded broker, the client profiles and topic set-up, against a real broker.
+"""The local brokers, the client profiles and topic set-up, against a real broker of each kind.
 
 No mocks and no sleeps: every wait is a poll or a future with a deadline.
 """
@@ -33,22 +33,22 @@ def _consume(consumer: KafkaConsumer, count: int, timeout: float) -> list[bytes]
     return values
 
 
-def _partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
-    admin = KafkaAdminClient(**admin_config(EMBEDDED, bootstrap))
+def _partition_counts(kafka, names: list[str]) -> dict[str, int]:
+    admin = KafkaAdminClient(**kafka.admin_config())
     try:
         return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
     finally:
         admin.close()
 
 
-# (a) produce and consume through a consumer group with the EMBEDDED profile
+# (a) produce and consume through a consumer group with the broker kind's profile
 
-def test_group_reads_back_exactly_what_was_produced(bootstrap, unique):
+def test_group_reads_back_exactly_what_was_produced(kafka, unique):
     topic = f"it-roundtrip-{unique}"
-    ensure_topics(admin_config(EMBEDDED, bootstrap), [TopicSpec(topic, partitions=3)])
+    ensure_topics(kafka.admin_config(), [TopicSpec(topic, partitions=3)])
     sent = [f"record-{i}".encode() for i in range(N_RECORDS)]
 
-    producer = KafkaProducer(**producer_config(EMBEDDED, bootstrap))
+    producer = KafkaProducer(**kafka.producer_config())
     try:
         futures = [producer.send(topic, key=value, value=value) for value in sent]
         producer.flush(timeout=DEADLINE_S)
@@ -57,12 +57,12 @@ def test_group_reads_back_exactly_what_was_produced(bootstrap, unique):
         producer.close()
     assert partitions == {0, 1, 2}
 
-    consumer = KafkaConsumer(topic, **consumer_config(EMBEDDED, bootstrap, f"it-g-{unique}"))
+    consumer = KafkaConsumer(topic, **kafka.consumer_config(f"it-g-{unique}"))
     try:
         received = _consume(consumer, N_RECORDS, DEADLINE_S)
         assert sorted(received) == sorted(sent)  # no loss, no duplicates
         tps = [TopicPartition(topic, p) for p in range(3)]
-        # Right only because EMBEDDED sends one record per batch (Tansu's end-offset bug).
+        # Right on Tansu only because EMBEDDED sends one record per batch (its end-offset bug).
         assert sum(consumer.end_offsets(tps).values()) == N_RECORDS
         consumer.commit()
         assert sum(consumer.committed(tp) for tp in tps) == N_RECORDS
@@ -72,19 +72,19 @@ def test_group_reads_back_exactly_what_was_produced(bootstrap, unique):
 
 # (b) topics
 
-def test_ensure_topics_twice_is_a_no_op_with_requested_partitions(bootstrap, unique):
-    config = admin_config(EMBEDDED, bootstrap)
+def test_ensure_topics_twice_is_a_no_op_with_requested_partitions(kafka, unique):
+    config = kafka.admin_config()
     specs = [TopicSpec(f"it-three-{unique}", 3), TopicSpec(f"it-one-{unique}", 1, compacted=True),
              TopicSpec(f"it-six-{unique}", 6)]
     names = [spec.name for spec in specs]
 
     assert sorted(ensure_topics(config, specs)) == sorted(names)
     assert ensure_topics(config, specs) == []
-    assert _partition_counts(bootstrap, names) == {spec.name: spec.partitions for spec in specs}
+    assert _partition_counts(kafka, names) == {spec.name: spec.partitions for spec in specs}
 
 
-def test_ensure_topics_refuses_an_existing_topic_with_other_partitions(bootstrap, unique):
-    config = admin_config(EMBEDDED, bootstrap)
+def test_ensure_topics_refuses_an_existing_topic_with_other_partitions(kafka, unique):
+    config = kafka.admin_config()
     name = f"it-shape-{unique}"
     ensure_topics(config, [TopicSpec(name, 2)])
     with pytest.raises(TopicError, match=rf"{name}.*2 partitions.*asks for 3"):
