@@ -110,7 +110,9 @@ def start(kind: str, folder: str | Path | None = None, *, security: bool = True,
         return LocalBroker(kind, process, process.start())
     if kind == "apache":
         process = ApacheBroker(folder, security=security, nodes=nodes)
-        return LocalBroker(kind, process, process.start())
+        bootstrap = process.start()
+        known = {ADMIN: process.admin_password} if security else {}
+        return LocalBroker(kind, process, bootstrap, known)
     raise ValueError(f"broker kind {kind!r} is not one of {', '.join(KINDS)}")
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from kafkaedge.profiles import EMBEDDED, admin_config, producer_config
+from refmesh.access import ADMIN
 from kafkaedge.loading import keystore_path
 from devmesh.sample_mesh import sample_policy
 from kafkaedge.topics import TopicSpec, ensure_topics
@@ -61,15 +61,19 @@ def _write_mesh(folder: Path, tag: str) -> dict:
     return {"ids": ids, "keys": mesh, "directory": directory.load(signed, anchor, _now())}
 
 
-def _start_agent(folder: Path, bootstrap: str, domain: str) -> tuple[subprocess.Popen, Path]:
+def _start_agent(folder: Path, kafka, domain: str) -> tuple[subprocess.Popen, Path]:
+    """The domain's worker, as the operator's super user on a secured broker (ACLs are the
+    business of tests/integration/test_acls.py)."""
+    security, secret_env = kafka.credentials(ADMIN)
     config = folder / "agents.yaml"
     config.write_text(yaml.safe_dump({
         "keystore": str(folder / "keys"), "directory": str(folder / "directory.bin"),
-        "anchor": str(folder / "anchor.json"), "bootstrap": bootstrap, "broker": "embedded",
+        "anchor": str(folder / "anchor.json"), "bootstrap": kafka.bootstrap,
+        "broker": kafka.kind, "security": security,
         "domain": domain, "data_dir": str(folder / "data"), "partitions": PARTITIONS,
         "policy": str(folder / "policy.signed")}))
     log_path = folder / "agent.log"
-    env = {**os.environ, "REFMESH_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT),
+    env = {**os.environ, **secret_env, "REFMESH_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT),
            "REFMESH_PSEUDONYM_SECRET": PSEUDONYM_SECRET}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "agents.run", "--config", str(config)],
@@ -90,12 +94,14 @@ def _stop(process: subprocess.Popen) -> int | None:
         return None
 
 
-def _reader(bootstrap: str, topic: str) -> KafkaConsumer:
+def _reader(kafka, topic: str) -> KafkaConsumer:
     """A group-less consumer assigned to every partition (no join to wait for)."""
     # Tansu does not answer a waiting fetch as soon as records arrive (delivery latency grows
     # with fetch_max_wait_ms): a short wait keeps this reader out of the latency measured.
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=20,
+                             isolation_level=kafka.profile.isolation_level,
+                             **kafka.admin_security)
     consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
     return consumer
 
@@ -115,19 +121,19 @@ def _wait_for(consumer: KafkaConsumer, count: int, deadline: float, process, log
 
 
 def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
-        tmp_path, bootstrap):
+        tmp_path, kafka):
     tag = uuid.uuid4().hex[:8].upper()
     mesh = _write_mesh(tmp_path, tag)
     ids, mesh_keys, trusted = mesh["ids"], mesh["keys"], mesh["directory"]
     inbox, target = topology.domain_inbox(ids["domain"]), topology.agency_inbox(ids["shelter"])
     dead = topology.deadletter(ids["domain"], "domain")
-    ensure_topics(admin_config(EMBEDDED, bootstrap),
+    ensure_topics(kafka.admin_config(),
                   [TopicSpec(name, PARTITIONS) for name in (inbox, target, dead)])
 
     started = time.monotonic()
-    process, log_path = _start_agent(tmp_path, bootstrap, ids["domain"])
-    producer = KafkaProducer(**producer_config(EMBEDDED, bootstrap))
-    recipient_reader, dead_reader = _reader(bootstrap, target), _reader(bootstrap, dead)
+    process, log_path = _start_agent(tmp_path, kafka, ids["domain"])
+    producer = KafkaProducer(**kafka.producer_config())
+    recipient_reader, dead_reader = _reader(kafka, target), _reader(kafka, dead)
     try:
         key = b"0123456789abcdef0123456789abcdef"
         # the person's consent first, on the same key (so the same partition) as the referral
