@@ -13,7 +13,6 @@ import click
 
 from gateways import aggregates_reader as reader
 from gateways import aggregates_report
-from kafkaedge import profiles
 from cli import common
 from refmesh import aggregate
 from refmesh.aggregate import table
@@ -26,17 +25,11 @@ def aggregates() -> None:
 
 
 def source_options(command):
-    """--region, --directory, --anchor, --bootstrap and --broker."""
+    """--region, --directory, --anchor, and the broker's --config, --bootstrap and --broker."""
     for option in reversed((
             click.option("--region", required=True, metavar="REGION",
                          help="Region code, e.g. GCC: reads refmesh.region.REGION.aggregates."),
-            common.directory_option(), common.anchor_option(),
-            click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", default="127.0.0.1:9092",
-                         show_default=True, metavar="HOST:PORT",
-                         help="Kafka bootstrap address (env REFMESH_BOOTSTRAP)."),
-            click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]),
-                         default="apache", show_default=True,
-                         help="Client profile for the broker kind."))):
+            common.directory_option(), common.anchor_option(), common.broker_options())):
         command = option(command)
     return command
 
@@ -44,14 +37,13 @@ def source_options(command):
 class Source:
     """The region's topic on one broker, and the directory releases are checked against."""
 
-    def __init__(self, region: str, directory_file: str, anchor_file: str, bootstrap: str,
-                 kind: str) -> None:
+    def __init__(self, region: str, directory_file: str, anchor_file: str,
+                 broker: common.Broker) -> None:
         self.region = aggregate.check_region(region)
-        self.bootstrap = bootstrap
+        self.bootstrap = broker.bootstrap
         self.directory: TrustedDirectory = common.trusted_directory(
             directory_file, anchor_file, common.now_ms())
-        profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
-        self.config = profiles.consumer_config(profile, bootstrap, "aggregates-reader")
+        self.config = broker.consumer("aggregates-reader")
         self.latest = table.Latest()
         self.rejected = 0
 
@@ -89,10 +81,10 @@ def show(releases: Iterable[dict]) -> None:
 @aggregates.command("tail")
 @source_options
 @click.option("--once", is_flag=True, help="Print what is on the topic now, then exit.")
-def tail(region: str, directory_file: str, anchor_file: str, bootstrap: str, kind: str,
+def tail(region: str, directory_file: str, anchor_file: str, broker: common.Broker,
          once: bool) -> None:
     """Print verified releases as they arrive (Ctrl-C stops), corrections included."""
-    source = Source(region, directory_file, anchor_file, bootstrap, kind)
+    source = Source(region, directory_file, anchor_file, broker)
     if once:
         releases = source.read()
         show(releases)
@@ -118,10 +110,10 @@ def tail(region: str, directory_file: str, anchor_file: str, bootstrap: str, kin
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="File to write [default: stdout].")
-def export(region: str, directory_file: str, anchor_file: str, bootstrap: str, kind: str,
+def export(region: str, directory_file: str, anchor_file: str, broker: common.Broker,
            fmt: str, out: str | None) -> None:
     """Export the released cells, marginals and totals with HTCDS/CTDC-style column names."""
-    source = Source(region, directory_file, anchor_file, bootstrap, kind)
+    source = Source(region, directory_file, anchor_file, broker)
     rows = table.rows(source.read())
     text = table.to_csv(rows) if fmt == "csv" else table.to_json(rows)
     if out is None:
@@ -134,10 +126,10 @@ def export(region: str, directory_file: str, anchor_file: str, bootstrap: str, k
 @aggregates.command("report")
 @source_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="report.html")
-def report(region: str, directory_file: str, anchor_file: str, bootstrap: str, kind: str,
+def report(region: str, directory_file: str, anchor_file: str, broker: common.Broker,
            out: str) -> None:
     """Write a self-contained HTML report: trend per month, breakdowns, the release rule."""
-    source = Source(region, directory_file, anchor_file, bootstrap, kind)
+    source = Source(region, directory_file, anchor_file, broker)
     releases = source.read()
     page = aggregates_report.render(releases, region=source.region,
                                     generated_at=common.now_ms(), rejected=source.rejected)

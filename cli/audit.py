@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import click
 
-from kafkaedge import profiles
 from kafkaedge.audit_reader import read_chains
 from cli import common
 from refmesh import audit as core
@@ -17,19 +16,16 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--domain", "domain_id", required=True, type=common.AGENCY)
-@click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", default="127.0.0.1:9092",
-              show_default=True, metavar="HOST:PORT")
-@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
-              show_default=True)
-def verify(domain_id: str, bootstrap: str, kind: str) -> None:
+@common.broker_options()
+def verify(domain_id: str, broker: common.Broker) -> None:
     """Read the domain's audit topics and verify every hash chain: the agents' decisions (one
     chain per partition) and the release job's (statistics published or refused)."""
-    profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
-    config = profiles.consumer_config(profile, bootstrap, "audit-verify")
+    config = broker.consumer("audit-verify")
     chains = read_chains(config, domain_id)
     if not chains:
-        raise common.Failure(f"no audit topic {topology.audit(domain_id)} on {bootstrap}; check "
-                             "the domain id and --bootstrap", common.USAGE)
+        raise common.Failure(f"no audit topic {topology.audit(domain_id)} on "
+                             f"{broker.bootstrap}; check the domain id and --bootstrap",
+                             common.USAGE)
     named = {f"partition {p}": chain for p, chain in sorted(chains.items())}
     releases = read_chains(config, domain_id, topic=topology.release_audit(domain_id))
     named.update({f"releases {p}": chain for p, chain in sorted(releases.items()) if chain})

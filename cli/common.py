@@ -1,5 +1,5 @@
 """What every refmesh command shares: the error boundary, files, passphrases, keystores, the
-trusted directory, and the clock.
+trusted directory, the broker connection, and the clock.
 
 The CLI is an edge: it reads files, the environment, the clock and ``os.urandom``, then calls the
 pure core. Errors are turned into one ``error: ...`` line in one place, ``MeshGroup`` (with
@@ -7,6 +7,7 @@ pure core. Errors are turned into one ``error: ...`` line in one place, ``MeshGr
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -14,11 +15,11 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import click
 
-from kafkaedge import loading
+from kafkaedge import loading, profiles
 from kafkaedge.loading import file_safe, keystore_path, write_file  # noqa: F401 (re-exported)
 from refmesh import directory, keys
 from refmesh.errors import (
@@ -29,6 +30,7 @@ from refmesh.errors import (
     RecordError,
     SealError,
 )
+from refmesh.settings import BROKER_KINDS
 from refmesh.signed_policy import no_duplicate_keys
 
 PASSPHRASE_ENV = "REFMESH_PASSPHRASE"
@@ -264,3 +266,73 @@ def anchor_option():
     return click.option("--anchor", "anchor_file", envvar="REFMESH_ANCHOR", required=True,
                         type=click.Path(dir_okay=False),
                         help="Trust anchor JSON of the coordinator (env REFMESH_ANCHOR).")
+
+
+# --- the broker: flags, or the mesh's settings file -------------------------------------------
+
+CONFIG_ENV = "REFMESH_CONFIG"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_KIND = "apache"
+
+
+class Broker(NamedTuple):
+    """How a command reaches Kafka: ``bootstrap, profile, security = broker``. ``security`` is
+    checked, with the SASL password read from the environment variable the settings name."""
+
+    bootstrap: str
+    profile: profiles.ClientProfile
+    security: dict
+
+    def admin(self) -> dict:
+        return profiles.admin_config(self.profile, self.bootstrap, self.security)
+
+    def consumer(self, group: str) -> dict:
+        return profiles.consumer_config(self.profile, self.bootstrap, group, self.security)
+
+    def producer(self) -> dict:
+        return profiles.producer_config(self.profile, self.bootstrap, self.security)
+
+
+def broker_from(config_file: str | None, bootstrap: str | None, kind: str | None, *,
+                default_bootstrap: str = DEFAULT_BOOTSTRAP, security: bool = True) -> Broker:
+    """The Broker for a command: ``--bootstrap`` and ``--broker`` where given, else what the
+    settings file (a gateway's or the agents', ``--config``) says, else the defaults. Without
+    ``security`` the file's TLS/SASL options are neither read nor checked."""
+    settings = loading.load_any_settings(config_file) if config_file else None
+    options = dict(settings.security) if settings is not None and security else {}
+    try:
+        checked = profiles.validate_security(options)
+    except ValueError as exc:
+        raise ConfigError(f"{config_file}: security: {exc}") from None
+    return Broker(bootstrap or (settings.bootstrap if settings else default_bootstrap),
+                  profiles.PROFILES[kind or (settings.broker if settings else DEFAULT_KIND)],
+                  checked)
+
+
+def broker_options(default_bootstrap: str = DEFAULT_BOOTSTRAP, *, security: bool = True):
+    """Decorate a command that talks to Kafka with ``--config FILE`` (env REFMESH_CONFIG),
+    ``--bootstrap`` (env REFMESH_BOOTSTRAP) and ``--broker``; the command receives one argument,
+    ``broker`` (a Broker), in their place. Flags override the file, the file the defaults."""
+    def decorate(command):
+        @functools.wraps(command)
+        def with_broker(*args, config_file, bootstrap, kind, **kwargs):
+            return command(*args, broker=broker_from(
+                config_file, bootstrap, kind, default_bootstrap=default_bootstrap,
+                security=security), **kwargs)
+
+        taken = "bootstrap, broker and security" if security else "bootstrap and broker"
+        for option in reversed((
+                click.option("--config", "config_file", envvar=CONFIG_ENV,
+                             type=click.Path(dir_okay=False), metavar="FILE",
+                             help=f"A gateway's or the agents' settings YAML to take {taken} "
+                                  f"from (env {CONFIG_ENV}); the flags below override it."),
+                click.option("--bootstrap", envvar="REFMESH_BOOTSTRAP", metavar="HOST:PORT",
+                             help="Kafka bootstrap address (env REFMESH_BOOTSTRAP) [default: "
+                                  f"from --config, else {default_bootstrap}]."),
+                click.option("--broker", "kind", type=click.Choice(BROKER_KINDS),
+                             help="Client profile for the broker kind [default: from "
+                                  f"--config, else {DEFAULT_KIND}]."))):
+            with_broker = option(with_broker)
+        return with_broker
+
+    return decorate

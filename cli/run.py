@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from kafkaedge import profiles
 from cli import common
 from kafkaedge.loading import configure_logging, load_settings
 from refmesh import topology
@@ -62,22 +61,19 @@ def topics() -> None:
 
 
 @topics.command("ensure")
-@BOOTSTRAP
-@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
-              show_default=True, help="Client profile.")
+@common.broker_options()
 @click.option("--partitions", type=click.IntRange(1, 1000), default=4, show_default=True)
 @common.directory_option()
 @common.anchor_option()
-def ensure(bootstrap: str | None, kind: str, partitions: int, directory_file: str,
+def ensure(broker: common.Broker, partitions: int, directory_file: str,
            anchor_file: str) -> None:
     """Create every topic of the mesh (from the signed directory); running it again is fine."""
     from kafkaedge.topics import TopicSpec, ensure_topics
 
     trusted = common.trusted_directory(directory_file, anchor_file, common.now_ms())
-    profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
     specs = [TopicSpec(name, partitions, compacted)
              for name, compacted in topology.mesh_topics(trusted)]
-    created = ensure_topics(profiles.admin_config(profile, bootstrap or "127.0.0.1:9092"), specs)
+    created = ensure_topics(broker.admin(), specs)
     click.echo(f"{len(specs)} topics present ({len(created)} created)")
 
 
@@ -125,15 +121,13 @@ def mesh() -> None:
 
 @mesh.command("sample")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@BOOTSTRAP
-@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
-              show_default=True)
+@common.broker_options("kafka:9092", security=False)
 @click.option("--mount", help="Path the folder will have inside containers (e.g. /mesh).")
-def sample(out: str, bootstrap: str | None, kind: str, mount: str | None) -> None:
+def sample(out: str, broker: common.Broker, mount: str | None) -> None:
     """Write the synthetic sample mesh of DOMAIN.md (keys, signed directory, settings, .env)."""
     from devmesh.sample_mesh import build
 
-    files = build(Path(out), bootstrap or "kafka:9092", common.now_ms(), broker=kind,
+    files = build(Path(out), broker.bootstrap, common.now_ms(), broker=broker.profile.name,
                   mount=mount)
     env = "".join(f"{k}={v}\n" for k, v in sorted(files.env.items()))
     common.write_file(Path(out) / ".env", env.encode())
@@ -141,13 +135,11 @@ def sample(out: str, bootstrap: str | None, kind: str, mount: str | None) -> Non
 
 
 @click.command("scan")
-@BOOTSTRAP
-@click.option("--broker", "kind", type=click.Choice(["embedded", "apache"]), default="apache",
-              show_default=True)
+@common.broker_options()
 @click.option("--canaries", "canaries_file", required=True, type=click.Path(dir_okay=False),
               help="Text file: one planted value per line (blank lines ignored).")
 @click.option("--prefix", default="", help="Only topics whose name starts with this.")
-def scan(bootstrap: str | None, kind: str, canaries_file: str, prefix: str) -> None:
+def scan(broker: common.Broker, canaries_file: str, prefix: str) -> None:
     """Read every topic from the beginning and report any canary value found in clear."""
     from gateways.scan import scan as run_scan
 
@@ -155,9 +147,7 @@ def scan(bootstrap: str | None, kind: str, canaries_file: str, prefix: str) -> N
     canaries = [line.strip() for line in text.splitlines() if line.strip()]
     if not canaries:
         raise click.UsageError(f"{canaries_file} holds no canary; write one value per line")
-    profile = profiles.EMBEDDED if kind == "embedded" else profiles.APACHE
-    result = run_scan(profiles.consumer_config(profile, bootstrap or "127.0.0.1:9092", "scan"),
-                      canaries, topic_prefix=prefix)
+    result = run_scan(broker.consumer("scan"), canaries, topic_prefix=prefix)
     for topic, partition, offset, canary in result.hits:
         click.echo(f"LEAK {topic}/{partition}@{offset}: canary {canary!r}")
     for topic, partition, position, end in result.short:

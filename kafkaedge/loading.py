@@ -14,7 +14,7 @@ import yaml
 
 from refmesh import directory, keys
 from refmesh.errors import ConfigError, DirectoryError
-from refmesh.settings import build
+from refmesh.settings import AgentSettings, GatewaySettings, build
 
 
 def file_safe(agency_id: str) -> str:
@@ -140,17 +140,37 @@ def write_file(path: str | Path, data: bytes, *, mode: int = 0o600,
     return path
 
 
-def load_settings(path: str | Path, cls, overrides: dict | None = None):
-    """Read a YAML settings file and build the frozen settings object (errors name the file)."""
+def read_settings_file(path: str | Path):
+    """The YAML document of a settings file ({} when empty); errors name the file."""
     try:
-        mapping = yaml.safe_load(Path(path).read_text()) or {}
+        return yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"settings file {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"settings file {path} is a directory: give the YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from None
+
+
+def load_settings(path: str | Path, cls, overrides: dict | None = None):
+    """Read a YAML settings file and build the frozen settings object (errors name the file)."""
+    mapping = read_settings_file(path)
     if isinstance(mapping, dict):
         mapping.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return build(cls, mapping, source=path)
+
+
+def load_any_settings(path: str | Path) -> GatewaySettings | AgentSettings:
+    """A gateway's or a domain's agents' settings file, told apart by what it names: ``agency``
+    (GatewaySettings) or ``domain`` (AgentSettings). For commands that need only what both
+    share (``refmesh.settings.Common``: bootstrap, broker, security)."""
+    mapping = read_settings_file(path)
+    if isinstance(mapping, dict) and "domain" in mapping:
+        return build(AgentSettings, mapping, source=path)
+    if isinstance(mapping, dict) and "agency" not in mapping:
+        raise ConfigError(f"settings file {path} names neither an agency (a gateway's settings) "
+                          "nor a domain (the agents' settings); give one of those files")
+    return build(GatewaySettings, mapping, source=path)  # (build names a non-mapping)
 
 
 def configure_logging() -> None:
