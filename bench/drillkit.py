@@ -40,7 +40,6 @@ from devmesh.sample_mesh import build, renamed
 from gateways.scan import scan
 from gateways.store import query_file
 from devmesh.supervise import Proc, ProcessError, wait_until
-from devmesh.tansu import free_port
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
 
@@ -151,15 +150,7 @@ class DrillMesh:
     def worker_config(self, worker_id: str) -> Path:
         """A settings file for another agent worker of the domain: own worker_id, data_dir and
         web port."""
-        base = self.files.agents_config(self.domain)
-        if worker_id == "1":
-            return base
-        config = yaml.safe_load(base.read_text())
-        config.update(worker_id=worker_id, data_dir=f"{config['data_dir']}-w{worker_id}",
-                      web_port=free_port())  # its own /healthz
-        path = base.with_name(f"{base.stem}-w{worker_id}.yaml")
-        path.write_text(yaml.safe_dump(config, sort_keys=True))
-        return path
+        return self.running.worker_config(self.domain, worker_id)
 
     def add_worker(self, worker_id: str) -> Proc:
         proc = Proc(f"agents-{self.domain}-w{worker_id}", "agents.run",

@@ -9,6 +9,7 @@ import yaml
 from gateways.client import GatewayClient, health_report
 from devmesh.sample_mesh import MeshFiles
 from devmesh.supervise import Proc, ProcessError, wait_until
+from devmesh.tansu import free_port
 
 
 class RunningMesh:
@@ -18,12 +19,29 @@ class RunningMesh:
         self.gateways: dict[str, Proc] = {}
         self.agents: dict[str, Proc] = {}
 
-    def start_agents(self, domain: str) -> Proc:
-        proc = Proc(f"agents-{domain}", "agents.run",
-                    ["--config", str(self.files.agents_config(domain))], self.files.env,
+    def start_agents(self, domain: str, worker_id: str = "1") -> Proc:
+        """Start a worker of the domain's agents, kept in ``agents`` under the domain's id (worker
+        "1") or ``<domain>-w<worker_id>`` (the others, see ``worker_config``)."""
+        key = domain if worker_id == "1" else f"{domain}-w{worker_id}"
+        proc = Proc(f"agents-{key}", "agents.run",
+                    ["--config", str(self.worker_config(domain, worker_id))], self.files.env,
                     self.log_dir).start()
-        self.agents[domain] = proc
+        self.agents[key] = proc
         return proc
+
+    def worker_config(self, domain: str, worker_id: str = "1") -> Path:
+        """The settings of a worker of the domain's agents: the sample's for worker "1"; for
+        another, a copy (written once) with its own worker_id, data_dir and web port, in the
+        same consumer group."""
+        base = self.files.agents_config(domain)
+        path = base.with_name(f"{base.stem}-w{worker_id}.yaml")
+        if worker_id == "1" or path.exists():
+            return base if worker_id == "1" else path
+        config = yaml.safe_load(base.read_text())
+        config.update(worker_id=worker_id, data_dir=f"{config['data_dir']}-w{worker_id}",
+                      web_port=free_port())
+        path.write_text(yaml.safe_dump(config, sort_keys=True))
+        return path
 
     def start_gateway(self, agency: str, wait: bool = True) -> Proc:
         proc = Proc(f"gateway-{agency}", "gateways.run",
@@ -43,10 +61,12 @@ class RunningMesh:
 
         wait_until(ready, timeout, f"gateway {agency} to answer /healthz")
 
-    def wait_agents_ready(self, domain: str, timeout: float = 90.0) -> None:
-        """Wait until the domain's agents answer 200 on /healthz: they hold their partitions of
-        the domain inbox with their tables restored (refmesh.health)."""
-        proc, url = self.agents[domain], self.agents_url(domain)
+    def wait_agents_ready(self, domain: str, timeout: float = 90.0,
+                          worker_id: str = "1") -> None:
+        """Wait until a worker of the domain's agents answers 200 on /healthz: it holds its
+        partitions of the domain inbox with its tables restored (refmesh.health)."""
+        key = domain if worker_id == "1" else f"{domain}-w{worker_id}"
+        proc, url = self.agents[key], self.agents_url(domain, worker_id)
         last = {}
 
         def ready():
@@ -62,12 +82,13 @@ class RunningMesh:
             raise ProcessError(f"{exc}; /healthz last said: {'; '.join(last['problems'])}"
                                ) from None
 
-    def agents_url(self, domain: str) -> str:
-        """Where the domain's agents serve /healthz (``web_port`` of their settings)."""
-        cfg = yaml.safe_load(self.files.agents_config(domain).read_text())
+    def agents_url(self, domain: str, worker_id: str = "1") -> str:
+        """Where a worker of the domain's agents serves /healthz (``web_port``)."""
+        path = self.worker_config(domain, worker_id)
+        cfg = yaml.safe_load(path.read_text())
         if not cfg.get("web_port"):
-            raise ProcessError(f"{self.files.agents_config(domain)} sets no web_port, so the "
-                               f"agents of {domain} serve no /healthz; set one")
+            raise ProcessError(f"{path} sets no web_port, so the agents of {domain} serve no "
+                               "/healthz; set one")
         return f"http://127.0.0.1:{cfg['web_port']}"
 
     def client(self, agency: str) -> GatewayClient:

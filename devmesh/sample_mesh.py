@@ -91,13 +91,15 @@ def token_env(agency_id: str) -> str:
 def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "embedded",
           first_port: int | None = None, passphrase: str | None = None, scrypt_n: int = 2**14,
           resend_after_ms: int = 3000, mount: str | None = None,
-          credentials: Callable[[str], tuple[dict, dict]] | None = None) -> MeshFiles:
+          credentials: Callable[[str], tuple[dict, dict]] | None = None,
+          partitions: int | None = None) -> MeshFiles:
     """Write the whole sample mesh under ``root`` and return where everything is. The first
     agency coordinates the mesh: it signs the directory. Gateways listen on ``first_port`` and
     up, or on free ports when it is None; each domain's agents answer /healthz on a free port
     (``web_port``). ``credentials(principal)``, if given, returns the broker security settings
     of that principal (refmesh.access) and the environment variables they name (its password),
-    for each gateway's and each domain's settings file."""
+    for each gateway's and each domain's settings file. ``partitions``, if given, is written
+    into every settings file (the partitions of the topics each process creates)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "keys").mkdir(exist_ok=True)
     (root / "config").mkdir(exist_ok=True)
@@ -131,6 +133,8 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
     seen = Path(mount) if mount else root  # where the folder is for the processes
     common = {"keystore": str(seen / "keys"), "directory": str(seen / "directory.bin"),
               "anchor": str(seen / "anchor.json"), "bootstrap": bootstrap, "broker": broker}
+    if partitions is not None:
+        common["partitions"] = partitions
     port = first_port
     for agency in agencies:
         if mount is not None:

@@ -101,18 +101,21 @@ class Mesh:
 
 def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
                domains: list[str], env: dict | None = None,
-               prepare: Callable[[MeshFiles, dict], None] | None = None) -> Mesh:
+               prepare: Callable[[MeshFiles, dict], None] | None = None,
+               partitions: int = 4) -> Mesh:
     """``prepare(files, ids)``, if given, runs once the mesh's files are written and before
-    any process starts (e.g. to re-sign the directory with a revoked key)."""
+    any process starts (e.g. to re-sign the directory with a revoked key). Every topic of the
+    mesh gets ``partitions`` (and every settings file says so)."""
     agencies = renamed(suffix)
     ids = {a.agency_id.rsplit("-", 1)[0]: a.agency_id for a in agencies}
-    files = build(root / "mesh", bootstrap, now_ms(), agencies=agencies, resend_after_ms=1500, scrypt_n=2**10)
+    files = build(root / "mesh", bootstrap, now_ms(), agencies=agencies, resend_after_ms=1500, scrypt_n=2**10,
+                  partitions=partitions)
     files.env.update(env or {})
     if prepare is not None:
         prepare(files, ids)
     trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
     ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
-                  [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(trusted)])
+                  [TopicSpec(n, partitions, c) for n, c in topology.mesh_topics(trusted)])
     running = RunningMesh(files, root / "logs")
     try:
         for domain in domains:
