@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import logging
+import socket
 import sys
 import time
 from pathlib import Path
@@ -108,12 +109,27 @@ def run(settings: AgentSettings) -> NoReturn:
 
     Never returns normally: the worker ends the process with SystemExit.
     """
+    if settings.web_port:
+        check_web_port(settings.web_port)
     app = prepare_app(settings)
     releaser = start_releases(settings, app) if settings.region else None
     if settings.web_port:
         health.mount(app, health.Watch(app, settings.domain,
                                        None if releaser is None else releaser.thread.is_alive))
     faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
+
+
+def check_web_port(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse to start when faust's web server (/healthz) could not listen on ``port``: faust
+    would find out only after the worker joined its group, and end with a traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"agents settings: cannot listen on {host}:{port} for /healthz "
+                              f"({exc.strerror}); choose another web_port, or 0 for none"
+                              ) from None
 
 
 def start_releases(settings: AgentSettings, app: faust.App) -> Releaser:

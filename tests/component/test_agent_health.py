@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import faust
+import pytest
 from faust.types import TP
 
-from agents import health
+from agents import health, run
 from refmesh import topology
+from refmesh.errors import ConfigError
 
 DOMAIN = "BH/GOV/NCCTIP"
 INBOX = topology.domain_inbox(DOMAIN)
@@ -57,3 +60,15 @@ def test_a_stopped_release_job_is_named(tmp_path):
     alive[0] = False
     status, body = answer(app)
     assert status == 503 and body["problems"][0].startswith("release job stopped")
+
+
+def test_a_web_port_in_use_stops_the_start_with_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port} for /healthz "
+                                              r"\(Address already in use\); choose another "
+                                              "web_port"):
+            run.check_web_port(port)
+    run.check_web_port(port)  # free again
