@@ -8,7 +8,9 @@ client options, and ``principals(...)``, which gives each named actor its own br
 """
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +94,18 @@ class LocalBroker:
             return {}, {}
         return options, {password_env(principal): self.passwords[principal]}
 
+    def client_file(self, path: str | Path | None = None) -> Path:
+        """Write the operator's client settings (bootstrap, broker kind, TLS and SASL naming
+        the password's environment variable, which this process gets) for ``--config``."""
+        security = self.security_for(ADMIN, env=True) if self.secured else {}
+        if security:
+            os.environ[password_env(ADMIN)] = self.passwords[ADMIN]
+        settings = {"bootstrap": self.bootstrap, "broker": self.kind, "security": security}
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix=f"refmesh-{self.kind}-client-", suffix=".yaml")
+            os.close(fd)
+        return write_file(path, yaml.safe_dump(settings, sort_keys=True).encode(), mode=0o644)
+
     def stop(self) -> None:
         self.process.stop()
 
@@ -139,12 +153,8 @@ def write_client_files(broker: LocalBroker) -> list[str]:
     if not broker.secured:
         return []
     folder = broker.process.folder
-    security = broker.process.client_security()
-    password = security.pop("sasl_plain_password")
-    security[profiles.PASSWORD_ENV] = password_env(ADMIN)
-    settings = {"bootstrap": broker.bootstrap, "broker": broker.kind, "security": security}
-    write_file(folder / "client.yaml", yaml.safe_dump(settings, sort_keys=True).encode(),
-               mode=0o644)
+    broker.client_file(folder / "client.yaml")
+    password = broker.passwords[ADMIN]
     write_file(folder / "admin.env", f"{password_env(ADMIN)}={password}\n".encode())
     return [f"operator (super user {ADMIN!r}): client settings {folder / 'client.yaml'}, "
             f"password in {folder / 'admin.env'} (`set -a; . {folder / 'admin.env'}`)"]

@@ -1,6 +1,7 @@
 """Reading an agency's files: keystore, trust anchor, signed directory (edge I/O for the core)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import yaml
 
 from refmesh import directory, keys
 from refmesh.errors import ConfigError, DirectoryError
-from refmesh.settings import AgentSettings, GatewaySettings, build
+from refmesh.settings import AgentSettings, ClientSettings, GatewaySettings, build
 
 
 def file_safe(agency_id: str) -> str:
@@ -160,16 +161,21 @@ def load_settings(path: str | Path, cls, overrides: dict | None = None):
     return build(cls, mapping, source=path)
 
 
-def load_any_settings(path: str | Path) -> GatewaySettings | AgentSettings:
+def load_any_settings(path: str | Path) -> GatewaySettings | AgentSettings | ClientSettings:
     """A gateway's or a domain's agents' settings file, told apart by what it names: ``agency``
-    (GatewaySettings) or ``domain`` (AgentSettings). For commands that need only what both
-    share (``refmesh.settings.Common``: bootstrap, broker, security)."""
+    (GatewaySettings) or ``domain`` (AgentSettings); or a client file that holds nothing but
+    ``bootstrap``, ``broker`` and ``security`` (ClientSettings). For commands that need only
+    what all share: bootstrap, broker, security."""
     mapping = read_settings_file(path)
     if isinstance(mapping, dict) and "domain" in mapping:
         return build(AgentSettings, mapping, source=path)
+    client_keys = {f.name for f in dataclasses.fields(ClientSettings)}
+    if isinstance(mapping, dict) and mapping and set(mapping) <= client_keys:
+        return build(ClientSettings, mapping, source=path)
     if isinstance(mapping, dict) and "agency" not in mapping:
         raise ConfigError(f"settings file {path} names neither an agency (a gateway's settings) "
-                          "nor a domain (the agents' settings); give one of those files")
+                          "nor a domain (the agents' settings), and holds more than a client's "
+                          f"{', '.join(sorted(client_keys))}; give one of those files")
     return build(GatewaySettings, mapping, source=path)  # (build names a non-mapping)
 
 

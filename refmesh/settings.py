@@ -55,6 +55,20 @@ def _check(name: str, value, hint, source: str):
 
 
 @dataclass(frozen=True)
+class ClientSettings:
+    """Only how to reach the brokers: an operator's or a regional reader's ``--config`` file
+    (``refmesh broker --kind apache`` writes one for its super user)."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    broker: str = "apache"
+    security: dict = field(default_factory=dict)  # TLS/SASL options passed to the clients
+
+    def __post_init__(self) -> None:
+        if self.broker not in BROKER_KINDS:
+            raise ValueError(f"broker must be one of {', '.join(BROKER_KINDS)}, not {self.broker!r}")
+
+
+@dataclass(frozen=True)
 class Common:
     """Settings every refmesh process shares."""
 

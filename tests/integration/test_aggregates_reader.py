@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from gateways import aggregates_reader as reader
-from kafkaedge import profiles
 from cli import cli
 from kafkaedge.loading import now_ms
 from kafkaedge.topics import TopicSpec, ensure_topics
@@ -29,7 +28,7 @@ def release(domain_keys, region: str, month_offset: int, n: int) -> bytes:
     return agg.sign_release(out.record, domain_keys)
 
 
-def test_releases_are_read_followed_and_exported(bootstrap, unique, tmp_path):
+def test_releases_are_read_followed_and_exported(kafka, unique, tmp_path):
     region = f"IT{unique}"
     now = now_ms()
     ks = {a: keys.generate(a, now - 1000) for a in (COORD, DOMAIN)}
@@ -40,13 +39,13 @@ def test_releases_are_read_followed_and_exported(bootstrap, unique, tmp_path):
     (tmp_path / "directory.bin").write_bytes(directory.sign(draft, ks[COORD], now))
     (tmp_path / "anchor.json").write_text(json.dumps(
         directory.TrustAnchor.of(ks[COORD]).to_json()))
-    ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
+    ensure_topics(kafka.admin_config(),
                   [TopicSpec(agg.topic(region), 2)])
-    producer = KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, bootstrap))
+    producer = KafkaProducer(**kafka.producer_config())
     try:
         for offset, n in ((2, 30), (1, 45)):
             producer.send(agg.topic(region), release(ks[DOMAIN], region, offset, n)).get(30)
-        config = profiles.consumer_config(profiles.EMBEDDED, bootstrap, f"it-{unique}")
+        config = kafka.consumer_config(f"it-{unique}")
 
         assert reader.read_all(config, f"missing{unique}") is None
         assert len(reader.read_all(config, region)) == 2
@@ -64,7 +63,7 @@ def test_releases_are_read_followed_and_exported(bootstrap, unique, tmp_path):
     result = CliRunner().invoke(cli, [
         "aggregates", "export", "--region", region, "--directory",
         str(tmp_path / "directory.bin"), "--anchor", str(tmp_path / "anchor.json"),
-        "--bootstrap", bootstrap, "--broker", "embedded"])
+        "--config", str(kafka.client_file())])
     assert result.exit_code == 0, result.output
     totals = [r for r in csv.DictReader(io.StringIO(result.stdout)) if r["cellType"] == "total"]
     assert sorted(int(r["count"]) for r in totals) == [30, 45, 60]

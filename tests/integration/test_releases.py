@@ -10,7 +10,6 @@ from kafka import KafkaProducer
 
 from agents.releases import RELEASE_CONTEXT, Releaser, noise_source
 from agents.run import domain_topics
-from kafkaedge import profiles
 from cli import cli
 from kafkaedge.topic_reader import latest, read_topic
 from kafkaedge.topics import TopicSpec, ensure_topics
@@ -37,7 +36,8 @@ ET, PH = aggregate.cell_key(cell("ET")), aggregate.cell_key(cell("PH"))
 
 
 class World:
-    def __init__(self, bootstrap: str, unique: str, clock: list[int]) -> None:
+    def __init__(self, kafka, unique: str, clock: list[int]) -> None:
+        self.kafka = kafka
         self.domain, coord = f"BH/GOV/R{unique.upper()}", f"BH/GOV/C{unique.upper()}"
         self.region = f"R{unique}"
         self.keys = keys.generate(self.domain, T0)
@@ -48,15 +48,15 @@ class World:
                 k, agency, "CentralGovernmentOrganisation", "BH", None, T0))
         self.directory = directory.load(directory.sign(draft, coord_keys, T0),
                                         directory.TrustAnchor.of(coord_keys), T0 + DAY)
-        self.consumer = profiles.consumer_config(profiles.EMBEDDED, bootstrap, "t")
-        self.producer_config = profiles.producer_config(profiles.EMBEDDED, bootstrap)
-        ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
+        self.consumer = kafka.consumer_config("t")
+        self.producer_config = kafka.producer_config()
+        ensure_topics(kafka.admin_config(),
                       [*domain_topics(self.domain, 2), TopicSpec(aggregate.topic(self.region), 1)])
         self.clock = clock
         self.settings = AgentSettings(
             keystore="-", directory="-", anchor="-", domain=self.domain, policy="-",
             region=self.region, aggregate_grace_ms=DAY, aggregate_max_late_ms=30 * DAY,
-            aggregate_epsilon=0.5, aggregate_budget=1.0, broker="embedded")
+            aggregate_epsilon=0.5, aggregate_budget=1.0, broker=kafka.kind)
         self.draws: list[float] = []
 
     def releaser(self, **overrides) -> Releaser:
@@ -96,8 +96,8 @@ class World:
 
 
 @pytest.fixture
-def world(bootstrap, unique) -> World:
-    return World(bootstrap, unique, [WINDOW[1] + DAY])  # September is due, not final
+def world(kafka, unique) -> World:
+    return World(kafka, unique, [WINDOW[1] + DAY])  # September is due, not final
 
 
 def decisions(chain: list[bytes]) -> list[tuple[str, str | None]]:
@@ -182,8 +182,7 @@ def test_refmesh_audit_verify_checks_the_release_chain_too(world):
     world.counts(0, WINDOW, {ET: 30})
     world.releaser().run_once()
     result = CliRunner().invoke(cli, ["audit", "verify", "--domain", world.domain,
-                                      "--bootstrap", world.consumer["bootstrap_servers"],
-                                      "--broker", "embedded"])
+                                      "--config", str(world.kafka.client_file())])
     assert result.exit_code == 0, result.output
     assert "releases 0: 1 records, chain intact" in result.output
     assert "partition 1: 0 records, chain intact" in result.output

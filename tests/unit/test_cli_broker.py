@@ -118,7 +118,7 @@ def test_a_missing_password_variable_is_one_line_naming_the_file_and_the_variabl
 
 
 @pytest.mark.parametrize("doc, words", [
-    ({"bootstrap": "x:1"}, "names neither an agency (a gateway's settings) nor a domain"),
+    ({"bootstrap": "x:1", "keystore": "k"}, "names neither an agency (a gateway's settings) nor a domain"),
     ({**GATEWAY, "broker": "tansu"}, "broker must be one of embedded, apache, not 'tansu'"),
     ({**GATEWAY, "security": {**SASL, "sasl_mechanism": "GSSAPI"}},
      "security: sasl_mechanism 'GSSAPI' is not one of"),
@@ -164,3 +164,14 @@ def test_every_kafka_command_takes_the_config(runner, tmp_path, monkeypatch):
         assert got[name]["bootstrap_servers"] == "kafka-1.example:9093", name
         assert got[name]["sasl_plain_password"] == "s3cret", name
     assert got["sample"] == ("kafka-1.example:9093", "embedded")
+
+
+def test_a_client_file_with_only_bootstrap_broker_and_security_is_enough(runner, seen,
+                                                                         tmp_path):
+    """What `refmesh broker --kind apache` writes for its super user: no keys, no directory."""
+    client = {"bootstrap": "kafka-3.example:9093", "broker": "apache", "security": SASL}
+    result = verify(runner, "--config", settings_file(tmp_path, client))
+    assert "no audit topic" in result.output  # it got as far as reading (nothing there)
+    assert seen[0]["bootstrap_servers"] == "kafka-3.example:9093"
+    assert seen[0]["sasl_plain_password"] == "s3cret"
+    assert seen[0]["isolation_level"] == profiles.APACHE.isolation_level
