@@ -1,4 +1,4 @@
-"""`refmesh broker`, `refmesh topics ensure`, `refmesh gateway run`, `refmesh agents run`,
+"""`refmesh broker`, `refmesh topics ensure` and `acls`, `refmesh gateway run`, `refmesh agents run`,
 `refmesh mesh sample`: running the mesh."""
 from __future__ import annotations
 
@@ -75,6 +75,51 @@ def ensure(broker: common.Broker, partitions: int, directory_file: str,
              for name, compacted in topology.mesh_topics(trusted)]
     created = ensure_topics(broker.admin(), specs)
     click.echo(f"{len(specs)} topics present ({len(created)} created)")
+
+
+def _regions(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    """--region DOMAIN=REGION, repeated: {domain: region}, one region per domain."""
+    regions: dict[str, str] = {}
+    for value in values:
+        domain, sep, region = value.partition("=")
+        if not sep or not domain or not region:
+            raise click.BadParameter(f"{value!r} is not DOMAIN=REGION, e.g. BH/GOV/NCCTIP=GCC",
+                                     ctx, param)
+        if regions.get(domain, region) != region:
+            raise click.BadParameter(f"{domain} is given two regions ({regions[domain]} and "
+                                     f"{region}); a domain publishes to one", ctx, param)
+        regions[domain] = region
+    return regions
+
+
+@topics.command("acls")
+@common.broker_options()
+@common.directory_option()
+@common.anchor_option()
+@click.option("--region", "regions", multiple=True, callback=_regions, metavar="DOMAIN=REGION",
+              help="A policy domain and the region it publishes statistics to (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the grants; change nothing.")
+@click.option("--prune/--no-prune", default=True, show_default=True,
+              help="Remove refmesh ACLs that the directory no longer grants.")
+def acls(broker: common.Broker, directory_file: str, anchor_file: str,
+         regions: dict[str, str], dry_run: bool, prune: bool) -> None:
+    """Give each gateway, domain and regional reader exactly the broker rights of its role,
+    derived from the signed directory; run it as the super user after every new directory."""
+    from refmesh.access import mesh_grants
+
+    trusted = common.trusted_directory(directory_file, anchor_file, common.now_ms())
+    grants = mesh_grants(trusted, regions)
+    if dry_run:
+        for g in grants:
+            click.echo(f"{g.principal:<40} {g.operation:<9} {g.resource_type:<16} "
+                       f"{g.pattern:<9} {g.name}")
+        click.echo(f"{len(grants)} grants (dry run: nothing changed)")
+        return
+    from kafkaedge.acls import apply_acls
+
+    created, removed = apply_acls(broker.admin(), grants, prune=prune)
+    click.echo(f"{len(grants)} grants present ({len(created)} ACLs created, "
+               f"{len(removed)} removed)")
 
 
 @click.group("gateway", cls=common.MeshGroup)
