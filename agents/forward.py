@@ -325,6 +325,9 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
         datadir=str(Path(settings.data_dir) / settings.worker_id),
         topic_partitions=partitions,
         topic_disable_leader=True,  # no on_leader tasks: the assignor's leader topic is unused
+        # Every topic exists before a worker starts (agents.run, or the operator under the
+        # broker's ACLs, which give the domain's principal no right to create topics).
+        topic_allow_declare=False,
         stream_wait_empty=False,  # see the module docstring
         broker_credentials=credentials,
         **web, **profiles.faust_broker_settings(profile_of(settings)))
