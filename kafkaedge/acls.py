@@ -37,6 +37,7 @@ from kafka.errors import (
 )
 
 from kafkaedge.credentials import admin_client
+from kafkaedge.waiting import ProcessError, wait_until
 from refmesh.access import ADMIN, Grant
 from refmesh.errors import MeshError
 
@@ -104,9 +105,28 @@ def apply_acls(admin_config: dict, grants: Iterable[Grant], *, prune: bool = Tru
             _create(admin, admin_config, create)
         if remove:
             _delete(admin, admin_config, remove)
+        if create or remove:
+            _wait_in_force(admin, admin_config, create, remove)
     finally:
         admin.close()
     return create, remove
+
+
+def _wait_in_force(admin: KafkaAdminClient, config: dict, create: list[ACL], remove: list[ACL],
+                   timeout: float = 30.0) -> None:
+    """Wait until the brokers' authorizer shows the change. The controller commits ACLs to the
+    metadata log and each broker applies them when it replays it: a client started right after
+    CreateAcls returned could otherwise still be refused."""
+    added, gone = {acl_key(a) for a in create}, {acl_key(a) for a in remove}
+
+    def in_force() -> bool:
+        have = {acl_key(acl) for acl in _describe(admin, config)}
+        return added <= have and not gone & have
+
+    try:
+        wait_until(in_force, timeout, f"the ACL change to take effect at {_where(config)}")
+    except ProcessError as exc:
+        raise AclError(str(exc)) from None
 
 
 def scram_users(admin_config: dict, users: Mapping[str, str]) -> list[str]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from kafka import KafkaProducer
 
-from kafkaedge import profiles
+from devmesh.brokers import LocalBroker
+from kafkaedge.acls import apply_acls
 from kafkaedge import topic_reader
 from kafkaedge.audit_reader import read_chains
 from kafkaedge.loading import DirectoryRef, keystore_path, load_anchor, now_ms
@@ -19,6 +20,7 @@ from devmesh.sample_mesh import MeshFiles, build, renamed
 from devmesh.supervise import wait_until
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import codec, samples, schemas, topology
+from refmesh.access import mesh_grants
 from refmesh.keys import unlock
 
 
@@ -27,7 +29,11 @@ class Mesh:
     files: MeshFiles
     running: RunningMesh
     ids: dict  # original sample id -> this test's id
-    bootstrap: str
+    kafka: LocalBroker
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap
 
     def id(self, sample_id: str) -> str:
         return self.ids[sample_id]
@@ -67,7 +73,8 @@ class Mesh:
         return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
 
     def consumer_config(self, group: str = "unused") -> dict:
-        return profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, group)
+        """A consumer as the operator (a super user on a secured broker)."""
+        return self.kafka.consumer_config(group)
 
     def audit_chains(self, sample_domain: str) -> dict[int, list[bytes]]:
         """The domain's audit topic, {partition: [record bytes]}."""
@@ -79,7 +86,7 @@ class Mesh:
                 for chain in self.audit_chains(sample_domain).values() for data in chain]
 
     def producer(self) -> KafkaProducer:
-        return KafkaProducer(**profiles.producer_config(profiles.EMBEDDED, self.bootstrap))
+        return KafkaProducer(**self.kafka.producer_config())
 
     def read_topic(self, topic: str, expect: int, timeout: float = 30.0) -> list:
         """Every message of ``topic`` once at least ``expect`` have arrived."""
@@ -99,23 +106,29 @@ class Mesh:
             consumer.close(autocommit=False)
 
 
-def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
+def start_mesh(root: Path, kafka: LocalBroker, suffix: str, gateways: list[str],
                domains: list[str], env: dict | None = None,
                prepare: Callable[[MeshFiles, dict], None] | None = None,
                partitions: int = 4) -> Mesh:
     """``prepare(files, ids)``, if given, runs once the mesh's files are written and before
-    any process starts (e.g. to re-sign the directory with a revoked key). Every topic of the
-    mesh gets ``partitions`` (and every settings file says so)."""
+    any process starts (e.g. to re-sign the directory with a revoked key). On a secured broker
+    each gateway and domain gets its own SCRAM user and exactly the ACLs of its role, derived
+    from the signed directory as ``refmesh topics acls`` does. Every topic of the mesh gets
+    ``partitions`` (and every settings file says so)."""
     agencies = renamed(suffix)
     ids = {a.agency_id.rsplit("-", 1)[0]: a.agency_id for a in agencies}
-    files = build(root / "mesh", bootstrap, now_ms(), agencies=agencies, resend_after_ms=1500, scrypt_n=2**10,
-                  partitions=partitions)
+    files = build(root / "mesh", kafka.bootstrap, now_ms(), agencies=agencies,
+                  resend_after_ms=1500, scrypt_n=2**10, broker=kafka.kind,
+                  credentials=kafka.credentials, partitions=partitions)
     files.env.update(env or {})
     if prepare is not None:
         prepare(files, ids)
     trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
-    ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
+    ensure_topics(kafka.admin_config(),
                   [TopicSpec(n, partitions, c) for n, c in topology.mesh_topics(trusted)])
+    if kafka.secured:
+        apply_acls(kafka.admin_config(), mesh_grants(trusted, regions_of(files, domains, ids)),
+                   prune=False)
     running = RunningMesh(files, root / "logs")
     try:
         for domain in domains:
@@ -129,7 +142,7 @@ def start_mesh(root: Path, bootstrap: str, suffix: str, gateways: list[str],
     except BaseException:
         running.stop()  # never leave child processes behind a failed fixture
         raise
-    return Mesh(files, running, ids, bootstrap)
+    return Mesh(files, running, ids, kafka)
 
 
 def metrics(client) -> str:
@@ -138,3 +151,13 @@ def metrics(client) -> str:
                                      headers={"Authorization": f"Bearer {client.token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.read().decode()
+
+
+def regions_of(files: MeshFiles, domains: list[str], ids: dict) -> dict[str, str]:
+    """{domain: region} of the domains whose settings name a region (after ``prepare``)."""
+    regions = {}
+    for domain in domains:
+        region = yaml.safe_load(files.agents_config(ids[domain]).read_text()).get("region")
+        if region:
+            regions[ids[domain]] = region
+    return regions

@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from kafkaedge import profiles
+from refmesh.access import region_principal
 from cli import cli
 from kafkaedge.loading import now_ms
 from devmesh.supervise import wait_until
@@ -32,17 +33,20 @@ def _with_region(files, ids):
 
 
 @pytest.fixture(scope="module")
-def mesh(bootstrap, tmp_path_factory):
-    m = start_mesh(tmp_path_factory.mktemp("agg"), bootstrap, uuid.uuid4().hex[:6],
+def mesh(kafka, tmp_path_factory):
+    m = start_mesh(tmp_path_factory.mktemp("agg"), kafka, uuid.uuid4().hex[:6],
                    [HOTLINE, SHELTER], [NCC], prepare=_with_region)
     yield m
     m.running.stop()
 
 
 def _releases(mesh) -> list[dict]:
-    """The verified releases now on the region's topic (newest revision per window)."""
-    messages = read_all(profiles.consumer_config(profiles.EMBEDDED, mesh.bootstrap, "r"),
-                        REGION) or []
+    """The verified releases now on the region's topic (newest revision per window), read as
+    the regional body (on a secured broker: with its own principal's rights only)."""
+    kafka = mesh.kafka
+    reader = profiles.consumer_config(kafka.profile, kafka.bootstrap, "r",
+                                      kafka.security_for(region_principal(REGION)))
+    messages = read_all(reader, REGION) or []
     kept, rejected = table.accept(((f"{m.partition}@{m.offset}", m.value) for m in messages),
                                   mesh.directory(), now_ms(), REGION, table.Latest())
     assert rejected == []
@@ -79,7 +83,7 @@ def test_referrals_become_a_signed_release_without_the_unique_person(mesh, tmp_p
     out = tmp_path / "agg.csv"
     exported = CliRunner().invoke(cli, [
         "aggregates", "export", "--region", REGION, "--format", "csv", "--out", str(out),
-        "--bootstrap", mesh.bootstrap, "--broker", "embedded",
+        "--config", str(mesh.kafka.client_file()),
         "--directory", str(mesh.files.directory), "--anchor", str(mesh.files.anchor)])
     assert exported.exit_code == 0, exported.output
     assert "NP" not in out.read_text() and "ET" in out.read_text()

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kafkaedge import profiles
 from cli import cli
 from gateways.client import GatewayClient, GatewayError
 from kafkaedge.loading import now_ms
@@ -39,8 +38,8 @@ PERSON = itertools.count(100)  # person numbers: each test its own people
 
 
 @pytest.fixture(scope="module")
-def mesh(bootstrap, tmp_path_factory):
-    m = start_mesh(tmp_path_factory.mktemp("consent"), bootstrap, uuid.uuid4().hex[:6],
+def mesh(kafka, tmp_path_factory):
+    m = start_mesh(tmp_path_factory.mktemp("consent"), kafka, uuid.uuid4().hex[:6],
                    [HOTLINE, SHELTER, POLICE, PSYCH, IOM, RECEPTION], [NCC, ET_NCC])
     yield m
     procs = [*m.running.gateways.values(), *m.running.agents.values()]
@@ -348,8 +347,8 @@ def test_the_audit_chains_verify_and_a_modified_record_is_named(mesh):
     runner = CliRunner()
 
     def verify(domain_id: str):
-        return runner.invoke(cli, ["audit", "verify", "--domain", domain_id, "--bootstrap",
-                                   mesh.bootstrap, "--broker", "embedded"])
+        return runner.invoke(cli, ["audit", "verify", "--domain", domain_id, "--config",
+                                   str(mesh.kafka.client_file())])
 
     for domain in (NCC, ET_NCC):
         result = verify(mesh.id(domain))
@@ -369,7 +368,7 @@ def test_the_audit_chains_verify_and_a_modified_record_is_named(mesh):
     assert (broken.index, broken.seq) == (2, 2) and "prevHash" in broken.reason
     assert audit.verify(chain[:1] + chain[2:]).reason.startswith("sequence 2 where 1")
     scratch = f"BH/GOV/SCRATCH-{uuid.uuid4().hex[:6].upper()}"
-    ensure_topics(profiles.admin_config(profiles.EMBEDDED, mesh.bootstrap),
+    ensure_topics(mesh.kafka.admin_config(),
                   [TopicSpec(topology.audit(scratch), 1)])
     producer = mesh.producer()
     for data in copy:

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.integration.conftest import KINDS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,9 +25,11 @@ def _demo_processes() -> list[str]:
     return found
 
 
-def test_demo_runs_the_case_path_and_finds_no_leak():
-    done = subprocess.run([sys.executable, "-m", "devmesh.demo"], cwd=ROOT, timeout=240,
-                          capture_output=True, text=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_demo_runs_the_case_path_and_finds_no_leak(kind):
+    """`make demo`, and `make demo BROKER=apache` (SASL_SSL, SCRAM users and ACLs on)."""
+    done = subprocess.run([sys.executable, "-m", "devmesh.demo", "--broker", kind], cwd=ROOT,
+                          timeout=300, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "planted personal values: 0 found" in out
@@ -37,4 +43,6 @@ def test_demo_runs_the_case_path_and_finds_no_leak():
     assert "ET/NGO/RECEPTION   1 referral(s)" in out
     assert (ROOT / "demo-out" / "report.html").read_text().count("data:image/png;base64") >= 2
     assert "Traceback" not in out + done.stderr
+    if kind == "apache":
+        assert "ACLs from the signed directory" in out and "SASL_SSL" in out
     assert _demo_processes() == []

@@ -16,8 +16,8 @@ IOM, RECEPTION, ET_NCC = "BH/IO/IOM", "ET/NGO/RECEPTION", "ET/GOV/NCC"
 
 
 @pytest.fixture(scope="module")
-def mesh(bootstrap, tmp_path_factory):
-    m = start_mesh(tmp_path_factory.mktemp("gw"), bootstrap, uuid.uuid4().hex[:6],
+def mesh(kafka, tmp_path_factory):
+    m = start_mesh(tmp_path_factory.mktemp("gw"), kafka, uuid.uuid4().hex[:6],
                    [HOTLINE, SHELTER, IOM, RECEPTION], [NCC, ET_NCC])
     yield m
     m.running.stop()
@@ -197,7 +197,6 @@ def test_case_workers_cli_sends_lists_shows_and_changes_status(mesh, tmp_path):
 
 
 def test_leak_scanner_finds_a_planted_value_in_clear(mesh):
-    from kafkaedge import profiles
     from gateways.scan import scan
 
     canary = f"CANARY-{uuid.uuid4().hex}"
@@ -205,7 +204,7 @@ def test_leak_scanner_finds_a_planted_value_in_clear(mesh):
     producer = mesh.producer()
     producer.send(topic, value=f"name={canary}".encode()).get(timeout=10)
     producer.close()
-    config = profiles.consumer_config(profiles.EMBEDDED, mesh.bootstrap, "scan")
+    config = mesh.consumer_config("scan")
     found = scan(config, [canary, "never-planted-value"], topic_prefix=topic)
     assert [(hit[0], hit[3]) for hit in found.hits] == [(topic, canary)]
     assert found.messages >= 1

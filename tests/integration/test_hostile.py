@@ -19,7 +19,6 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from kafkaedge import profiles
 from kafkaedge import topic_reader
 from kafkaedge.loading import keystore_path, load_anchor, now_ms, write_file
 from devmesh.supervise import wait_until
@@ -33,7 +32,7 @@ BIG = 900 * 1024  # events above this are too big for a default producer to dead
 
 
 @pytest.fixture(scope="module")
-def mesh(bootstrap, tmp_path_factory):
+def mesh(kafka, tmp_path_factory):
     revoked = {}
 
     def revoke(files, ids):  # before any process starts: every reader sees the revocation
@@ -45,7 +44,7 @@ def mesh(bootstrap, tmp_path_factory):
         write_file(files.directory, signed)
         revoked.update(extra)
 
-    m = start_mesh(tmp_path_factory.mktemp("hostile"), bootstrap, uuid.uuid4().hex[:6],
+    m = start_mesh(tmp_path_factory.mktemp("hostile"), kafka, uuid.uuid4().hex[:6],
                    [HOTLINE, SHELTER], [NCC], prepare=revoke)
     m.revoked = revoked
     yield m
@@ -59,7 +58,7 @@ def _keys(mesh, *agencies) -> dict:
 def _produce(mesh, topic: str, events) -> dict[str, hostile.HostileEvent]:
     """Write each event as it is (up to 8 MiB); return {source: event}, the source being what
     the dead letter's refmesh-source header must say."""
-    config = profiles.producer_config(profiles.EMBEDDED, mesh.bootstrap)
+    config = mesh.kafka.producer_config()
     producer = KafkaProducer(**config, max_request_size=8 * 1024 * 1024)
     sources = {}
     try:

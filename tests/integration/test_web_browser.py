@@ -49,8 +49,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def mesh(bootstrap, tmp_path_factory):
-    m = start_mesh(tmp_path_factory.mktemp("web"), bootstrap, uuid.uuid4().hex[:6],
+def mesh(kafka, tmp_path_factory):
+    m = start_mesh(tmp_path_factory.mktemp("web"), kafka, uuid.uuid4().hex[:6],
                    [HOTLINE, SHELTER], [NCC])
     runner = CliRunner()
     for agency in (HOTLINE, SHELTER):
