@@ -60,23 +60,6 @@ def topics() -> None:
     """The mesh's Kafka topics."""
 
 
-@topics.command("ensure")
-@common.broker_options()
-@click.option("--partitions", type=click.IntRange(1, 1000), default=4, show_default=True)
-@common.directory_option()
-@common.anchor_option()
-def ensure(broker: common.Broker, partitions: int, directory_file: str,
-           anchor_file: str) -> None:
-    """Create every topic of the mesh (from the signed directory); running it again is fine."""
-    from kafkaedge.topics import TopicSpec, ensure_topics
-
-    trusted = common.trusted_directory(directory_file, anchor_file, common.now_ms())
-    specs = [TopicSpec(name, partitions, compacted)
-             for name, compacted in topology.mesh_topics(trusted)]
-    created = ensure_topics(broker.admin(), specs)
-    click.echo(f"{len(specs)} topics present ({len(created)} created)")
-
-
 def _regions(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     """--region DOMAIN=REGION, repeated: {domain: region}, one region per domain."""
     regions: dict[str, str] = {}
@@ -92,12 +75,35 @@ def _regions(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     return regions
 
 
+REGIONS = click.option("--region", "regions", multiple=True, callback=_regions,
+                       metavar="DOMAIN=REGION", help="A policy domain and the region it "
+                                                     "publishes statistics to (repeatable).")
+
+
+@topics.command("ensure")
+@common.broker_options()
+@click.option("--partitions", type=click.IntRange(1, 1000), default=4, show_default=True)
+@common.directory_option()
+@common.anchor_option()
+@REGIONS
+def ensure(broker: common.Broker, partitions: int, directory_file: str,
+           anchor_file: str, regions: dict[str, str]) -> None:
+    """Create every topic of the mesh (from the signed directory, and the aggregate topic of
+    each region named); running it again is fine."""
+    from kafkaedge.topics import TopicSpec, ensure_topics
+
+    trusted = common.trusted_directory(directory_file, anchor_file, common.now_ms())
+    specs = [TopicSpec(name, partitions, compacted)
+             for name, compacted in topology.mesh_topics(trusted, regions.values())]
+    created = ensure_topics(broker.admin(), specs)
+    click.echo(f"{len(specs)} topics present ({len(created)} created)")
+
+
 @topics.command("acls")
 @common.broker_options()
 @common.directory_option()
 @common.anchor_option()
-@click.option("--region", "regions", multiple=True, callback=_regions, metavar="DOMAIN=REGION",
-              help="A policy domain and the region it publishes statistics to (repeatable).")
+@REGIONS
 @click.option("--dry-run", is_flag=True, help="Print the grants; change nothing.")
 @click.option("--prune/--no-prune", default=True, show_default=True,
               help="Remove refmesh ACLs that the directory no longer grants.")

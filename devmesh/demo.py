@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         with_region(files.agents_config(DOMAINS[0]))
         trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
         specs = [TopicSpec(name, 4, compacted) for name, compacted in
-                 topology.mesh_topics(trusted)]
+                 topology.mesh_topics(trusted, [REGION])]
         ensure_topics(broker.admin_config(), specs)
         say(f"{len(specs)} topics created with explicit partition counts")
         if broker.secured:

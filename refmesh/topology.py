@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from refmesh.aggregate.wire import topic as aggregate_topic
 from refmesh.directory import TrustedDirectory
 
 PREFIX = "refmesh"
@@ -118,9 +120,12 @@ def next_hop(directory: TrustedDirectory, domain: str, recipient: str) -> Hop:
     return Hop(target, domain_inbox(target))
 
 
-def mesh_topics(directory: TrustedDirectory) -> list[tuple[str, bool]]:
-    """Every topic of the mesh as (name, compacted)."""
-    names: list[tuple[str, bool]] = []
+def mesh_topics(directory: TrustedDirectory,
+                regions: Iterable[str] = ()) -> list[tuple[str, bool]]:
+    """Every topic of the mesh as (name, compacted), with the aggregate topic of each region
+    that a domain publishes to (the operator creates them all: under the broker's ACLs nobody
+    else may)."""
+    names: list[tuple[str, bool]] = [(aggregate_topic(r), False) for r in sorted(set(regions))]
     for agency_id, member in sorted(directory.members.items()):
         names += [(agency_inbox(agency_id), False), (deadletter(agency_id), False)]
         if member["domain"] is None:

@@ -124,11 +124,11 @@ def start_mesh(root: Path, kafka: LocalBroker, suffix: str, gateways: list[str],
     if prepare is not None:
         prepare(files, ids)
     trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
-    ensure_topics(kafka.admin_config(),
-                  [TopicSpec(n, partitions, c) for n, c in topology.mesh_topics(trusted)])
+    regions = regions_of(files, domains, ids)
+    ensure_topics(kafka.admin_config(), [TopicSpec(n, partitions, c) for n, c in
+                                         topology.mesh_topics(trusted, regions.values())])
     if kafka.secured:
-        apply_acls(kafka.admin_config(), mesh_grants(trusted, regions_of(files, domains, ids)),
-                   prune=False)
+        apply_acls(kafka.admin_config(), mesh_grants(trusted, regions), prune=False)
     running = RunningMesh(files, root / "logs")
     try:
         for domain in domains:

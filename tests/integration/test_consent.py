@@ -323,6 +323,7 @@ def test_the_agents_refuse_to_start_on_a_tampered_foreign_or_unsigned_policy(mes
         path.write_bytes(data)
         conf = tmp_path / f"{name}.yaml"
         conf.write_text(yaml.safe_dump({**config, "policy": str(path), "worker_id": name,
+                                        "web_port": 0,  # the running worker has its port
                                         "data_dir": str(tmp_path / "data")}))
         procs[name] = (Proc(f"agents-{name}", "agents.run", ["--config", str(conf)],
                             mesh.files.env, tmp_path).start(), path)
