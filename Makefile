@@ -32,10 +32,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m devmesh.demo --broker $(BROKER)
 
+# benchmarks (about 10 minutes): the pipeline on Tansu and on Apache Kafka (SASL_SSL, ACLs) side by
+# side when java 17+ and mvn are on PATH, else on Tansu alone with a NOTE saying why;
+# `$(BIN)/python bench/pipeline.py --quick` takes about a minute; BENCH_ARGS='--brokers embedded'
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/agents.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
 
 # fault drills (about 25 minutes; `$(BIN)/python bench/drills.py --quick` takes about 5)
 drills: $(STAMP)

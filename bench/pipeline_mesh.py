@@ -1,6 +1,8 @@
 """The pipeline benchmark's mesh: a fresh sample mesh per run, driven through the hotline's
 API and watched through read-only views of both gateways' databases, plus what /proc says about
-each process (resident memory, CPU time). Used by bench/pipeline.py."""
+each process (resident memory, CPU time). Used by bench/pipeline.py, on either broker kind
+(devmesh.brokers.LocalBroker): on a secured Apache Kafka each gateway and the domain get their
+own SCRAM user and the ACLs of their role, as tests/integration/meshfix.py gives them."""
 from __future__ import annotations
 
 import os
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from kafkaedge import profiles
+from devmesh.brokers import LocalBroker
 from kafkaedge.loading import DirectoryRef, keystore_path, load_anchor, now_ms
 from devmesh.mesh import RunningMesh
 from devmesh.sample_mesh import build, renamed
@@ -40,6 +42,26 @@ def rss_kb(pid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def broker_pid(kafka: LocalBroker) -> int:
+    """The broker's process id (the Tansu process, or the single Apache Kafka node's java)."""
+    if kafka.kind == "embedded":
+        return kafka.process.pid
+    # ApacheBroker has no public pid: it keeps its node processes by node id (one node here)
+    return kafka.process._procs[1].pid
+
+
+def acls_available() -> str | None:
+    """None if this tree can give a secured broker the mesh's ACLs (kafkaedge.acls and
+    refmesh.access.mesh_grants), else what is missing."""
+    import importlib.util
+
+    from refmesh import access
+    missing = [name for name, there in (
+        ("kafkaedge.acls", importlib.util.find_spec("kafkaedge.acls") is not None),
+        ("refmesh.access.mesh_grants", hasattr(access, "mesh_grants"))) if not there]
+    return f"{' and '.join(missing)} not in this tree yet" if missing else None
 
 
 def cpu_s(pid: int) -> float:
@@ -78,17 +100,23 @@ class RssSampler(threading.Thread):
 class Bench:
     """One run's mesh: files, processes, API clients and read-only views of both databases."""
 
-    def __init__(self, root: Path, bootstrap: str, suffix: str, broker_pid: int) -> None:
-        self.broker_pid = broker_pid
+    def __init__(self, root: Path, kafka: LocalBroker, suffix: str) -> None:
+        self.kafka, self.broker_pid = kafka, broker_pid(kafka)
         agencies = renamed(suffix)
         self.ids = {a.agency_id.rsplit("-", 1)[0]: a.agency_id for a in agencies}
         self.hotline, self.shelter, self.domain = (self.ids[HOTLINE], self.ids[SHELTER],
                                                    self.ids[DOMAIN])
-        self.files = build(root / "mesh", bootstrap, now_ms(), agencies=agencies,
-                           scrypt_n=2**10)
+        self.files = build(root / "mesh", kafka.bootstrap, now_ms(), agencies=agencies,
+                           scrypt_n=2**10, broker=kafka.kind,
+                           credentials=kafka.credentials if kafka.secured else None)
         self.directory = DirectoryRef(self.files.directory, load_anchor(self.files.anchor))
-        ensure_topics(profiles.admin_config(profiles.EMBEDDED, bootstrap),
-                      [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(self.directory())])
+        trusted = self.directory()
+        ensure_topics(kafka.admin_config(),
+                      [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(trusted)])
+        if kafka.secured:
+            from kafkaedge.acls import apply_acls  # being written; acls_available() checks
+            from refmesh.access import mesh_grants
+            apply_acls(kafka.admin_config(), mesh_grants(trusted, {}), prune=False)
         self.mesh = RunningMesh(self.files, root / "logs")
 
     def keys(self, agency: str):
@@ -109,6 +137,7 @@ class Bench:
         self.resend_after_ms = config[self.hotline].get("resend_after_ms")
 
     def pids(self) -> dict[str, int]:
+        """The mesh's processes (not the broker's: ``broker_pid``)."""
         return {"hotline gateway": self.mesh.gateways[self.hotline].popen.pid,
                 "shelter gateway": self.mesh.gateways[self.shelter].popen.pid,
                 "domain agents": self.mesh.agents[self.domain].popen.pid}
