@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from devmesh.apache import ApacheBroker, java_problem
-from devmesh.tansu import EmbeddedBroker
+from devmesh.tansu import EmbeddedBroker, free_port
 from kafkaedge import profiles
 from kafkaedge.loading import write_file
 from refmesh.access import ADMIN
@@ -55,6 +56,12 @@ class LocalBroker:
     @property
     def ca_file(self) -> Path | None:
         return self.process.tls.ca if self.secured else None
+
+    @property
+    def replication(self) -> int:
+        """The replication factor for the topics the operator creates: one copy on every node
+        (3 on the three-node cluster, 1 on one node and on Tansu)."""
+        return len(self.process.nodes) if isinstance(self.process, ApacheBroker) else 1
 
     def admin_config(self) -> dict:
         return profiles.admin_config(self.profile, self.bootstrap, self.admin_security)
@@ -106,6 +113,25 @@ class LocalBroker:
             os.close(fd)
         return write_file(path, yaml.safe_dump(settings, sort_keys=True).encode(), mode=0o644)
 
+    def halt(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the broker (node 1 of an Apache Kafka cluster) but keep its handle, ports and
+        storage, to ``resume()`` it: Kafka's log survives, as Tansu's s3:// storage does; Tansu's
+        memory storage comes back empty. On Apache Kafka ``sig`` is SIGTERM (a clean shutdown)
+        or SIGKILL (a crash); Tansu is stopped with SIGTERM only."""
+        if isinstance(self.process, ApacheBroker):
+            self.process.kill(1, sig)
+        elif sig == signal.SIGTERM:
+            self.process.stop()
+        else:
+            raise ValueError(f"the embedded broker is stopped with SIGTERM only, not {sig!r}")
+
+    def resume(self, timeout: float = 120.0) -> None:
+        """Start a ``halt``-ed broker again on the same address; return once it answers."""
+        if isinstance(self.process, ApacheBroker):
+            self.process.restart(1, timeout)
+        else:
+            self.process.start(timeout=timeout)
+
     def stop(self) -> None:
         self.process.stop()
 
@@ -120,7 +146,8 @@ def start(kind: str, folder: str | Path | None = None, *, security: bool = True,
           nodes: int = 1, port: int | None = None) -> LocalBroker:
     """Start a local broker of ``kind`` (embedded or apache) and return its handle."""
     if kind == "embedded":
-        process = EmbeddedBroker(port=port)
+        # a port fixed now, so that a broker halt()-ed and resume()-d keeps its address
+        process = EmbeddedBroker(port=port or free_port())
         return LocalBroker(kind, process, process.start())
     if kind == "apache":
         process = ApacheBroker(folder, security=security, nodes=nodes)
