@@ -1,8 +1,9 @@
-"""`refmesh broker`, `refmesh topics ensure` and `acls`, `refmesh gateway run`, `refmesh agents run`,
-`refmesh mesh sample`: running the mesh."""
+"""`refmesh broker`, `refmesh topics ensure`, `users` and `acls`, `refmesh gateway run`,
+`refmesh agents run`, `refmesh mesh sample`: running the mesh."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from pathlib import Path
@@ -128,6 +129,37 @@ def acls(broker: common.Broker, directory_file: str, anchor_file: str,
                f"{len(removed)} removed)")
 
 
+def _users(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    """--user PRINCIPAL=ENV_VAR, repeated: {principal: the password in ENV_VAR}."""
+    users: dict[str, str] = {}
+    for value in values:
+        name, sep, var = value.partition("=")
+        if not sep or not name or not var:
+            raise click.BadParameter(f"{value!r} is not PRINCIPAL=ENV_VAR, e.g. "
+                                     "agency.BH.GOV.HOTLINE=HOTLINE_KAFKA_PASSWORD", ctx, param)
+        if name in users:
+            raise click.BadParameter(f"{name} is given twice", ctx, param)
+        users[name] = os.environ.get(var, "")
+        if not users[name]:
+            raise click.BadParameter(f"the environment variable {var} (the password of {name}) "
+                                     "is not set: export it", ctx, param)
+    return users
+
+
+@topics.command("users")
+@common.broker_options()
+@click.option("--user", "users", multiple=True, required=True, callback=_users,
+              metavar="PRINCIPAL=ENV_VAR", help="A SCRAM user and the environment variable "
+                                                "holding its password (repeatable).")
+def users(broker: common.Broker, users: dict[str, str]) -> None:
+    """Create each SCRAM-SHA-512 user named, or give it the password now in its environment
+    variable; run it as the super user. Passwords come from the environment only."""
+    from kafkaedge.acls import scram_users
+
+    names = scram_users(broker.admin(), users)
+    click.echo(f"{len(names)} SCRAM-SHA-512 users present: {', '.join(names)}")
+
+
 @click.group("gateway", cls=common.MeshGroup)
 def gateway() -> None:
     """An agency's gateway."""
@@ -175,7 +207,17 @@ def mesh() -> None:
 @common.broker_options("kafka:9092", security=False)
 @click.option("--mount", help="Path the folder will have inside containers (e.g. /mesh).")
 def sample(out: str, broker: common.Broker, mount: str | None) -> None:
-    """Write the synthetic sample mesh of DOMAIN.md (keys, signed directory, settings, .env)."""
+    """Write the synthetic sample mesh of DOMAIN.md (keys, signed directory, settings, .env).
+    With --broker apache and --mount, the mesh of docker-compose.yml: also the broker's
+    server.properties and TLS files, and one env file per compose service (env/<service>.env)
+    with only that service's secrets instead of one .env."""
+    if mount and broker.profile.name == "apache":
+        from devmesh.compose import write
+
+        write(Path(out), broker.bootstrap, common.now_ms(), mount)
+        click.echo(f"sample mesh for docker-compose.yml written to {out}: the broker's files in "
+                   f"{out}/kafka, each service's secrets in {out}/env/<service>.env (mode 0600)")
+        return
     from devmesh.sample_mesh import build
 
     files = build(Path(out), broker.bootstrap, common.now_ms(), broker=broker.profile.name,

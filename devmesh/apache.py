@@ -10,8 +10,9 @@ controller listener is PLAINTEXT on loopback (its connections are ``User:ANONYMO
 must be a super user for the controller to serve its own brokers), so it is never advertised to
 clients. See shared/BROKER.md part 2 and the README (Apache Kafka).
 
-The server properties come from ``server_properties``, which docker-compose.yml's test checks
-against, so that the production file runs the configuration the tests run.
+The server properties come from ``server_properties``, which also writes the production
+broker's file for docker-compose.yml (``devmesh.compose``, checked by tests/unit/test_compose.py),
+so that the production file runs the configuration the tests run.
 """
 from __future__ import annotations
 
@@ -114,16 +115,21 @@ class Node:
 
 
 def server_properties(node: Node, voters: list[Node], security: TlsFiles | None,
-                      admin_password: str | None) -> dict[str, str]:
-    """The broker's server.properties as a mapping (one node of ``voters``)."""
+                      admin_password: str | None, *, bind: str = HOST,
+                      advertise: str = HOST) -> dict[str, str]:
+    """The broker's server.properties as a mapping (one node of ``voters``). Clients connect to
+    ``bind`` (all interfaces in a container: 0.0.0.0) and are told ``advertise`` (the host name
+    they reach the broker by); the controller listener stays on loopback, never advertised.
+    ``admin_password`` may be a config provider reference (``${env:NAME}``), as the
+    docker-compose file's broker has it (devmesh.compose)."""
     single = len(voters) == 1
     replication = "1" if single else "3"
     listener = "SASL_SSL" if security else "PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
-        "listeners": f"{listener}://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"{listener}://{HOST}:{node.port}",
+        "listeners": f"{listener}://{bind}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"{listener}://{advertise}:{node.port}",
         "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": listener,

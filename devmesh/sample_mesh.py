@@ -84,8 +84,28 @@ class MeshFiles:
         return self.env[token_env(agency_id)]
 
 
+def env_name(prefix: str, agency_id: str) -> str:
+    """An environment variable of one agency: REFMESH_API_TOKEN + BH/GOV/MOI-ATU ->
+    REFMESH_API_TOKEN_BH_GOV_MOI_ATU."""
+    return f"{prefix}_" + agency_id.replace("/", "_").replace("-", "_")
+
+
 def token_env(agency_id: str) -> str:
-    return "REFMESH_API_TOKEN_" + agency_id.replace("/", "_").replace("-", "_")
+    return env_name("REFMESH_API_TOKEN", agency_id)
+
+
+def own_secret_envs(agency: Agency) -> dict[str, str]:
+    """The settings naming the environment variables of an agency's own secrets when each
+    process gets only its own (``build(mount=...)``, for docker-compose.yml): its keystore's
+    passphrase; for a gateway its domain's partition secret, for a domain's agents its
+    pseudonymisation secret. Every name is unique in the mesh."""
+    domain = agency.domain or agency.agency_id
+    names = {"passphrase_env": env_name("REFMESH_PASSPHRASE", agency.agency_id)}
+    if agency.domain is None:
+        names["pseudonym_secret_env"] = env_name("REFMESH_PSEUDONYM_SECRET", domain)
+    else:
+        names["partition_secret_env"] = env_name("REFMESH_PARTITION_SECRET", domain)
+    return names
 
 
 def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "embedded",
@@ -99,40 +119,61 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
     (``web_port``). ``credentials(principal)``, if given, returns the broker security settings
     of that principal (refmesh.access) and the environment variables they name (its password),
     for each gateway's and each domain's settings file. ``partitions``, if given, is written
-    into every settings file (the partitions of the topics each process creates)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "keys").mkdir(exist_ok=True)
-    (root / "config").mkdir(exist_ok=True)
-    (root / "state").mkdir(exist_ok=True)
-    (root / "agents").mkdir(exist_ok=True)
+    into every settings file (the partitions of the topics each process creates).
+
+    With ``mount`` (the folder as containers see it, for docker-compose.yml) every process has
+    secrets of its own under names of its own (``own_secret_envs``): each keystore its own
+    passphrase, each domain its own partition and pseudonymisation secrets, so that each
+    container can be given only its own (devmesh.compose); and the public files (signed
+    directory, trust anchor, signed policies) go in ``pub/``, one folder every container
+    mounts."""
+    own = mount is not None
+    public = root / "pub" if own else root
+    for folder in ("keys", "config", "state", "agents"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    public.mkdir(exist_ok=True)
     passphrase = passphrase or secrets.token_urlsafe(16)
-    env = {"REFMESH_PASSPHRASE": passphrase,
-           "REFMESH_PARTITION_SECRET": secrets.token_hex(16),
-           "REFMESH_PSEUDONYM_SECRET": secrets.token_hex(32)}
+    env = {} if own else {"REFMESH_PASSPHRASE": passphrase,
+                          "REFMESH_PARTITION_SECRET": secrets.token_hex(16),
+                          "REFMESH_PSEUDONYM_SECRET": secrets.token_hex(32)}
+    if own:
+        for agency in agencies:
+            names = own_secret_envs(agency)
+            env[names["passphrase_env"]] = secrets.token_urlsafe(16)
+            if "partition_secret_env" in names:
+                env.setdefault(names["partition_secret_env"], secrets.token_hex(16))
+            if "pseudonym_secret_env" in names:
+                env[names["pseudonym_secret_env"]] = secrets.token_hex(32)
     domain_keys = {}
     coordinator_keys = None
     coordinator = agencies[0].agency_id
     draft = directory.empty(coordinator)
     for agency in agencies:
         k = keys.generate(agency.agency_id, now)
+        lock_with = env[own_secret_envs(agency)["passphrase_env"]] if own else passphrase
         write_file(keystore_path(root / "keys", agency.agency_id),
-                      keys.lock(k, passphrase, os.urandom(16), os.urandom(12), n=scrypt_n))
+                   keys.lock(k, lock_with, os.urandom(16), os.urandom(12), n=scrypt_n))
         draft = directory.add_member(draft, directory.member_entry(
             k, agency.name, agency.role, agency.country, agency.domain, now))
         if agency.agency_id == coordinator:
             coordinator_keys = k
         if agency.domain is None:
             domain_keys[agency.agency_id] = (k, agency.country)
-    files = MeshFiles(root, root / "keys", root / "directory.bin", root / "anchor.json", env)
-    write_file(files.directory, directory.sign(draft, coordinator_keys, now))
+    files = MeshFiles(root, root / "keys", public / "directory.bin", public / "anchor.json",
+                      env)
+    # the signed directory is public: readable by the containers' user (docker-compose.yml)
+    write_file(files.directory, directory.sign(draft, coordinator_keys, now),
+               mode=0o644 if own else 0o600)
     files.anchor.write_text(json.dumps(directory.TrustAnchor.of(coordinator_keys).to_json()))
-    (root / "policies").mkdir(exist_ok=True)
+    (public / "policies").mkdir(exist_ok=True)
     for domain_id, (k, country) in domain_keys.items():
-        write_file(root / "policies" / f"{domain_id.replace('/', '_')}.signed",
+        write_file(public / "policies" / f"{domain_id.replace('/', '_')}.signed",
                    sample_policy(domain_id, country, k, now), mode=0o644)
     seen = Path(mount) if mount else root  # where the folder is for the processes
-    common = {"keystore": str(seen / "keys"), "directory": str(seen / "directory.bin"),
-              "anchor": str(seen / "anchor.json"), "bootstrap": bootstrap, "broker": broker}
+    seen_public = seen / "pub" if own else seen
+    common = {"keystore": str(seen / "keys"), "directory": str(seen_public / "directory.bin"),
+              "anchor": str(seen_public / "anchor.json"), "bootstrap": bootstrap,
+              "broker": broker}
     if partitions is not None:
         common["partitions"] = partitions
     port = first_port
@@ -146,19 +187,23 @@ def build(root: Path, bootstrap: str, now: int, agencies=SAMPLE, broker: str = "
                      else access.agency_principal)(agency.agency_id)
         security, secret_env = credentials(principal) if credentials else ({}, {})
         env.update(secret_env)
+        own_envs = own_secret_envs(agency) if own else {}
         if agency.domain is None:
             _yaml(files.agents_config(agency.agency_id), {
-                **common, "security": security, "domain": agency.agency_id, "data_dir": str(seen / "agents" / safe),
-                "policy": str(seen / "policies" / f"{safe}.signed"),
+                **common, **own_envs, "security": security, "domain": agency.agency_id,
+                "data_dir": str(seen / "agents" / safe),
+                "policy": str(seen_public / "policies" / f"{safe}.signed"),
                 # /healthz (faust's web server); each domain has its own container under mount
                 "web_port": AGENTS_WEB_PORT if mount else free_port()})
         else:
             env[token_env(agency.agency_id)] = secrets.token_urlsafe(24)
             _yaml(files.gateway_config(agency.agency_id), {
-                **common, "security": security, "agency": agency.agency_id, "database": str(seen / "state" / f"{safe}.db"),
+                **common, **own_envs, "security": security, "agency": agency.agency_id,
+                "database": str(seen / "state" / f"{safe}.db"),
                 "http_port": port, "api_token_env": token_env(agency.agency_id),
                 "http_host": "0.0.0.0" if mount else "127.0.0.1",
-                "policy": str(seen / "policies" / f"{agency.domain.replace('/', '_')}.signed"),
+                "policy": str(seen_public / "policies" /
+                              f"{agency.domain.replace('/', '_')}.signed"),
                 "resend_after_ms": resend_after_ms})
             port += 1
     return files

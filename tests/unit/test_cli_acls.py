@@ -1,5 +1,7 @@
 """`refmesh topics acls`: the grants of the signed directory, printed (--dry-run) or handed to
-kafkaedge.acls.apply_acls with the broker's admin settings; bad --region values are one line."""
+kafkaedge.acls.apply_acls with the broker's admin settings; bad --region values are one line.
+`refmesh topics users`: SCRAM users with passwords from the environment variables named, handed
+to kafkaedge.acls.scram_users."""
 from __future__ import annotations
 
 import pytest
@@ -80,3 +82,46 @@ def test_a_bad_region_is_one_error_line(runner, trusted, applied, regions, words
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
     assert applied == []
+
+
+USERS = ["topics", "users", "--bootstrap", "kafka.example:9093"]
+
+
+@pytest.fixture
+def scram(monkeypatch) -> list[tuple]:
+    calls: list[tuple] = []
+
+    def scram_users(admin_config, users):
+        calls.append((admin_config, dict(users)))
+        return sorted(users)
+
+    monkeypatch.setattr(kafkaedge.acls, "scram_users", scram_users)
+    return calls
+
+
+def test_users_get_the_passwords_of_the_variables_named(runner, scram):
+    env = {"HOTLINE_PW": "pw-hotline", "DOMAIN_PW": "pw-domain"}
+    result = runner.invoke(cli, [*USERS, "--user", "agency.BH.GOV.HOTLINE=HOTLINE_PW",
+                                 "--user", "domain.BH.GOV.NCCTIP=DOMAIN_PW"], env=env)
+    assert result.exit_code == 0, result.output
+    (config, users), = scram
+    assert config["bootstrap_servers"] == "kafka.example:9093"
+    assert users == {"agency.BH.GOV.HOTLINE": "pw-hotline", "domain.BH.GOV.NCCTIP": "pw-domain"}
+    assert result.stdout.strip() == ("2 SCRAM-SHA-512 users present: agency.BH.GOV.HOTLINE, "
+                                     "domain.BH.GOV.NCCTIP")
+    assert "pw-" not in result.output
+
+
+@pytest.mark.parametrize("users, env, words", [
+    (["agency.BH.GOV.HOTLINE"], {}, "is not PRINCIPAL=ENV_VAR"),
+    (["agency.BH.GOV.HOTLINE=UNSET_PW"], {"UNSET_PW": None}, "UNSET_PW (the password of "
+                                                             "agency.BH.GOV.HOTLINE) is not set"),
+    (["a=PW", "a=PW"], {"PW": "x"}, "a is given twice"),
+    ([], {}, "Missing option '--user'"),
+])
+def test_a_bad_user_is_one_error_line(runner, scram, users, env, words):
+    result = runner.invoke(cli, [*USERS, *[x for u in users for x in ("--user", u)]], env=env)
+    assert result.exit_code == common.USAGE, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+    assert scram == []
