@@ -76,22 +76,30 @@ def outbox(client: GatewayClient) -> None:
     _table(client.outbox())
 
 
+SENDER = click.option("--sender", metavar="AGENCY",
+                      help="The referral's sender: ids are unique per sender, so name it when "
+                           "two referrals have the same id.")
+
+
 @refer.command("show")
 @click.argument("referral_id")
+@SENDER
 @click.pass_obj
-def show(client: GatewayClient, referral_id: str) -> None:
+def show(client: GatewayClient, referral_id: str, sender: str | None) -> None:
     """One referral, as your agency holds it, with its status history."""
-    common.echo_json(client.show(referral_id))
+    common.echo_json(client.show(referral_id, sender))
 
 
 @refer.command("status")
 @click.argument("referral_id")
 @click.option("--set", "state", required=True, type=click.Choice(STATES))
 @click.option("--reason", type=click.Choice(REASONS))
+@SENDER
 @click.pass_obj
-def status(client: GatewayClient, referral_id: str, state: str, reason: str | None) -> None:
+def status(client: GatewayClient, referral_id: str, state: str, reason: str | None,
+           sender: str | None) -> None:
     """Change a referral's state (the other agency is told)."""
-    answer = client.set_status(referral_id, state, reason)
+    answer = client.set_status(referral_id, state, reason, sender)
     click.echo(f"referral {referral_id} is now {answer['state']}")
 
 

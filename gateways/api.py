@@ -118,7 +118,8 @@ async def outbox(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    return web.json_response(request.app[GATEWAY].store.referral(request.match_info["id"]))
+    return web.json_response(request.app[GATEWAY].store.referral(
+        request.match_info["id"], request.query.get("sender")))
 
 
 async def change_status(request: web.Request) -> web.Response:
@@ -136,7 +137,7 @@ async def change_status(request: web.Request) -> web.Response:
         "reason": body.get("reason"), "detail": body.get("detail"),
         "setBy": gateway.settings.agency, "at": 0})
     status = gateway.set_status(request.match_info["id"], body["state"], body.get("reason"),
-                                body.get("detail"))
+                                body.get("detail"), request.query.get("sender"))
     log.info("referral %s set to %s", status["referralId"], status["state"])
     return web.json_response(status)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from refmesh.errors import MeshError
@@ -15,6 +16,10 @@ class GatewayError(MeshError):
     def __init__(self, message: str, status: int = 0, field: str | None = None) -> None:
         self.status, self.field = status, field
         super().__init__(message)
+
+
+def _sender(sender: str | None) -> str:
+    return "" if sender is None else "?" + urllib.parse.urlencode({"sender": sender})
 
 
 class GatewayClient:
@@ -55,12 +60,14 @@ class GatewayClient:
     def outbox(self) -> list[dict]:
         return self._call("GET", "/v1/outbox")["referrals"]
 
-    def show(self, referral_id: str) -> dict:
-        return self._call("GET", f"/v1/referrals/{referral_id}")
+    def show(self, referral_id: str, sender: str | None = None) -> dict:
+        """``sender``: the referral's sender, needed only when two referrals share the id."""
+        return self._call("GET", f"/v1/referrals/{referral_id}{_sender(sender)}")
 
-    def set_status(self, referral_id: str, state: str, reason: str | None = None) -> dict:
+    def set_status(self, referral_id: str, state: str, reason: str | None = None,
+                   sender: str | None = None) -> dict:
         body = {"state": state} if reason is None else {"state": state, "reason": reason}
-        return self._call("POST", f"/v1/referrals/{referral_id}/status", body)
+        return self._call("POST", f"/v1/referrals/{referral_id}/status{_sender(sender)}", body)
 
     def record_consent(self, consent: dict) -> dict:
         return self._call("POST", "/v1/consents", consent)

@@ -165,8 +165,9 @@ class Gateway:
         return checked
 
     def set_status(self, referral_id: str, state: str, reason: str | None = None,
-                   detail: str | None = None) -> dict:
-        status = self.store.set_status(referral_id, state, reason, now_ms(), detail)
+                   detail: str | None = None, sender: str | None = None) -> dict:
+        """``sender``: the referral's sender, needed only when two referrals share the id."""
+        status = self.store.set_status(referral_id, state, reason, now_ms(), detail, sender)
         self.relay.wake()
         return status
 

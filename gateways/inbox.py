@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from kafka.errors import KafkaError
 
 from gateways.store import Store
-from refmesh import envelope, loop, topology
+from refmesh import envelope, receive, topology
 from refmesh.errors import DirectoryError, SealError
 
 log = logging.getLogger("refmesh.inbox")
@@ -96,26 +96,21 @@ class Inbox:
         me = self.keys.agency_id
         try:
             opened = envelope.open(message.value or b"", self.keys, directory, self.clock())
-            record = opened.record  # checked against its contract when decoded
-            problem = loop.addressing_problem(
-                opened.record_type, record, opened.header["sender"], me,
-                topology.domain_of(directory, me),
-                topology.is_domain(directory, opened.header["sender"]))
-        except SealError as exc:
+            event = receive.Event(opened.header["eventId"], opened.record_type,
+                                  opened.header["sender"], opened.record, message.key)
+            # the record was checked against its contract when decoded; who may say it is
+            # decided with what the store holds (refmesh.receive), in one transaction
+            changes = self.store.receive(event, receive.Parties.of(directory, me), self.clock())
+        except (SealError, DirectoryError) as exc:
             self._dead_letter(message, exc.reason, where)
             return
-        except DirectoryError as exc:
-            self._dead_letter(message, exc.reason, where)
+        if changes.refused is not None:
+            self._dead_letter(message, changes.refused, where, event.event_id)
             return
-        if problem is not None:
-            self._dead_letter(message, problem, where, opened.header["eventId"])
-            return
-        new = self.store.receive(opened.header["eventId"], opened.record_type,
-                                 opened.header["sender"], record, self.clock(), message.key)
-        self.metrics.received.labels(opened.record_type, "new" if new else "duplicate").inc()
-        log.info("stored %s event %s from %s (%s) at %s", opened.record_type,
-                 opened.header["eventId"], opened.header["sender"],
-                 "new" if new else "duplicate", where)
+        self.metrics.received.labels(event.record_type,
+                                     "new" if changes.new else "duplicate").inc()
+        log.info("stored %s event %s from %s (%s) at %s", event.record_type, event.event_id,
+                 event.sender, "new" if changes.new else "duplicate", where)
         self.on_stored()
 
     def _dead_letter(self, message, reason: str, where: str, detail: str = "") -> None:

@@ -19,6 +19,10 @@ def _errors(*codes: int) -> dict:
 
 _CHANNELS = schemas.symbols("ConsentChannel")
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+# referral ids are unique per sender: the sender names one when two referrals share an id
+_REFERRAL = [*_ID, {"name": "sender", "in": "query", "required": False,
+                    "description": "The referral's sender (agency id), needed only when two "
+                                   "referrals here have the same id", "schema": {"type": "string"}}]
 _LIST = {"200": {"description": "Referrals, newest first", "content": {"application/json": {
     "schema": {"type": "object", "properties": {"referrals": {"type": "array", "items": {
         "type": "object"}}}}}}}}
@@ -46,14 +50,12 @@ OPENAPI = {
             **_LIST, **_errors(401)}}},
         "/v1/referrals/{id}": {"get": {
             "summary": "One referral (as sent or as received) with its status history",
-            "parameters": [{"name": "id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
+            "parameters": _REFERRAL,
             "responses": {"200": {"description": "The referral"}, **_errors(401, 404)}}},
         "/v1/referrals/{id}/status": {"post": {
             "summary": "Change a referral's state (recipient: accepted, rejected, in_progress, "
                        "completed, failed; sender: revoked)",
-            "parameters": [{"name": "id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
+            "parameters": _REFERRAL,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["state"], "additionalProperties": False,
                 "properties": {"state": {"enum": _STATES}, "reason": {"enum": _REASONS},

@@ -4,6 +4,11 @@ Every change that matters is one transaction: a submitted referral is stored tog
 outbox entry; a received event is stored together with the receipt and status it causes. So a
 crash at any point loses nothing and does nothing twice. Records are kept as their Avro
 single-object encoding (what was validated), never as loose JSON.
+
+What a received event changes, and whether its sender may say it at all, is decided by the
+pure ``refmesh.receive.decide``: this module reads what the decision asks for and carries out
+the changes it returns, in one transaction. Referrals are kept under (sender, referral id): the
+tables and their migration are in ``gateways/schema.py``.
 """
 from __future__ import annotations
 
@@ -14,76 +19,17 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from refmesh import codec, loop, records
+from gateways.schema import SchemaError, open_schema
+from refmesh import codec, loop, receive, records
 from refmesh.aggregate import OUTCOMES
 from refmesh.errors import MeshError
 
 log = logging.getLogger("refmesh.store")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    delivery_key TEXT PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    record_type TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    record BLOB NOT NULL,
-    partition_key BLOB,
-    needs_receipt INTEGER NOT NULL,
-    state TEXT NOT NULL,              -- pending, confirmed, refused, sent
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    closed_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
-CREATE TABLE IF NOT EXISTS inbox (
-    delivery_key TEXT PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    record_type TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    record BLOB NOT NULL,
-    received_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS referrals (
-    referral_id TEXT PRIMARY KEY,
-    direction TEXT NOT NULL,          -- out (we sent it) or in (we received it)
-    peer TEXT NOT NULL,               -- the recipient (out) or the sender (in)
-    state TEXT NOT NULL,
-    record BLOB NOT NULL,
-    created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS referral_keys (
-    referral_id TEXT PRIMARY KEY,     -- a received referral
-    partition_key BLOB NOT NULL       -- its Kafka key (a keyed hash): outcome copies go with it
-);
-CREATE TABLE IF NOT EXISTS history (
-    referral_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT,
-    detail TEXT,
-    set_by TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    recorded_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_referral ON history (referral_id);
-CREATE TABLE IF NOT EXISTS consents (
-    consent_id TEXT PRIMARY KEY,
-    subject_id TEXT NOT NULL,
-    record BLOB NOT NULL,             -- the latest Consent, with its event history
-    updated_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS erasures (
-    notice_id TEXT NOT NULL,
-    kind TEXT NOT NULL,               -- Request (we were asked) or Confirmation (we were told)
-    consent_id TEXT NOT NULL,
-    referral_ids TEXT NOT NULL,       -- comma-separated ids, never case data
-    requested_by TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    PRIMARY KEY (notice_id, kind, requested_by)
-);
-"""
+# whether another referral here has the same id (ids are unique per sender only): then a link
+# to it names its sender
+SHARED = ("(SELECT count(*) > 1 FROM referrals AS same WHERE same.referral_id = "
+          "referrals.referral_id) AS shared")
 
 
 class StoreError(MeshError):
@@ -92,6 +38,11 @@ class StoreError(MeshError):
 
 class NotFound(MeshError, LookupError):
     """No referral with that id at this gateway."""
+
+
+class Ambiguous(NotFound):
+    """More than one referral has that id (ids are unique per sender only): name the
+    sender."""
 
 
 @dataclass(frozen=True)
@@ -141,9 +92,11 @@ class Store:
         self._lock = threading.RLock()
         try:
             self._db = connect(path)
-            self._db.executescript(SCHEMA)
+            open_schema(self._db, agency_id, path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open gateway database {path}: {exc}") from exc
+        except SchemaError as exc:
+            raise StoreError(str(exc)) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -192,11 +145,10 @@ class Store:
 
     # --- outgoing ---------------------------------------------------------------------------
 
-    def _enqueue(self, db, record_type: str, record: dict, recipient: str, now: int,
-                 partition_key: bytes | None = None, needs_receipt: bool = True) -> None:
-        """Queue a record once per delivery key. A fire-and-forget record (a receipt) queued
+    def _queue(self, db, key: str, record_type: str, record: dict, recipient: str, now: int,
+               partition_key: bytes | None = None, needs_receipt: bool = True) -> None:
+        """Queue a record once under ``key``. A fire-and-forget record (a receipt) queued
         again is re-armed: the peer re-sent because our first receipt was lost."""
-        key = loop.delivery_key(record_type, record)
         rearm = "" if needs_receipt else (
             " ON CONFLICT (delivery_key) DO UPDATE SET state = 'pending', record = "
             "excluded.record, next_attempt_ms = excluded.next_attempt_ms")
@@ -208,41 +160,65 @@ class Store:
             (key, str(uuid.uuid4()), record_type, recipient, codec.encode(record_type, record),
              partition_key, int(needs_receipt), now, now))
 
+    def _enqueue(self, db, record_type: str, record: dict, recipient: str, now: int,
+                 partition_key: bytes | None = None) -> None:
+        """Queue a record under its plain delivery key (a referral, a consent)."""
+        self._queue(db, loop.delivery_key(record_type, record), record_type, record, recipient,
+                    now, partition_key)
+
+    def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int,
+                    partition_key: bytes | None = None) -> None:
+        """Queue one record for one of several recipients: the delivery key names the
+        recipient, whose receipt closes that copy alone."""
+        self._queue(db, loop.queued_key(record_type, record, recipient), record_type, record,
+                    recipient, now, partition_key)
+
     def submit_referral(self, referral: dict, partition_key: bytes, now: int) -> None:
         """Keep a new outgoing referral and queue it; refuse a referral id already used."""
+        rid = referral["referralId"]
         with self._tx() as db:
-            if db.execute("SELECT 1 FROM referrals WHERE referral_id = ?",
-                          (referral["referralId"],)).fetchone():
-                raise loop.TransitionError(f"referral {referral['referralId']} exists already")
-            db.execute("INSERT INTO referrals VALUES (?, 'out', ?, 'requested', ?, ?, ?)",
-                       (referral["referralId"], referral["recipientAgency"],
-                        codec.encode("Referral", referral), now, now))
-            self._history(db, referral["referralId"], "requested", None, None, self.agency,
-                          now, now)
+            if db.execute("SELECT 1 FROM referrals WHERE sender = ? AND referral_id = ?",
+                          (self.agency, rid)).fetchone():
+                raise loop.TransitionError(f"referral {rid} exists already")
+            db.execute("INSERT INTO referrals (sender, referral_id, direction, peer, state, "
+                       "record, created_ms, updated_ms) VALUES (?, ?, 'out', ?, 'requested', "
+                       "?, ?, ?)", (self.agency, rid, referral["recipientAgency"],
+                                    codec.encode("Referral", referral), now, now))
+            self._history(db, self.agency, rid, "requested", None, None, self.agency, now, now)
             self._enqueue(db, "Referral", referral, referral["recipientAgency"], now,
                           partition_key)
 
+    def _find(self, db, referral_id: str, sender: str | None) -> tuple[str, str, str, str]:
+        """(sender, direction, peer, state) of the one referral with this id (and sender)."""
+        sql = "SELECT sender, direction, peer, state FROM referrals WHERE referral_id = ?"
+        rows = db.execute(sql + (" AND sender = ?" if sender else ""),
+                          (referral_id, sender) if sender else (referral_id,)).fetchall()
+        if not rows:
+            raise NotFound(f"no referral {referral_id}"
+                           f"{f' from {sender}' if sender else ''} at {self.agency}")
+        if len(rows) > 1:
+            raise Ambiguous(f"{len(rows)} referrals have the id {referral_id} (from "
+                            f"{', '.join(sorted(r[0] for r in rows))}): name the sender")
+        return rows[0]
+
     def set_status(self, referral_id: str, state: str, reason: str | None, now: int,
-                   detail: str | None = None) -> dict:
-        """A local case worker changes a referral's state; the peer is told through the outbox."""
+                   detail: str | None = None, sender: str | None = None) -> dict:
+        """A local case worker changes a referral's state; the peer is told through the outbox.
+        ``sender``: the referral's sender, needed only when two referrals share the id."""
         with self._tx() as db:
-            row = db.execute("SELECT direction, peer, state FROM referrals WHERE referral_id = ?",
-                             (referral_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no referral {referral_id} at {self.agency}")
-            direction, peer, current = row
+            sender, direction, peer, current = self._find(db, referral_id, sender)
             loop.check_transition(current, state, "sender" if direction == "out" else
                                   "recipient", reason)
             status = {"referralId": referral_id, "state": state, "reason": reason,
                       "detail": detail, "setBy": self.agency, "at": now}
             records.ReferralStatus.from_dict(status)  # a bad reason or detail writes nothing
-            self._apply_status(db, referral_id, status, now)
-            self._enqueue(db, "ReferralStatus", status, peer, now)
+            self._change(db, receive.StatusChange(sender, referral_id, status, state), now)
+            self._enqueue_to(db, "ReferralStatus", status, peer, now)
             if state in OUTCOMES and self._domain_hint != self.agency:
                 # a copy for the domain's regional statistics, without the free-text detail,
                 # keyed like the referral so that it reaches the partition that decided it
-                row = db.execute("SELECT partition_key FROM referral_keys WHERE "
-                                 "referral_id = ?", (referral_id,)).fetchone()
+                row = db.execute("SELECT partition_key FROM referral_keys WHERE sender = ? "
+                                 "AND referral_id = ?", (sender, referral_id)).fetchone()
                 self._enqueue_to(db, "ReferralStatus", {**status, "detail": None},
                                  self._domain_hint, now, row[0] if row else None)
             return status
@@ -302,41 +278,95 @@ class Store:
 
     # --- incoming ---------------------------------------------------------------------------
 
-    def receive(self, event_id: str, record_type: str, sender: str, record: dict,
-                now: int, kafka_key: bytes | None = None) -> bool:
-        """Store an opened, validated event once; return False for a duplicate. Queues the
-        receipt (always, so a lost receipt is answered on re-send) and the side effects.
-        ``kafka_key``: the event's Kafka key (a referral's: the keyed hash its domain
-        partitions by)."""
-        key = loop.delivery_key(record_type, record)
+    def receive(self, event: receive.Event, parties: receive.Parties,
+                now: int) -> receive.Changes:
+        """Decide what an opened, validated event changes (``refmesh.receive.decide``) and
+        carry it out in one transaction; return the decision (``refused``: the reason, and
+        nothing was stored; ``new``: False for a duplicate)."""
         erased = False
         with self._tx() as db:
-            if record_type == "Receipt":
-                db.execute("UPDATE outbox SET state = 'confirmed', closed_ms = ? "
-                           "WHERE delivery_key = ? AND state = 'pending'",
-                           (now, record["deliveryKey"]))
-                return True
-            cur = db.execute("INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?, ?, ?)",
-                             (key, event_id, record_type, sender,
-                              codec.encode(record_type, record), now))
-            new = cur.rowcount == 1
-            receipt = {"deliveryKey": loop.receipt_key(record_type, record, self.agency),
-                       "eventId": event_id,
-                       "outcome": "Stored" if new else "Duplicate", "receivedBy": self.agency,
-                       "at": now}
-            # A receipt answers the original sender; a policy refusal comes from the domain.
-            answer_to = record.get("senderAgency", sender) if record_type == "Referral" \
-                else sender
-            self._enqueue(db, "Receipt", receipt, answer_to, now, needs_receipt=False)
-            if new and record_type == "Referral":
-                self._received_referral(db, record, now, kafka_key)
-            elif new and record_type == "ReferralStatus":
-                self._apply_status(db, record["referralId"], record, now)
-            elif new and record_type == "ErasureNotice":
-                erased = self._erasure(db, record, sender, now)
+            changes = receive.decide(event, parties, self._view(db), now)
+            if changes.refused is None:
+                erased = self._apply(db, event, changes, now)
         if erased:
             self._scrub()
-        return new
+        return changes
+
+    def _view(self, db) -> receive.View:
+        columns = "SELECT sender, referral_id, direction, peer, state FROM referrals "
+
+        def referral(sender: str, rid: str) -> receive.Held | None:
+            row = db.execute(columns + "WHERE sender = ? AND referral_id = ?",
+                             (sender, rid)).fetchone()
+            return None if row is None else receive.Held(*row)
+
+        def copies(rid: str) -> tuple[receive.Held, ...]:
+            # with the consent id the copy names (pseudonymised for us): an erasure request
+            # names it too
+            rows = db.execute("SELECT sender, referral_id, direction, peer, state, record "
+                              "FROM referrals WHERE referral_id = ? AND direction = 'in' "
+                              "ORDER BY sender", (rid,))
+            return tuple(receive.Held(*r[:5], codec.decode(r[5])[1]["consentId"])
+                         for r in rows)
+
+        def received_from(rid: str) -> tuple[str, ...]:
+            return tuple(r[0] for r in db.execute(
+                "SELECT origin FROM inbox WHERE delivery_key = ? AND record_type = 'Referral' "
+                "ORDER BY origin", (loop.delivery_key("Referral", {"referralId": rid}),)))
+
+        def entry(key: str) -> receive.Entry | None:
+            row = db.execute("SELECT delivery_key, recipient, state, needs_receipt FROM outbox "
+                             "WHERE delivery_key = ?", (key,)).fetchone()
+            return None if row is None else receive.Entry(row[0], row[1], row[2], bool(row[3]))
+
+        def seen(origin: str, key: str) -> bool:
+            return db.execute("SELECT 1 FROM inbox WHERE origin = ? AND delivery_key = ?",
+                              (origin, key)).fetchone() is not None
+
+        return receive.View(referral, copies, received_from, entry, seen)
+
+    def _apply(self, db, event: receive.Event, changes: receive.Changes, now: int) -> bool:
+        """Carry out a decision; True if it erased something."""
+        if changes.inbox is not None:
+            origin, key = changes.inbox
+            db.execute("INSERT INTO inbox (origin, delivery_key, event_id, record_type, sender, "
+                       "record, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (origin, key, event.event_id, event.record_type, event.sender,
+                        codec.encode(event.record_type, event.record), now))
+        if changes.keep is not None:
+            keep = changes.keep
+            if keep.kafka_key:
+                db.execute("INSERT OR IGNORE INTO referral_keys VALUES (?, ?, ?)",
+                           (keep.sender, keep.referral_id, keep.kafka_key))
+            db.execute("INSERT INTO referrals (sender, referral_id, direction, peer, state, "
+                       "record, created_ms, updated_ms) VALUES (?, ?, 'in', ?, 'received', ?, "
+                       "?, ?)", (keep.sender, keep.referral_id, keep.sender,
+                                 codec.encode("Referral", keep.record), now, now))
+        for change in changes.statuses:
+            self._change(db, change, now)
+        for close in changes.close:
+            db.execute(f"UPDATE outbox SET state = ?, closed_ms = ? WHERE delivery_key = ? AND "
+                       f"state IN ({', '.join('?' * len(close.states))})",
+                       (close.to, now, close.key, *close.states))
+        if changes.notice is not None:
+            notice = changes.notice
+            db.execute("INSERT OR IGNORE INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (notice["noticeId"], notice["kind"], notice["consentId"],
+                        ",".join(notice["referralIds"]), notice["requestedBy"], notice["at"],
+                        now))
+        for sender, rid in changes.erase:
+            # Erase the case data; the inbox row keeps its delivery key (record emptied) so a
+            # late re-send of the same referral is recognised as a duplicate, not stored again.
+            db.execute("DELETE FROM referrals WHERE sender = ? AND referral_id = ? AND "
+                       "direction = 'in'", (sender, rid))
+            db.execute("DELETE FROM referral_keys WHERE sender = ? AND referral_id = ?",
+                       (sender, rid))
+            db.execute("UPDATE inbox SET record = X'' WHERE origin = ? AND delivery_key = ?",
+                       (sender, loop.delivery_key("Referral", {"referralId": rid})))
+        for send in changes.send:
+            self._queue(db, send.key, send.record_type, send.record, send.recipient, now,
+                        needs_receipt=send.needs_receipt)
+        return bool(changes.erase)
 
     def _scrub(self) -> None:
         """Move the erased state into the database file and empty the write-ahead log, whose
@@ -351,78 +381,25 @@ class Store:
                 log.warning("checkpoint after an erasure failed (%s); the erased records stay "
                             "in the write-ahead log until the next checkpoint", exc)
 
-    def _erasure(self, db, notice: dict, sender: str, now: int) -> bool:
-        """Record an erasure notice; for a request, erase and confirm. True if it erased."""
-        db.execute("INSERT OR IGNORE INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (notice["noticeId"], notice["kind"], notice["consentId"],
-                    ",".join(notice["referralIds"]), notice["requestedBy"], notice["at"], now))
-        if notice["kind"] != "Request":
-            return False
-        senders = set()
-        for rid in notice["referralIds"]:
-            row = db.execute("SELECT peer FROM referrals WHERE referral_id = ? AND "
-                             "direction = 'in'", (rid,)).fetchone()
-            if row is not None:
-                senders.add(row[0])
-            # Erase the case data; the inbox row keeps its delivery key (record emptied) so a
-            # late re-send of the same referral is recognised as a duplicate, not stored again.
-            db.execute("DELETE FROM referrals WHERE referral_id = ? AND direction = 'in'", (rid,))
-            db.execute("DELETE FROM referral_keys WHERE referral_id = ?", (rid,))
-            db.execute("UPDATE inbox SET record = X'' WHERE delivery_key = ?",
-                       (f"referral:{rid}",))
-        confirmation = {**notice, "kind": "Confirmation", "requestedBy": self.agency, "at": now}
-        for to in sorted({sender, *senders}):
-            self._enqueue_to(db, "ErasureNotice", confirmation, to, now)
-        return True
+    def _change(self, db, change: receive.StatusChange, now: int) -> None:
+        """A status into the referral's history; the referral moves to ``change.state``."""
+        status = change.status
+        self._history(db, change.sender, change.referral_id, status["state"], status["reason"],
+                      status["detail"], status["setBy"], status["at"], now)
+        if change.state is not None:
+            db.execute("UPDATE referrals SET state = ?, updated_ms = ? WHERE sender = ? AND "
+                       "referral_id = ?", (change.state, now, change.sender, change.referral_id))
 
-    def _enqueue_to(self, db, record_type: str, record: dict, recipient: str, now: int,
-                    partition_key: bytes | None = None) -> None:
-        """Queue one record for several recipients: the delivery key names the recipient."""
-        key = loop.queued_key(record_type, record, recipient)
-        db.execute(
-            "INSERT OR IGNORE INTO outbox (delivery_key, event_id, record_type, recipient, "
-            "record, partition_key, needs_receipt, state, next_attempt_ms, created_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, 1, 'pending', ?, ?)",
-            (key, str(uuid.uuid4()), record_type, recipient, codec.encode(record_type, record),
-             partition_key, now, now))
-
-    def _received_referral(self, db, referral: dict, now: int,
-                           kafka_key: bytes | None) -> None:
-        rid, sender = referral["referralId"], referral["senderAgency"]
-        if kafka_key:
-            db.execute("INSERT OR IGNORE INTO referral_keys VALUES (?, ?)", (rid, kafka_key))
-        db.execute("INSERT OR IGNORE INTO referrals VALUES (?, 'in', ?, 'received', ?, ?, ?)",
-                   (rid, sender, codec.encode("Referral", referral), now, now))
-        status = {"referralId": rid, "state": "received", "reason": None, "detail": None,
-                  "setBy": self.agency, "at": now}
-        self._history(db, rid, "received", None, None, self.agency, now, now)
-        self._enqueue(db, "ReferralStatus", status, sender, now)
-
-    def _apply_status(self, db, referral_id: str, status: dict, now: int) -> None:
-        row = db.execute("SELECT state FROM referrals WHERE referral_id = ?",
-                         (referral_id,)).fetchone()
-        self._history(db, referral_id, status["state"], status["reason"], status["detail"],
-                      status["setBy"], status["at"], now)
-        if row is not None and (row[0] == "requested" and status["state"] != "requested"
-                                or loop.supersedes(row[0], status["state"])):
-            db.execute("UPDATE referrals SET state = ?, updated_ms = ? WHERE referral_id = ?",
-                       (status["state"], now, referral_id))
-        if status["state"] in ("refused", "revoked") and status["setBy"] != self.agency:
-            # A refusal by the policy domain answers our referral as surely as a receipt.
-            db.execute("UPDATE outbox SET state = 'refused', closed_ms = ? "
-                       "WHERE delivery_key = ? AND state = 'pending'",
-                       (now, f"referral:{referral_id}"))
-
-    def _history(self, db, referral_id, state, reason, detail, set_by, at, now) -> None:
-        db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (referral_id, state, reason, detail, set_by, at, now))
+    def _history(self, db, sender, referral_id, state, reason, detail, set_by, at, now) -> None:
+        db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (sender, referral_id, state, reason, detail, set_by, at, now))
 
     # --- reading ----------------------------------------------------------------------------
 
     def referrals(self, direction: str) -> list[dict]:
-        rows = self._rows("SELECT referral_id, peer, state, record, created_ms, updated_ms "
-                          "FROM referrals WHERE direction = ? ORDER BY created_ms DESC",
-                          (direction,))
+        rows = self._rows("SELECT sender, referral_id, peer, state, record, created_ms, "
+                          f"updated_ms, {SHARED} FROM referrals WHERE direction = ? "
+                          "ORDER BY created_ms DESC", (direction,))
         out = []
         for r in rows:
             rec = codec.decode(r.pop("record"))[1]
@@ -430,16 +407,17 @@ class Store:
                         "dueDate": rec["service"]["dueDate"], "purpose": rec["purpose"]})
         return out
 
-    def referral(self, referral_id: str) -> dict:
-        rows = self._rows("SELECT * FROM referrals WHERE referral_id = ?", (referral_id,))
-        if not rows:
-            raise NotFound(f"no referral {referral_id} at {self.agency}")
-        row = rows[0]
-        row["record"] = codec.decode(row["record"])[1]
-        row["history"] = self._rows(
-            "SELECT state, reason, detail, set_by, at FROM history WHERE referral_id = ? "
-            "ORDER BY at, recorded_ms", (referral_id,))
-        return row
+    def referral(self, referral_id: str, sender: str | None = None) -> dict:
+        """One referral with its history; ``sender`` needed only when two share the id."""
+        with self._lock:
+            sender = self._find(self._db, referral_id, sender)[0]
+            row = self._rows(f"SELECT *, {SHARED} FROM referrals WHERE sender = ? AND "
+                             "referral_id = ?", (sender, referral_id))[0]
+            row["record"] = codec.decode(row["record"])[1]
+            row["history"] = self._rows(
+                "SELECT state, reason, detail, set_by, at FROM history WHERE sender = ? AND "
+                "referral_id = ? ORDER BY at, recorded_ms", (sender, referral_id))
+            return row
 
     def outbox_depth(self) -> int:
         return self._rows("SELECT count(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]

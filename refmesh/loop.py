@@ -60,18 +60,21 @@ def delivery_key(record_type: str, record: dict) -> str:
 
 
 def queued_key(record_type: str, record: dict, recipient: str) -> str:
-    """The delivery key of a record queued once per recipient (an erasure confirmation to
-    every agency concerned, an outcome copy to the member's domain): it names the recipient,
-    whose receipt closes that copy alone."""
+    """The delivery key of a record queued once per recipient (a status to a peer, an outcome
+    copy to the member's domain, an erasure confirmation to every agency concerned, a
+    receipt): it names the recipient, whose receipt closes that copy alone. A status names
+    only a referral id, which is unique per sender: a recipient answering two senders that
+    chose the same id queues two statuses, not one."""
     return f"{delivery_key(record_type, record)}:{recipient}"
 
 
 def receipt_key(record_type: str, record: dict, receiver: str,
-                receiver_is_domain: bool = False) -> str:
+                receiver_is_domain: bool = False) -> str:  # noqa: ARG001 (callers name it)
     """The delivery key ``receiver``'s receipt answers with: ``queued_key`` for the records
-    their senders queue per recipient, the plain delivery key for the others."""
+    their senders queue per recipient (statuses, erasure confirmations), the plain delivery
+    key for the others (a referral: its id is the sender's own; a consent)."""
     per_recipient = (record_type == "ErasureNotice" and record["kind"] == "Confirmation") or (
-        record_type == "ReferralStatus" and receiver_is_domain)
+        record_type == "ReferralStatus")
     return queued_key(record_type, record, receiver) if per_recipient else \
         delivery_key(record_type, record)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -83,7 +84,8 @@ def _actions(row: dict) -> list[str]:
 async def referral(request: web.Request, errors: dict | None = None, status: int = 200
                    ) -> web.Response:
     state = _state(request)
-    row = state.gateway.store.referral(request.match_info["id"])
+    # ids are unique per sender: the links name the sender, for two referrals with one id
+    row = state.gateway.store.referral(request.match_info["id"], request.query.get("from"))
     top, sections, missing = _shown(row["record"])
     domain = state.domain
     return render(request, "referral.html", status=status, r=row, top=top, sections=sections,
@@ -97,19 +99,21 @@ async def status(request: web.Request) -> web.Response:
     form = await request.post()
     rid = request.match_info["id"]
     new, reason = form.get("state"), form.get("reason") or None
-    row = state.gateway.store.referral(rid)
+    row = state.gateway.store.referral(rid, request.query.get("from"))
     if new not in _actions(row):
         return await referral(request, {"state": ("err.required", {})}, 409)
     if new in loop.NEEDS_REASON and reason not in REASONS:
         return await referral(request, {f"reason-{new}": ("err.required", {})}, 400)
     try:
-        state.gateway.set_status(rid, new, reason if new in loop.NEEDS_REASON else None)
+        state.gateway.set_status(rid, new, reason if new in loop.NEEDS_REASON else None,
+                                 sender=row["sender"])
     except TransitionError as exc:
         return await referral(request, {"state": ("err.contract", {"problem": str(exc)})}, 409)
     log.info("web: referral %s set to %s", rid, new)
     flash(request, "detail.changed", enums=("state",), state=new,
           agency=state.agency_name(row["peer"]))
-    return see_other(f"/referrals/{rid}")
+    shared = f"?{urlencode({'from': row['sender']})}" if row["shared"] else ""
+    return see_other(f"/referrals/{rid}{shared}")
 
 
 # --- sending -------------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ async def send(request: web.Request) -> web.Response:
 
 async def outbox(request: web.Request) -> web.Response:
     store = _state(request).gateway.store
-    rows = [{**r, "history": store.referral(r["referral_id"])["history"]}
+    rows = [{**r, "history": store.referral(r["referral_id"], r["sender"])["history"]}
             for r in store.referrals("out")]
     return render(request, "outbox.html", rows=rows)
 

@@ -14,7 +14,7 @@ from cli import cli
 from kafkaedge.loading import now_ms
 from refmesh import samples
 from tests.unit.test_web_security import pairs, valid_send
-from tests.unit.webfix import HOTLINE, NCC, PASSWORD, SHELTER
+from tests.unit.webfix import HOTLINE, NCC, PASSWORD, SHELTER, deliver
 
 DAY = 86_400_000
 
@@ -179,7 +179,7 @@ def test_a_received_referral_shows_exactly_what_arrived(shelter):
     referral["person"]["ageBand"] = "25-29"
     referral["victim"] = None
     referral["service"]["details"] = None
-    shelter.gateway.store.receive("e-min", "Referral", NCC, referral, shelter.clock())
+    assert deliver(shelter.gateway, "e-min", "Referral", NCC, referral, shelter.clock()).new
     page = shelter.signed_in().get("/referrals/ref-min")
     assert page.status == 200
     received = page.text.split('class="card record"', 1)[1]
@@ -217,7 +217,8 @@ def test_accept_then_progress_then_complete_and_reject_needs_a_reason(shelter):
                                           "reason": "LackOfCapacity"})
     last = shelter.gateway.store.referral(other)["history"][-1]
     assert (last["state"], last["reason"]) == ("rejected", "LackOfCapacity")
-    assert shelter.gateway.store.delivery_state(f"status:{other}:rejected") == "pending"
+    assert shelter.gateway.store.delivery_state(
+        f"status:{other}:rejected:{HOTLINE}") == "pending"
 
 
 def test_the_outbox_shows_each_timeline_and_a_refusal_with_its_reason(hotline):
@@ -228,13 +229,13 @@ def test_the_outbox_shows_each_timeline_and_a_refusal_with_its_reason(hotline):
     refused = hotline.gateway.submit_referral(samples.referral(
         referral_id="ref-no", sender=HOTLINE, recipient=SHELTER, created_at=hotline.clock(),
         n=9))
-    store, now = hotline.gateway.store, now_ms() + 1000  # the gateway stamps with the clock
+    gateway, now = hotline.gateway, now_ms() + 1000  # the gateway stamps with the clock
     for i, state in enumerate(("received", "accepted"), start=1):
-        store.receive(f"s{i}", "ReferralStatus", SHELTER, samples.status(
-            sent["referralId"], state, SHELTER, now + i), now + i)
-    store.receive("s9", "ReferralStatus", NCC, samples.status(
+        assert deliver(gateway, f"s{i}", "ReferralStatus", SHELTER, samples.status(
+            sent["referralId"], state, SHELTER, now + i), now + i).new
+    assert deliver(gateway, "s9", "ReferralStatus", NCC, samples.status(
         refused["referralId"], "refused", NCC, now, reason="PolicyRefused",
-        detail="consent_missing"), now)
+        detail="consent_missing"), now).new
     page = hotline.signed_in().get("/outbox")
     cards = page.text.split('<article class="card sent')[1:]
     assert len(cards) == 2
@@ -302,7 +303,7 @@ def test_erasure_notices_are_shown_and_confirmed(shelter):
     notice = {"noticeId": "notice-1", "kind": "Request", "consentId": "ps-0011",
               "referralIds": [rid], "reason": "ConsentWithdrawn", "requestedBy": NCC,
               "at": shelter.clock()}
-    shelter.gateway.store.receive("e-er", "ErasureNotice", NCC, notice, shelter.clock())
+    assert deliver(shelter.gateway, "e-er", "ErasureNotice", NCC, notice, shelter.clock()).new
     c = shelter.signed_in()
     assert c.get(f"/referrals/{rid}").status == 404  # erased by the gateway
     page = c.get("/erasures")

@@ -10,7 +10,7 @@ import pytest
 
 from gateways.web import forms
 from refmesh import samples
-from tests.unit.webfix import HOTLINE, NCC, PASSWORD, SHELTER
+from tests.unit.webfix import HOTLINE, NCC, PASSWORD, SHELTER, deliver
 
 SCRIPT = '<script>alert("x")</script>'
 BREAKOUT = '"><img src=x onerror=alert(1)>'
@@ -189,7 +189,8 @@ def test_a_received_referral_with_script_tags_everywhere_is_shown_escaped(shelte
                 referral[section][key] = SCRIPT + BREAKOUT
             elif isinstance(value, list):
                 referral[section][key] = [SCRIPT, BREAKOUT]
-    shelter.gateway.store.receive("event-xss", "Referral", NCC, referral, shelter.clock())
+    assert deliver(shelter.gateway, "event-xss", "Referral", NCC, referral,
+                   shelter.clock()).new
     c = shelter.signed_in()
     assert_escaped(c.get("/inbox").text, SCRIPT)
     page = c.get("/referrals/ref-xss")

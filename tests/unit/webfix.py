@@ -22,7 +22,7 @@ from kafkaedge.loading import now_ms
 from kafkaedge.loading import load_settings
 from refmesh.settings import GatewaySettings
 from gateways.web import mount
-from refmesh import samples
+from refmesh import receive, samples
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
 PASSWORD = "correct horse battery staple"
@@ -139,12 +139,15 @@ class WebFix:
         consent.update(over)
         return self.gateway.record_consent(consent)
 
-    def arrive(self, n: int = 1, sender: str = HOTLINE, **over) -> dict:
-        """A referral from ``sender`` arrives here through the policy domain."""
+    def arrive(self, n: int = 1, sender: str | None = None, **over) -> dict:
+        """A referral from ``sender`` (the hotline, or at the hotline the shelter) arrives here
+        through the policy domain."""
+        sender = sender or (SHELTER if self.agency == HOTLINE else HOTLINE)
         referral = samples.referral(referral_id=f"ref-{n}-{self.clock()}", sender=sender,
                                     recipient=self.agency, created_at=self.clock(), n=n)
         referral.update(over)
-        self.gateway.store.receive(f"event-{n}", "Referral", NCC, referral, self.clock())
+        assert deliver(self.gateway, f"event-{n}", "Referral", NCC, referral,
+                       self.clock()).refused is None
         return referral
 
     def close(self) -> None:
@@ -154,6 +157,14 @@ class WebFix:
         self.loop.close()
         self.web.accounts.close()
         self.gateway.store.close()
+
+
+def deliver(gateway: Gateway, event_id: str, record_type: str, signer: str, record: dict,
+            now: int) -> receive.Changes:
+    """An opened event reaches ``gateway``'s store as its inbox hands it over."""
+    return gateway.store.receive(receive.Event(event_id, record_type, signer, record),
+                                 receive.Parties.of(gateway.directory(), gateway.settings.agency),
+                                 now)
 
 
 @pytest.fixture(scope="module")

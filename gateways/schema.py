@@ -1,0 +1,177 @@
+"""The gateway database's tables, and the migration of a database written by an older gateway.
+
+Schema 2 (``PRAGMA user_version = 2``) keys referrals by (sender, referral id): ids are unique
+per sender only, so two agencies that choose the same id never collide, and nobody can squat
+another sender's id. The inbox remembers an event under (origin, delivery key): a referral's
+sender, else the envelope's signer. Statuses leave the outbox once per peer (``loop.queued_key``).
+
+A database without a user_version but with the referral tables is schema 1 (every gateway before
+refmesh 0.2): ``open_schema`` migrates it in one transaction, or, if that fails, leaves it as it
+was and says so. A database of a newer schema is refused (upgrade the gateway).
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from refmesh import codec, loop
+from refmesh.errors import MeshError
+
+VERSION = 2
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS outbox (
+    delivery_key TEXT PRIMARY KEY,    -- the key the recipient's receipt names
+    event_id TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    record BLOB NOT NULL,
+    partition_key BLOB,
+    needs_receipt INTEGER NOT NULL,
+    state TEXT NOT NULL,              -- pending, confirmed, refused, sent
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    closed_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
+CREATE TABLE IF NOT EXISTS inbox (
+    origin TEXT NOT NULL,             -- whose ids the key names: a referral's sender, else the
+                                      -- envelope's signer
+    delivery_key TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    sender TEXT NOT NULL,             -- the envelope's signer
+    record BLOB NOT NULL,             -- emptied when the referral is erased
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (origin, delivery_key)
+);
+CREATE TABLE IF NOT EXISTS referrals (
+    sender TEXT NOT NULL,             -- who chose the id: this agency (out) or the peer (in)
+    referral_id TEXT NOT NULL,
+    direction TEXT NOT NULL,          -- out (we sent it) or in (we received it)
+    peer TEXT NOT NULL,               -- the recipient (out) or the sender (in)
+    state TEXT NOT NULL,
+    record BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (sender, referral_id)
+);
+CREATE INDEX IF NOT EXISTS referrals_id ON referrals (referral_id);
+CREATE TABLE IF NOT EXISTS referral_keys (
+    sender TEXT NOT NULL,             -- a received referral
+    referral_id TEXT NOT NULL,
+    partition_key BLOB NOT NULL,      -- its Kafka key (a keyed hash): outcome copies go with it
+    PRIMARY KEY (sender, referral_id)
+);
+CREATE TABLE IF NOT EXISTS history (
+    sender TEXT NOT NULL,             -- the referral's sender ('' if a migration lost it)
+    referral_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    set_by TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    recorded_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_referral2 ON history (sender, referral_id);
+CREATE TABLE IF NOT EXISTS consents (
+    consent_id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL,
+    record BLOB NOT NULL,             -- the latest Consent, with its event history
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    notice_id TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- Request (we were asked) or Confirmation (we were told)
+    consent_id TEXT NOT NULL,
+    referral_ids TEXT NOT NULL,       -- comma-separated ids, never case data
+    requested_by TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (notice_id, kind, requested_by)
+);
+"""
+
+#: the tables schema 2 rebuilds (schema 1 keyed them by referral id or delivery key alone)
+REBUILT = ("inbox", "referrals", "referral_keys", "history")
+
+
+class SchemaError(MeshError):
+    """The gateway database is of a schema this gateway cannot use."""
+
+
+def open_schema(db: sqlite3.Connection, agency: str, path: str) -> None:
+    """Create the tables of a new database, migrate one of schema 1, check any other."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > VERSION:
+        raise SchemaError(f"the gateway database {path} is of schema {version}, written by a "
+                          f"newer refmesh; this gateway knows schemas up to {VERSION}: upgrade "
+                          "the gateway, or point it at a copy of the database from before")
+    if version == VERSION:
+        db.executescript(TABLES)  # idempotent
+        return
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "referrals" in tables:
+            _from_1(db, agency)
+        for statement in TABLES.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("COMMIT")
+    except Exception as exc:
+        db.execute("ROLLBACK")
+        raise SchemaError(f"cannot migrate the gateway database {path} to schema {VERSION} "
+                          f"({type(exc).__name__}: {exc}); it is unchanged. Keep a copy and "
+                          "report this; an older gateway still opens it") from exc
+
+
+def _from_1(db: sqlite3.Connection, me: str) -> None:
+    """Schema 1 -> 2, inside the caller's transaction."""
+    for name in REBUILT:
+        db.execute(f"ALTER TABLE {name} RENAME TO {name}_v1")
+    db.execute("DROP INDEX IF EXISTS history_referral")
+    for statement in TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    # who sent each received referral: its row, else (erased since) the peer that its
+    # "received" status went to
+    senders = dict(db.execute("SELECT referral_id, peer FROM referrals_v1 WHERE "
+                              "direction = 'in'"))
+    for key, recipient, record in db.execute(
+            "SELECT delivery_key, recipient, record FROM outbox WHERE record_type = "
+            "'ReferralStatus'").fetchall():
+        status = codec.decode(record)[1]
+        if status["state"] == "received" and status["setBy"] == me:
+            senders.setdefault(status["referralId"], recipient)
+        if key == loop.delivery_key("ReferralStatus", status):  # to a peer: once per peer now
+            db.execute("UPDATE outbox SET delivery_key = ? WHERE delivery_key = ?",
+                       (loop.queued_key("ReferralStatus", status, recipient), key))
+    db.execute("INSERT INTO referrals (sender, referral_id, direction, peer, state, record, "
+               "created_ms, updated_ms) SELECT CASE direction WHEN 'out' THEN ? ELSE peer END, "
+               "referral_id, direction, peer, state, record, created_ms, updated_ms "
+               "FROM referrals_v1", (me,))
+    outgoing = {r[0] for r in db.execute("SELECT referral_id FROM referrals_v1 WHERE "
+                                         "direction = 'out'")}
+    for rid, key in db.execute("SELECT referral_id, partition_key FROM referral_keys_v1"
+                               ).fetchall():
+        if rid in senders:
+            db.execute("INSERT INTO referral_keys VALUES (?, ?, ?)", (senders[rid], rid, key))
+    for row in db.execute("SELECT referral_id, state, reason, detail, set_by, at, recorded_ms "
+                          "FROM history_v1").fetchall():
+        # schema 1 could hold one id once: an id sent is ours, else the sender's
+        sender = me if row[0] in outgoing else senders.get(row[0], "")
+        db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (sender, *row))
+    for row in db.execute("SELECT delivery_key, event_id, record_type, sender, record, "
+                          "received_ms FROM inbox_v1").fetchall():
+        key, record_type, signer, record = row[0], row[2], row[3], row[4]
+        origin = signer
+        if record_type == "Referral":
+            rid = key.removeprefix("referral:")
+            origin = codec.decode(record)[1]["senderAgency"] if record else \
+                senders.get(rid, signer)
+        db.execute("INSERT INTO inbox (origin, delivery_key, event_id, record_type, sender, "
+                   "record, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)", (origin, *row))
+    for name in REBUILT:
+        db.execute(f"DROP TABLE {name}_v1")
