@@ -30,6 +30,9 @@ class Outcome:
     max_latency_s: float = 0.0
     p50_latency_s: float = 0.0
     messages_scanned: int = 0
+    # faults within the drill, (what, wall ms), each with its recovery in ``timings``
+    events: list[tuple[str, int]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # what -> seconds
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -160,11 +163,18 @@ def verify(mesh: DrillMesh, stream: Stream, before: Before, fault_end_ms: int,
     if latency:
         outcome.max_latency_s = max(latency) / 1000
         outcome.p50_latency_s = statistics.median(latency) / 1000
-    # recovered: the backlog (referrals accepted before the fault ended) is stored, and a
-    # referral accepted after it has made it through
-    backlog = [stored[r] for r, at in accepted.items() if at <= fault_end_ms and r in stored]
-    fresh = [stored[r] for r, at in accepted.items() if at > fault_end_ms and r in stored]
-    recovery = max(max(backlog, default=fault_end_ms), min(fresh, default=fault_end_ms)) \
-        - fault_end_ms
-    outcome.recovery_s = max(0, recovery) / 1000
+    outcome.recovery_s = recovery_s(stored, accepted, fault_end_ms)
+    for what, at in outcome.events:
+        outcome.timings[f"mesh delivering again after {what}"] = recovery_s(stored, accepted, at)
     return outcome
+
+
+def recovery_s(stored: dict[str, int], accepted: dict[str, int], since_ms: int) -> float:
+    """Seconds from ``since_ms`` until the mesh had recovered: the backlog (referrals accepted
+    until then) is stored at the shelter, and a referral accepted after it has made it through
+    (both stamped in wall ms: ``stored`` when the shelter stored it, ``accepted`` when the
+    hotline took it)."""
+    backlog = [stored[r] for r, at in accepted.items() if at <= since_ms and r in stored]
+    fresh = [stored[r] for r, at in accepted.items() if at > since_ms and r in stored]
+    recovery = max(max(backlog, default=since_ms), min(fresh, default=since_ms)) - since_ms
+    return max(0, recovery) / 1000

@@ -1,11 +1,14 @@
-"""What every fault drill (bench/drills.py) is made of: a sample mesh on the embedded broker, a
-steady stream of synthetic referrals into it, and the check of every referral against what the
-recipient stored.
+"""What every fault drill (bench/drills.py) is made of: a sample mesh on a local broker of either
+kind (devmesh.brokers: embedded Tansu or Apache Kafka), a steady stream of synthetic referrals
+into it, and the check of every referral against what the recipient stored.
 
 - ``DrillMesh``: the gateways of BH/GOV/HOTLINE (the sender) and BH/GOV/SHELTER (the recipient)
   and the agents of their policy domain BH/GOV/NCCTIP as child processes, agency codes suffixed
   so that several meshes share one broker; consents of ``persons`` people recorded first (and
-  held by the domain), one warm-up referral delivered before a drill starts.
+  held by the domain), one warm-up referral delivered before a drill starts. The operator (a
+  super user on a secured broker) creates every topic of the mesh with one copy per broker node
+  and, on a secured broker, gives each gateway and the domain its own SCRAM user and exactly
+  the ACLs of its role (refmesh.access.mesh_grants), as ``refmesh topics`` does.
 - ``Stream``: a background thread that POSTs a referral to the hotline ``rate`` times a second
   and records what the API answered: accepted (202), refused (503 and its message), or in doubt
   (no answer: the gateway was down or died during the request; resolved afterwards by asking
@@ -31,8 +34,10 @@ from pathlib import Path
 import yaml
 from kafka import TopicPartition
 
-from kafkaedge import profiles
-from kafkaedge import topic_reader
+from devmesh.brokers import LocalBroker
+from kafkaedge import profiles, topic_reader
+from kafkaedge.acls import apply_acls
+from kafkaedge.credentials import admin_client
 from gateways.client import GatewayError
 from kafkaedge.loading import DirectoryRef, load_anchor, now_ms
 from devmesh.mesh import RunningMesh
@@ -42,11 +47,17 @@ from gateways.store import query_file
 from devmesh.supervise import Proc, ProcessError, wait_until
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import samples, schemas, topology
+from refmesh.access import mesh_grants
 
 HOTLINE, SHELTER, DOMAIN = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
 _STORED = re.compile(r"stored Referral event \S+ from \S+ \((new|duplicate)\)")
 _METRIC = re.compile(r'^refmesh_events_received_total\{([^}]*)\} ([0-9.e+]+)$', re.MULTILINE)
 _ASSIGNED = re.compile(r"joined its group .*?; (\d+) partitions assigned")
+
+
+def pause(seconds: float) -> None:
+    """Part of a drill's timeline (the stream runs meanwhile), not a wait for a condition."""
+    threading.Event().wait(seconds)
 
 
 def wall_ms() -> int:
@@ -70,20 +81,23 @@ class Plan:
 # --- the mesh --------------------------------------------------------------------------------
 
 class DrillMesh:
-    """One sample mesh on ``bootstrap``; ``start()`` runs it, ``stop()`` ends every process."""
+    """One sample mesh on the broker ``kafka``; ``start()`` runs it, ``stop()`` ends every
+    process."""
 
-    def __init__(self, root: Path, bootstrap: str, resend_after_ms: int = 3000,
+    def __init__(self, root: Path, kafka: LocalBroker, resend_after_ms: int = 3000,
                  persons: int = 20) -> None:
-        self.root, self.bootstrap, self.persons = Path(root), bootstrap, persons
+        self.root, self.kafka, self.persons = Path(root), kafka, persons
         self.tag = uuid.uuid4().hex[:6]
         agencies = renamed(self.tag)
         self.ids = {a.agency_id.rsplit("-", 1)[0]: a.agency_id for a in agencies}
         self.hotline, self.shelter, self.domain = (self.ids[HOTLINE], self.ids[SHELTER],
                                                    self.ids[DOMAIN])
-        self.files = build(self.root / "mesh", bootstrap, now_ms(), agencies=agencies,
-                           resend_after_ms=resend_after_ms, scrypt_n=2**10)
-        trusted = DirectoryRef(self.files.directory, load_anchor(self.files.anchor))()
-        self.topic_specs = [TopicSpec(n, 4, c) for n, c in topology.mesh_topics(trusted)]
+        self.files = build(self.root / "mesh", kafka.bootstrap, now_ms(), agencies=agencies,
+                           resend_after_ms=resend_after_ms, scrypt_n=2**10, broker=kafka.kind,
+                           credentials=kafka.credentials)
+        self.trusted = DirectoryRef(self.files.directory, load_anchor(self.files.anchor))()
+        self.topic_specs = [TopicSpec(n, 4, c, replication=kafka.replication)
+                            for n, c in topology.mesh_topics(self.trusted)]
         self.topics = tuple(s.name for s in self.topic_specs)
         # inboxes of the agencies and the domain that no referral of a drill may ever reach
         self.bystander_topics = [topology.agency_inbox(a.agency_id) for a in agencies
@@ -102,8 +116,16 @@ class DrillMesh:
 
     def start(self) -> DrillMesh:
         try:
-            ensure_topics(profiles.admin_config(profiles.EMBEDDED, self.bootstrap),
-                          self.topic_specs)
+            if self.kafka.secured:
+                # faust's transactional ids need their own grants under exactly_once
+                guarantee = profiles.faust_broker_settings(self.kafka.profile)[
+                    "processing_guarantee"]
+                exactly_once = guarantee == "exactly_once"
+                apply_acls(self.kafka.admin_config(),
+                           mesh_grants(self.trusted, {}, exactly_once=exactly_once), prune=False)
+            ensure_topics(self.kafka.admin_config(), self.topic_specs)
+            if self.kafka.replication > 1:
+                wait_every_node(self.kafka, self.topic_specs)
             self.workers = [self.running.start_agents(self.domain)]
             for agency in (self.hotline, self.shelter):
                 self.running.start_gateway(agency, wait=False)
@@ -208,7 +230,7 @@ class DrillMesh:
 
     def messages_on(self, topics: list[str]) -> int:
         """How many messages the topics hold (0 for a topic the broker does not know)."""
-        config = profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, "unused")
+        config = self.kafka.consumer_config()
         config["request_timeout_ms"] = 60_000  # a slow broker (s3 storage) is not an error here
         consumer = topic_reader.consumer(config)
         try:
@@ -221,7 +243,7 @@ class DrillMesh:
 
     def scan(self, canaries: list[str]):
         """gateways.scan over every topic of this mesh, from the beginning."""
-        config = profiles.consumer_config(profiles.EMBEDDED, self.bootstrap, "unused")
+        config = self.kafka.consumer_config()
         # str.startswith takes a tuple: exactly this mesh's topics, not other meshes' on the
         # same broker
         return scan(config, canaries, topic_prefix=self.topics, timeout=300)
@@ -264,6 +286,34 @@ class DrillMesh:
         """Referral id -> created_ms of the referrals ``prefix*`` the shelter holds."""
         return dict(self.query(self.shelter, "SELECT referral_id, created_ms FROM referrals "
                                "WHERE direction = 'in' AND referral_id LIKE ?", (prefix + "%",)))
+
+
+def wait_every_node(kafka: LocalBroker, specs: list[TopicSpec], timeout: float = 60.0) -> None:
+    """On a cluster, wait until every node holds its replica of every partition of ``specs``
+    (one on each node): it has then applied the metadata records that created them, and the
+    ACLs written before them. A node that lags behind would tell a gateway or agent starting
+    now that its topic is missing or forbidden (seen: an agent that exited on 'could not create
+    topic ... TopicAuthorizationFailedError' right after the operator made topic and ACLs)."""
+    nodes = [n.node_id for n in kafka.process.nodes]
+    wanted = {(s.name, p) for s in specs for p in range(s.partitions)}
+    admin = admin_client(kafka.admin_config())
+    lagging: list[int] = []
+
+    def everywhere():
+        lagging[:] = []
+        for answer in admin.describe_log_dirs([s.name for s in specs], brokers=nodes):
+            held = {(t["name"], p["partition_index"]) for d in answer["log_dirs"]
+                    for t in d["topics"] for p in t["partitions"]}
+            if not wanted <= held:
+                lagging.append(answer["broker"])
+        return not lagging
+
+    try:
+        wait_until(everywhere, timeout, "every node to hold the mesh's topics")
+    except ProcessError as exc:
+        raise ProcessError(f"{exc}; lagging: nodes {lagging}") from None
+    finally:
+        admin.close()
 
 
 # --- the stream --------------------------------------------------------------------------------

@@ -1,11 +1,20 @@
 """Fault drills: a sample mesh under a steady stream of referrals, a fault injected mid-stream,
 then every referral checked against what the recipient stored (bench/drillkit.py).
 
-Drills (each on a fresh mesh; the two broker drills on a broker of their own):
-  broker-restart-s3      the broker stopped for ``fault_s`` and started again; its log on s3://
+Every drill runs on both brokers (devmesh.brokers: embedded Tansu, and Apache Kafka 4 with
+SASL_SSL, SCRAM users and ACLs on) unless it is about one broker's storage or cluster. Each run
+is on a fresh mesh; the broker drills on a broker of their own:
+  broker-restart-s3      Tansu stopped for ``fault_s`` and started again; its log on s3://
                          storage (a local moto server), so it survives the restart
   broker-restart-memory  the same with memory storage: the restarted broker has lost every
                          topic, record and offset; end-to-end receipts must re-send it all
+  broker-restart-log     Apache Kafka (one node) stopped with SIGTERM for ``fault_s`` and
+                         started again on its own log
+  broker-kill-log        the same with SIGKILL (a crash: the log is recovered at start)
+  three-node             a three-node KRaft cluster of Apache Kafka (replication factor 3,
+                         min.insync.replicas 2, acks=all): a broker killed with SIGKILL
+                         mid-stream and restarted, then the active controller likewise; the
+                         recovery times of each step are recorded
   gateway-kill           the sender's gateway killed with SIGKILL mid-stream, restarted at once
   agent-kill             the domain's agent worker killed with SIGKILL, restarted at once
   two-workers            a second agent worker of the domain (own worker_id and data_dir);
@@ -21,9 +30,11 @@ Drills (each on a fresh mesh; the two broker drills on a broker of their own):
 Every drill prints one line (sent, accepted, delivered, lost, duplicated, misdelivered, leaked,
 re-sends absorbed, recovery time) and fails unless lost, duplicated, misdelivered and leaked are
 0. Without --quick, the table of ``--runs`` runs (median and spread) goes to bench/RESULTS.md;
-the fuzz targets of tests/fuzz_targets.py run last (``--fuzz N`` inputs each).
+the fuzz targets of tests/fuzz_targets.py run last (``--fuzz N`` inputs each). The Apache Kafka
+drills need Java 17+ and Maven (devmesh.apache); without them they are left out, with a note.
 
-Usage: python bench/drills.py [--quick] [--runs 3] [--only NAME,NAME] [--fuzz N] [--keep]
+Usage: python bench/drills.py [--quick] [--runs 3] [--brokers embedded,apache]
+                              [--only NAME,NAME] [--fuzz N] [--keep]
 """
 from __future__ import annotations
 
@@ -35,7 +46,6 @@ import signal
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -47,9 +57,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.drillcheck import Before, Outcome, verify
-from bench.drillkit import DrillMesh, Plan, Stream, wall_ms
+from bench.drillcluster import check_replication, cluster_faults
+from bench.drillkit import DrillMesh, Plan, Stream, pause, wall_ms
 from bench.results import spread, write_section
 from bench.s3storage import S3Storage
+from devmesh import brokers
+from devmesh.apache import LIBS
+from devmesh.brokers import LocalBroker
 from devmesh.tansu import EmbeddedBroker, free_port
 from devmesh.supervise import wait_until
 
@@ -63,11 +77,6 @@ def say(message: str) -> None:
     print(f"[{time.monotonic() - START:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def pause(seconds: float) -> None:
-    """Part of a drill's timeline (the stream runs meanwhile), not a wait for a condition."""
-    threading.Event().wait(seconds)
-
-
 @dataclass
 class Fault:
     """What a drill's fault can reach: the mesh, the plan, the drill's broker (if its own)."""
@@ -76,7 +85,12 @@ class Fault:
     plan: Plan
     stream: Stream
     outcome: Outcome
-    broker: EmbeddedBroker | None = None
+    broker: LocalBroker | None = None
+
+
+#: A broker of a drill's own: Tansu with memory or s3:// storage, Apache Kafka on one node or
+#: the three-node cluster
+OWN = {"memory": "embedded", "s3": "embedded", "node": "apache", "cluster": "apache"}
 
 
 @dataclass(frozen=True)
@@ -84,18 +98,30 @@ class Drill:
     name: str
     what: str
     inject: Callable[[Fault], int]  # runs the fault; returns when it ended (wall ms)
-    broker: str | None = None  # None: any broker; "memory" or "s3": a broker of its own
-    prepare: Callable[[DrillMesh], None] | None = None  # before the stream starts
+    own: str | None = None  # None: the shared broker; else a broker of its own (OWN)
+    prepare: Callable[[DrillMesh, Outcome], None] | None = None  # before the stream starts
     rate: float | None = None  # referrals/s if lower than the plan's
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The broker kinds the drill runs on."""
+        return brokers.KINDS if self.own is None else (OWN[self.own],)
 
 
 # --- the faults -------------------------------------------------------------------------------
 
-def broker_restart(f: Fault) -> int:
-    f.broker.stop()
-    pause(f.plan.fault_s)
-    f.broker.start(timeout=120)
-    return wall_ms()
+def broker_restart(sig: int = signal.SIGTERM) -> Callable[[Fault], int]:
+    """The drill's own broker stopped (Apache Kafka: with ``sig``) for ``fault_s``, then
+    started again on the same address."""
+    def inject(f: Fault) -> int:
+        f.broker.halt(sig)
+        pause(f.plan.fault_s)
+        started = time.monotonic()
+        f.broker.resume(timeout=120)
+        f.outcome.notes.append(f"broker answering again {time.monotonic() - started:.1f} s "
+                               "after its start")
+        return wall_ms()
+    return inject
 
 
 def gateway_kill(f: Fault) -> int:
@@ -118,7 +144,7 @@ def agent_kill(f: Fault) -> int:
     return restarted
 
 
-def second_worker(mesh: DrillMesh) -> None:
+def second_worker(mesh: DrillMesh, outcome: Outcome) -> None:  # noqa: ARG001 (Drill.prepare)
     """Run a second worker of the domain and wait until the partitions are shared."""
     first = mesh.workers[0]
     alone = mesh.assigned(first)[-1]
@@ -243,12 +269,23 @@ def read_only_db(f: Fault) -> int:
 DRILLS = {d.name: d for d in (
     # 1 referral/s: Tansu on moto storage carries about 2 domain events/s here (moto_server, one
     # Python process, lists a partition's objects at every fetch); more only measures that
-    Drill("broker-restart-s3", "the broker (s3:// storage on a local moto server) stopped "
-          "for {fault_s:g} s mid-stream, then started again", broker_restart, broker="s3",
+    Drill("broker-restart-s3", "Tansu (s3:// storage on a local moto server) stopped "
+          "for {fault_s:g} s mid-stream, then started again", broker_restart(), own="s3",
           rate=1.0),
-    Drill("broker-restart-memory", "the broker (memory storage) stopped for {fault_s:g} s, "
-          "then started again empty: every topic, record and offset lost", broker_restart,
-          broker="memory"),
+    Drill("broker-restart-memory", "Tansu (memory storage) stopped for {fault_s:g} s, "
+          "then started again empty: every topic, record and offset lost", broker_restart(),
+          own="memory"),
+    Drill("broker-restart-log", "Apache Kafka (one node) stopped with SIGTERM for "
+          "{fault_s:g} s mid-stream, then started again on its own log",
+          broker_restart(signal.SIGTERM), own="node"),
+    Drill("broker-kill-log", "Apache Kafka (one node) killed with SIGKILL mid-stream, started "
+          "again {fault_s:g} s later on its own log (recovered at start)",
+          broker_restart(signal.SIGKILL), own="node"),
+    Drill("three-node", "a three-node KRaft cluster (replication factor 3, "
+          "min.insync.replicas 2, acks=all): a broker that is not the active controller killed "
+          "with SIGKILL mid-stream and restarted {fault_s:g} s later; once it is back in every "
+          "ISR, the active controller likewise", cluster_faults, own="cluster",
+          prepare=check_replication),
     Drill("gateway-kill", "the sender's gateway killed with SIGKILL mid-stream and restarted "
           "at once", gateway_kill),
     Drill("agent-kill", "the domain's agent worker killed with SIGKILL mid-stream and "
@@ -267,7 +304,7 @@ DRILLS = {d.name: d for d in (
 
 # --- running drills -----------------------------------------------------------------------------
 
-def run_drill(drill: Drill, mesh: DrillMesh, plan: Plan, broker: EmbeddedBroker | None = None,
+def run_drill(drill: Drill, mesh: DrillMesh, plan: Plan, broker: LocalBroker | None = None,
               outcome: Outcome | None = None) -> Outcome:
     """One drill on a running mesh: stream, fault, stream, then the check of every referral
     (into ``outcome``, which keeps what was counted if the drill fails half-way)."""
@@ -275,7 +312,7 @@ def run_drill(drill: Drill, mesh: DrillMesh, plan: Plan, broker: EmbeddedBroker 
     if drill.rate is not None and drill.rate < plan.rate:
         plan = replace(plan, rate=drill.rate)
     if drill.prepare is not None:
-        drill.prepare(mesh)
+        drill.prepare(mesh, outcome)
     prefix = f"{drill.name}-{uuid.uuid4().hex[:6]}-"
     before = Before.take(mesh)
     stream = Stream(mesh, prefix, plan.rate)
@@ -290,26 +327,33 @@ def run_drill(drill: Drill, mesh: DrillMesh, plan: Plan, broker: EmbeddedBroker 
 
 
 @contextmanager
-def own_broker(kind: str, log_dir: Path):
-    """A broker for one drill: memory storage, or s3:// storage on a moto server."""
-    storage = S3Storage(log_dir) if kind == "s3" else None
-    broker = None
+def own_broker(own: str, folder: Path, security: bool = True):
+    """A broker for one drill (``OWN``): Tansu with memory storage or s3:// storage on a moto
+    server; Apache Kafka on one node or three (``security``: SASL_SSL, SCRAM and ACLs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if OWN[own] == "apache":
+        with brokers.start("apache", folder / "kafka", security=security,
+                           nodes=3 if own == "cluster" else 1) as broker:
+            yield broker
+        return
+    storage = S3Storage(folder) if own == "s3" else None
+    process = None
     try:
         env = storage.start() if storage else None
-        broker = EmbeddedBroker(port=free_port(), storage=storage.URL if storage else None,
-                                env=env)
-        broker.start(timeout=60)
-        yield broker
+        process = EmbeddedBroker(port=free_port(), storage=storage.URL if storage else None,
+                                 env=env)
+        yield LocalBroker("embedded", process, process.start(timeout=60))
     finally:
-        if broker is not None:
-            broker.stop()
+        if process is not None:
+            process.stop()
         if storage is not None:
             storage.stop()
 
 
 @contextmanager
-def drill_mesh(root: Path, bootstrap: str, resend_after_ms: int = 3000, persons: int = 20):
-    mesh = DrillMesh(root, bootstrap, resend_after_ms=resend_after_ms, persons=persons)
+def drill_mesh(root: Path, kafka: LocalBroker, resend_after_ms: int = 3000,
+               persons: int = 20):
+    mesh = DrillMesh(root, kafka, resend_after_ms=resend_after_ms, persons=persons)
     mesh.start()
     try:
         yield mesh
@@ -317,44 +361,82 @@ def drill_mesh(root: Path, bootstrap: str, resend_after_ms: int = 3000, persons:
         mesh.stop()
 
 
-def run_on_fresh_mesh(drill: Drill, plan: Plan, root: Path, shared_bootstrap: str,
+def run_on_fresh_mesh(drill: Drill, plan: Plan, root: Path, shared: LocalBroker,
                       outcome: Outcome) -> Outcome:
-    """A drill on a mesh of its own (and a broker of its own if the drill needs one)."""
+    """A drill on a mesh of its own (and a broker of its own if the drill needs one, secured
+    as the shared one is)."""
     root.mkdir(parents=True, exist_ok=True)
-    if drill.broker is None:
-        with drill_mesh(root, shared_bootstrap) as mesh:
+    if drill.own is None:
+        with drill_mesh(root, shared) as mesh:
             return run_drill(drill, mesh, plan, outcome=outcome)
-    with own_broker(drill.broker, root / "logs") as broker, \
-            drill_mesh(root, broker.bootstrap) as mesh:
+    with own_broker(drill.own, root / "logs", shared.secured) as broker, \
+            drill_mesh(root, broker) as mesh:
         return run_drill(drill, mesh, plan, broker, outcome)
 
 
 # --- the table ------------------------------------------------------------------------------------
 
-def table(results: dict[str, list[Outcome]], plan: Plan, runs: int, fuzz: str) -> str:
+KIND_NAMES = {"embedded": "embedded", "apache": "Apache Kafka"}
+Results = dict[tuple[str, str], list[Outcome]]  # (broker kind, drill) -> one outcome per run
+
+
+def kafka_version() -> str:
+    """The Apache Kafka version of the broker's jars (broker/pom.xml)."""
+    jars = sorted(LIBS.glob("kafka_2.13-*.jar"))
+    return jars[0].stem.split("-", 1)[1] if jars else "4"
+
+
+def timings_table(results: Results) -> list[str]:
+    """The recovery times the drills recorded step by step (the three-node drill), one row a
+    step: median (min-max) over the runs."""
+    lines = []
+    for (kind, name), outcomes in results.items():
+        steps = list(dict.fromkeys(k for o in outcomes for k in o.timings))
+        if not steps:
+            continue
+        lines += [f"Recovery times of **{name}** ({KIND_NAMES[kind]}), seconds, median "
+                  "(min-max) over the runs; a kill's times count from the SIGKILL, a restart's "
+                  "from the start of the node:", "", "| step | runs | seconds |", "|---|---|---|"]
+        for step in steps:
+            values = [o.timings[step] for o in outcomes if step in o.timings]
+            lines.append(f"| {step} | {len(values)} | {spread(values)} |")
+        lines.append("")
+    return lines
+
+
+def table(results: Results, plan: Plan, runs: int, fuzz: str) -> str:
     def col(outcomes, key, digits=1):
         return spread([float(getattr(o, key)) for o in outcomes], digits)
 
     rows = []
-    for name, outcomes in results.items():
+    for (kind, name), outcomes in results.items():
         total = {k: sum(getattr(o, k) for o in outcomes)
                  for k in ("lost", "duplicated", "misdelivered", "leaked")}
         rows.append(
-            f"| {name} | {len(outcomes)} | {col(outcomes, 'sent', 0)} | "
+            f"| {KIND_NAMES[kind]} | {name} | {len(outcomes)} | {col(outcomes, 'sent', 0)} | "
             f"{col(outcomes, 'accepted', 0)} | {col(outcomes, 'refused', 0)} | "
             f"{col(outcomes, 'unanswered', 0)} | {col(outcomes, 'delivered', 0)} | "
             f"{total['lost']} | {total['duplicated']} | {total['misdelivered']} | "
             f"{total['leaked']} | {col(outcomes, 'resends_absorbed', 0)} | "
             f"{col(outcomes, 'recovery_s')} | {col(outcomes, 'max_latency_s')} | "
             f"{'ok' if all(o.ok for o in outcomes) else '**FAILED**'} |")
-    described = "\n".join(f"- **{d.name}**: {d.what.format(fault_s=plan.fault_s)}"
-                          + (f" (stream at {d.rate:g} referral/s)" if d.rate else "") + "."
-                          for d in DRILLS.values() if d.name in results)
+    ran = {name for _, name in results}
+    described = "\n".join(
+        f"- **{d.name}**"
+        + ("" if d.own is None else f" ({KIND_NAMES[d.kinds[0]]} only)")
+        + f": {d.what.format(fault_s=plan.fault_s)}"
+        + (f" (stream at {d.rate:g} referral/s)" if d.rate else "") + "."
+        for d in DRILLS.values() if d.name in ran)
+    kinds = list(dict.fromkeys(kind for kind, _ in results))
+    on = " and ".join({"embedded": "the embedded broker (Tansu, memory storage)",
+                       "apache": f"Apache Kafka {kafka_version()} (one KRaft node; SASL_SSL, "
+                                 "SCRAM-SHA-512, a user and the ACLs of its role for each "
+                                 "gateway and the domain)"}[k] for k in kinds)
     intro = (
         f"{runs} run(s) of each drill, each run on a fresh sample mesh (gateways of "
         "BH/GOV/HOTLINE and BH/GOV/SHELTER, agents of BH/GOV/NCCTIP, as child processes; "
-        "re-send after 3 s, doubling up to 60 s) on the embedded broker (the broker drills "
-        "on a broker of their own). Stream: "
+        f"re-send after 3 s, doubling up to 60 s) on {on}; the broker drills on a broker of "
+        "their own. Stream: "
         f"{plan.rate:g} synthetic referrals/s POSTed to the hotline for {plan.before_s:g} s, "
         f"the fault, {plan.after_s:g} s more; then up to {plan.deadline_s:g} s for every "
         "accepted referral to be answered. Counts are per run, median (min-max); lost, "
@@ -367,15 +449,17 @@ def table(results: dict[str, list[Outcome]], plan: Plan, runs: int, fuzz: str) -
         "fault lifted) until every referral accepted before that moment is stored at the "
         "shelter and the first one accepted after it is too. Load average (1 min) at the end: "
         f"{os.getloadavg()[0]:.1f}.")
-    header = ("| drill | runs | sent | accepted | refused (503) | unanswered | delivered | lost | "
-              "duplicated | misdelivered | leaked | re-sends absorbed | recovery (s) | "
-              "max latency (s) | |")
-    notes = [f"- {name}, run {run}: {note}" for name, outcomes in results.items()
+    header = ("| broker | drill | runs | sent | accepted | refused (503) | unanswered | "
+              "delivered | lost | duplicated | misdelivered | leaked | re-sends absorbed | "
+              "recovery (s) | max latency (s) | |")
+    notes = [f"- {name} ({KIND_NAMES[kind]}), run {run}: {note}"
+             for (kind, name), outcomes in results.items()
              for run, o in enumerate(outcomes, 1) for note in [*o.notes, *o.problems]]
     legend = ("Sent: submissions tried; unanswered: no answer because the gateway was down, "
               "and not held by it afterwards.")
-    return "\n".join([intro, "", described, "", header, "|---" * 15 + "|", *rows, "", legend,
-                      "", "What each run noted:", "", *notes, "", fuzz])
+    return "\n".join([intro, "", described, "", header, "|---" * 16 + "|", *rows, "", legend,
+                      "", *timings_table(results), "What each run noted:", "", *notes, "",
+                      fuzz])
 
 
 def fuzz(count: int) -> tuple[str, bool]:
@@ -397,10 +481,29 @@ def fuzz(count: int) -> tuple[str, bool]:
                       *lines]), ok
 
 
+def kinds_to_run(wanted: str | None) -> tuple[list[str], str | None]:
+    """The broker kinds of this run, and a note if Apache Kafka is left out for want of Java
+    or Maven (an error if it was asked for by name)."""
+    kinds = [k.strip() for k in (wanted or ",".join(brokers.KINDS)).split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(brokers.KINDS))
+    if unknown or not kinds:
+        raise SystemExit(f"--brokers {wanted!r}: use {', '.join(brokers.KINDS)}")
+    if "apache" in kinds and (problem := brokers.apache_available()):
+        if wanted:
+            raise SystemExit(f"--brokers apache: {problem}")
+        return [k for k in kinds if k != "apache"], f"NOTE: Apache Kafka drills NOT run: {problem}"
+    return kinds, None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short drills, one run, no table")
+    ap.add_argument("--quick", action="store_true",
+                    help="short drills, one run, no table (unless --write)")
+    ap.add_argument("--write", action="store_true",
+                    help="write the table to bench/RESULTS.md even with --quick")
     ap.add_argument("--runs", type=int, help="runs of each drill (3; quick 1)")
+    ap.add_argument("--brokers", help="comma-separated broker kinds (default: embedded and, "
+                                      "with Java 17+ and Maven, apache)")
     ap.add_argument("--only", help="comma-separated drill names (default: all)")
     ap.add_argument("--fuzz", type=int, help="fuzz inputs per target (20000; quick 500; 0 off)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
@@ -411,40 +514,43 @@ def main() -> int:
     unknown = [n for n in names if n not in DRILLS]
     if unknown:
         ap.error(f"unknown drill(s) {', '.join(unknown)}; known: {', '.join(DRILLS)}")
+    kinds, note = kinds_to_run(args.brokers)
+    if note:
+        say(note)
     fuzz_count = args.fuzz if args.fuzz is not None else (500 if args.quick else 20000)
     # SIGTERM (make, CI) unwinds like Ctrl-C, so that the finally blocks stop every process
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="refmesh-drills-"))
-    results: dict[str, list[Outcome]] = {n: [] for n in names}
+    results: Results = {(k, n): [] for k in kinds for n in names if k in DRILLS[n].kinds}
     ok = True
-    broker = EmbeddedBroker()
-    try:
-        bootstrap = broker.start()
-        say(f"embedded broker at {bootstrap}; work folder {root}")
-        for run in range(1, runs + 1):
-            for name in names:
-                say(f"run {run}: {name}: {DRILLS[name].what.format(fault_s=plan.fault_s)}")
-                outcome = Outcome(name)
-                try:
-                    run_on_fresh_mesh(DRILLS[name], plan, root / f"{name}-{run}", bootstrap,
-                                      outcome)
-                except Exception as exc:  # noqa: BLE001 (report it, go on with the others)
-                    traceback.print_exc()
-                    outcome.problems.append(f"{type(exc).__name__}: {exc}")
-                results[name].append(outcome)
-                ok = ok and outcome.ok
-                print(outcome.line(), flush=True)
-                for note in outcome.notes:
-                    print(f"    {note}", flush=True)
-                for problem in outcome.problems:
-                    print(f"    PROBLEM: {problem}", flush=True)
-    finally:
-        broker.stop()
+    for kind in kinds:
+        with brokers.start(kind, root / f"broker-{kind}") as shared:
+            say(f"{brokers.describe(shared)} at {shared.bootstrap}; work folder {root}")
+            for run in range(1, runs + 1):
+                for name in [n for k, n in results if k == kind]:
+                    say(f"run {run}: {name} on {kind}: "
+                        f"{DRILLS[name].what.format(fault_s=plan.fault_s)}")
+                    outcome = Outcome(name)
+                    try:
+                        run_on_fresh_mesh(DRILLS[name], plan, root / f"{kind}-{name}-{run}",
+                                          shared, outcome)
+                    except Exception as exc:  # noqa: BLE001 (report it, go on with the others)
+                        traceback.print_exc()
+                        outcome.problems.append(f"{type(exc).__name__}: {exc}")
+                    results[kind, name].append(outcome)
+                    ok = ok and outcome.ok
+                    print(f"{kind:<8} {outcome.line()}", flush=True)
+                    for what, seconds in outcome.timings.items():
+                        print(f"    {what}: {seconds:.1f} s", flush=True)
+                    for note in outcome.notes:
+                        print(f"    {note}", flush=True)
+                    for problem in outcome.problems:
+                        print(f"    PROBLEM: {problem}", flush=True)
     fuzz_text, fuzz_ok = fuzz(fuzz_count) if fuzz_count else ("fuzzing skipped", True)
     ok = ok and fuzz_ok
-    body = table(results, plan, runs, fuzz_text)
+    body = "\n\n".join(filter(None, [note, table(results, plan, runs, fuzz_text)]))
     print(body)
-    if not args.quick:
+    if not args.quick or args.write:
         write_section(SECTION, body)
         say("table written to bench/RESULTS.md")
     if ok and not args.keep:
