@@ -10,8 +10,9 @@ and append the decision to the audit chain.
 
 The tables are faust Tables whose changelogs are the domain's compacted topics
 ``refmesh.domain.<D>.consents`` and ``.forwarded`` (values encrypted for the domain: the
-broker is untrusted), ``.audit-heads``, ``.aggregate-counts`` (encrypted) and ``.counted``
-(keyed hashes of what was counted, so a re-send is counted once); faust restores them from the changelog before the
+broker is untrusted), ``.audit-heads``, ``.aggregate-counts`` (encrypted), ``.counted``
+(keyed hashes of what was counted, so a re-send is counted once) and ``.seen`` (the event ids
+accepted within the envelope's maximum age, encrypted: refmesh.replay); faust restores them from the changelog before the
 worker processes anything, so a restart cannot forget a withdrawal (the embedded profile writes
 one record per produce batch, which keeps the restore exact on Tansu: shared/BROKER.md).
 
@@ -73,14 +74,15 @@ def sink_topics(directory: TrustedDirectory, domain: str) -> list[str]:
 class Tables:
     """The agent's state: faust Tables (or plain dicts in tests), keys and values bytes."""
 
-    def __init__(self, consents, forwarded, heads, counts, counted) -> None:
+    def __init__(self, consents, forwarded, heads, counts, counted, seen) -> None:
         self.consents, self.forwarded, self.heads = consents, forwarded, heads
         self.counts = counts  # "partition|window start" -> protected counts of that window
         self.counted = counted  # keyed hash of a counted delivery key -> its window start
+        self.seen = seen  # accepted event ids and their expiry index (refmesh.replay)
 
     def view(self) -> domain.View:
         return domain.View(consent=self.consents.get, log=self.forwarded.get,
-                           counted=self.counted.get)
+                           counted=self.counted.get, seen=self.seen.get)
 
 
 class Forwarder:
@@ -98,11 +100,13 @@ class Forwarder:
                  policy: Policy, secret: bytes, publish, tables: Tables, *,
                  clock: Callable[[], int] = now_ms,
                  counting: domain.Counting = domain.Counting(),
+                 partition_secret: bytes | None = None, partitions: int | None = None,
                  retry_first_s: float = 0.5, retry_max_s: float = 10.0) -> None:
         self.keys, self.directory_ref, self.publish, self.clock = (
             keys, directory_ref, publish, clock)
         self.policy, self.secret, self.tables = policy, secret, tables
         self.counting = counting
+        self.partition_secret, self.partitions = partition_secret, partitions
         self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
         self.deadletter_topic = topology.deadletter(keys.agency_id, "domain")
         self.audit_topic = topology.audit(keys.agency_id)
@@ -114,8 +118,9 @@ class Forwarder:
         now = self.clock()
         try:
             ctx = domain.Context(self.keys, self.directory_ref(), self.policy, self.secret, now,
-                                 self.counting)
-            effects = domain.handle(message.value or b"", message.key, ctx, self.tables.view())
+                                 self.counting, self.partition_secret, self.partitions)
+            effects = domain.handle(message.value or b"", message.key, ctx, self.tables.view(),
+                                    message.partition)
         except Exception as exc:  # a bug must not lose the event: park it, loudly
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             # The exception's message may quote record values: log its type and place only.
@@ -143,6 +148,13 @@ class Forwarder:
         if effects.counted is not None:
             self._count(message.partition, *effects.counted)
         await self._audit(effects, message.partition, now, where)
+        # last: a crash before this decides the event again (a second audit record at
+        # worst), never takes it for a re-send whose first decision went unaudited
+        for key, value in effects.seen_put:
+            if value is None:
+                self.tables.seen.pop(key, None)
+            else:
+                self.tables.seen[key] = value
         return effects
 
     def _count(self, partition: int, once: bytes | None, window_start: int, cell: dict) -> None:
@@ -297,12 +309,14 @@ def bound_fetch_wait(wait_ms: int) -> None:
 def create_app(settings: AgentSettings, keys: AgencyKeys,
                directory_ref: Callable[[], TrustedDirectory], policy: Policy, secret: bytes, *,
                clock: Callable[[], int] = now_ms,
+               partition_secret: bytes | None = None,
                ensure_topic: Callable[[str], Awaitable[bool]] | None = None) -> faust.App:
     """The domain's faust app with its agent (named ``forward``) and its tables (topology.TABLES).
 
     The source topic, the table changelogs, the audit and dead-letter topics must exist before
     the worker starts (``agents.run`` creates them); sink topics are checked once each, see
-    ``topic_ensurer``. ``app.forwarder`` and ``app.publisher`` are exposed for tests.
+    ``topic_ensurer``. ``partition_secret`` is the domain's secret for the person's Kafka key
+    (without it no member's referral or consent is accepted: refmesh.domain). ``app.forwarder`` and ``app.publisher`` are exposed for tests.
     """
     domain_id = settings.domain
     if keys.agency_id != domain_id:
@@ -346,7 +360,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
                                aggregate.check_dims(settings.aggregate_dims),
                                settings.aggregate_max_late_ms)
     forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock,
-                          counting=counting)
+                          counting=counting, partition_secret=partition_secret,
+                          partitions=partitions)
 
     async def forward(stream):  # concurrency 1: events of a partition one after the other
         async for event in stream.noack().events():

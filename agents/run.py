@@ -82,12 +82,19 @@ def prepare_app(settings: AgentSettings) -> faust.App:
     if not secret:
         raise ConfigError(f"set the domain's pseudonymisation secret in the environment "
                           f"variable {settings.pseudonym_secret_env}")
+    # the secret of the person's Kafka key, which the domain's gateways share: the agents
+    # derive each referral's and consent's key from its subject id and refuse any other
+    partition_secret = os.environ.get(settings.partition_secret_env)
+    if not partition_secret:
+        raise ConfigError(f"set the domain's partition secret (the one its gateways use) in "
+                          f"the environment variable {settings.partition_secret_env}")
     log.info("policy %s of %s signed with %s loaded", policy.version, signer.domain,
              signer.key_id)
     known = prepare_topics(settings, directory)
     # faust makes only the last level of its data directory
     (Path(settings.data_dir) / settings.worker_id).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, keys, directory_ref, policy, secret.encode())
+    app = create_app(settings, keys, directory_ref, policy, secret.encode(),
+                     partition_secret=partition_secret.encode())
     app.publisher.known(known)
     started = time.monotonic()
 

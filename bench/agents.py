@@ -26,6 +26,7 @@ from refmesh import aggregate, domain, envelope, samples, topology  # noqa: E402
 from tests.policy_samples import NOW, SECRET, load, signed_mesh  # noqa: E402
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
+PARTITION_SECRET = b"\x02" * 16  # the domain's key secret: the person's key, as a gateway's
 
 
 def events(mesh, n: int) -> list[tuple[bytes, bytes]]:
@@ -34,7 +35,8 @@ def events(mesh, n: int) -> list[tuple[bytes, bytes]]:
         referral = samples.referral(referral_id=f"b-{i}", sender=HOTLINE, recipient=SHELTER,
                                     created_at=NOW, n=1)
         out.append((envelope.seal("Referral", referral, mesh.keys[HOTLINE], NCC,
-                                  mesh.directory, NOW), b"subject-key"))
+                                  mesh.directory, NOW),
+                    topology.partition_key(PARTITION_SECRET, referral["subjectId"])))
     return out
 
 
@@ -48,8 +50,10 @@ def main() -> None:
     keys, policy = mesh.keys[NCC], load()
     consent = samples.consent(1, controller=HOTLINE, valid_from=NOW - 1000)
     consent["recipientRoles"] = ["CentralGovernmentOrganisation"]
-    ctx = domain.Context(keys, mesh.directory, policy, SECRET, NOW)
-    ckey = domain.consent_key(b"subject-key", consent["consentId"], SECRET)
+    ctx = domain.Context(keys, mesh.directory, policy, SECRET, NOW,
+                         partition_secret=PARTITION_SECRET)
+    subject_key = topology.partition_key(PARTITION_SECRET, consent["subjectId"])
+    ckey = domain.consent_key(subject_key, HOTLINE, consent["consentId"], SECRET)
     tables = {"consent": {ckey: envelope.protect(keys, b"consent|" + ckey,
                                                  json.dumps(consent).encode())}, "log": {}}
     marks: dict[bytes, bytes] = {}  # the counted table (emptied before each run)

@@ -149,7 +149,7 @@ def crypto_baseline(bench: Bench, n: int) -> tuple[float, int]:
     if not isinstance(decision, Allow):
         raise RuntimeError(f"the sample policy refuses the benchmark's referral: {decision}")
     subject = topology.partition_key(b"bench", referral["subjectId"])
-    table_key = consent_key(subject, referral["consentId"], secret)
+    table_key = consent_key(subject, referral["senderAgency"], referral["consentId"], secret)
     held_consent = envelope.protect(dom, b"consent|" + table_key, json.dumps(consent).encode())
     held_log = envelope.protect(dom, b"log|" + subject, b"[]")
 

@@ -118,13 +118,13 @@ class KafkaSide:
 
 def secret_envs(settings_file: Path) -> list[str]:
     """The environment variables a gateway's or domain's agents' process reads, as its settings
-    file names them: the keystore passphrase, the Kafka password, and the API token and
-    partition secret (a gateway: gateways/gateway.py) or the pseudonymisation secret (the
-    agents: agents/run.py)."""
+    file names them: the keystore passphrase, the Kafka password, the domain's partition
+    secret, and the API token (a gateway: gateways/gateway.py) or the pseudonymisation secret
+    (the agents: agents/run.py)."""
     settings = load_any_settings(settings_file)
-    names = [settings.passphrase_env]
+    names = [settings.passphrase_env, settings.partition_secret_env]
     if isinstance(settings, GatewaySettings):
-        names += [settings.api_token_env, settings.partition_secret_env]
+        names.append(settings.api_token_env)
     else:
         names.append(settings.pseudonym_secret_env)
     if settings.security.get(PASSWORD_ENV):

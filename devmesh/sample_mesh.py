@@ -97,14 +97,14 @@ def token_env(agency_id: str) -> str:
 def own_secret_envs(agency: Agency) -> dict[str, str]:
     """The settings naming the environment variables of an agency's own secrets when each
     process gets only its own (``build(mount=...)``, for docker-compose.yml): its keystore's
-    passphrase; for a gateway its domain's partition secret, for a domain's agents its
-    pseudonymisation secret. Every name is unique in the mesh."""
+    passphrase; its domain's partition secret (the gateways key the person's events with it,
+    the domain's agents check those keys); for a domain's agents also its pseudonymisation
+    secret. Every name is unique in the mesh."""
     domain = agency.domain or agency.agency_id
-    names = {"passphrase_env": env_name("REFMESH_PASSPHRASE", agency.agency_id)}
+    names = {"passphrase_env": env_name("REFMESH_PASSPHRASE", agency.agency_id),
+             "partition_secret_env": env_name("REFMESH_PARTITION_SECRET", domain)}
     if agency.domain is None:
         names["pseudonym_secret_env"] = env_name("REFMESH_PSEUDONYM_SECRET", domain)
-    else:
-        names["partition_secret_env"] = env_name("REFMESH_PARTITION_SECRET", domain)
     return names
 
 

@@ -4,7 +4,12 @@
 at the consent record the referral names: the same consent and person, the version named, not
 withdrawn, valid now, and permitting this purpose, this recipient (by agency or by role) and,
 across a border, the recipient's country. Which fields may go (the consent's data categories) is
-decided by minimisation (``refmesh.minimise.plan``).
+decided by minimisation (``refmesh.minimise.plan``). A referral relies only on a consent that
+its own sender recorded: the consent's controller (README, Security model).
+
+``change_problem`` says whether a consent may replace the one the domain holds: consents belong
+to their controller, their version never goes backwards and their history is append-only, so an
+old copy (a withdrawn consent before its withdrawal) can never come back.
 
 A legal basis other than Consent (a legal obligation to report to the police, the person's
 vital interest) needs no consent record, but only where the domain policy allows that basis for
@@ -42,6 +47,10 @@ def check(referral: dict, consent: dict | None, recipient: dict, sender: dict, p
     if consent is None:
         return Deny("consent_missing", "the policy domain holds no consent for this person; "
                                        "record the consent first")
+    if consent["controller"] != referral["senderAgency"]:
+        return Deny("consent_not_controller", "a referral relies only on a consent its sender "
+                                              "recorded (the consent's controller); record the "
+                                              "person's consent at the sending agency")
     if consent["consentId"] != referral["consentId"] or \
             consent["subjectId"] != referral["subjectId"]:
         return Deny("consent_mismatch", "the consent held for this person is not the one the "
@@ -70,4 +79,35 @@ def check(referral: dict, consent: dict | None, recipient: dict, sender: dict, p
             consent["crossBorder"] and destination in consent["crossBorderCountries"]):
         return Deny("cross_border_not_consented",
                     f"the consent does not allow transfer from {origin} to {destination}")
+    return None
+
+
+def change_problem(held: dict | None, incoming: dict) -> str | None:
+    """Why ``incoming`` may not replace ``held``, the consent the domain holds under the same
+    controller, consent id and person (None: nothing held yet); None when it may.
+
+    - ``consent_controller_changed``: the controller differs (the domain's table key holds the
+      controller, so this is a second line of defence);
+    - ``consent_version_older``: a lower version than the one held;
+    - ``consent_not_newer``: the same version, but not the held consent with events appended
+      (a withdrawal appends an event and keeps the version); the identical consent again
+      under a new event id is refused too (a re-send keeps its event id: ``refmesh.replay``);
+    - ``consent_history_rewritten``: a newer version whose history does not start with the
+      held one's (an event dropped or changed: a withdrawal would disappear).
+    """
+    if held is None:
+        return None
+    if incoming["controller"] != held["controller"]:
+        return "consent_controller_changed"
+    if incoming["version"] < held["version"]:
+        return "consent_version_older"
+    events, held_events = incoming["events"], held["events"]
+    if events[:len(held_events)] != held_events:
+        return "consent_history_rewritten" if incoming["version"] > held["version"] else \
+            "consent_not_newer"
+    if incoming["version"] == held["version"] and (
+            len(events) == len(held_events)
+            or {k: v for k, v in incoming.items() if k != "events"}
+            != {k: v for k, v in held.items() if k != "events"}):
+        return "consent_not_newer"
     return None

@@ -13,6 +13,7 @@ REASONS = (
     "legal_basis_not_allowed",  # a basis other than Consent the policy does not allow here
     "consent_missing", "consent_mismatch", "consent_version", "consent_withdrawn",
     "consent_not_yet_valid", "consent_expired",
+    "consent_not_controller",  # a referral relies only on a consent its own sender recorded
     "purpose_not_consented", "recipient_not_consented", "cross_border_not_consented",
     "no_rule", "no_cross_border_rule",  # the policy has no rule for this transfer
 )

@@ -1,19 +1,30 @@
 """What a policy domain does with one event from its inbox: pure, effects returned as values.
 
-    handle(event, ctx, view) -> Effects
+    handle(event, key, ctx, view, partition) -> Effects
 
 The faust agent (agents/forward.py) reads bytes, calls ``handle`` and carries the effects out:
-publish envelopes, write its two tables, append audit records. Nothing here raises for a bad
+publish envelopes, write its tables, append audit records. Nothing here raises for a bad
 event: every outcome, refusals and dead letters included, is a value that gets audited.
+
+Before any of the below, deny by default (README, Security model): the signer must be allowed
+to send this event (a referral's sender or its domain, a consent's controller, an outcome's
+setter, a confirmation's eraser); a referral or consent must arrive under the Kafka key and in
+the partition that the keyed hash of its signed subject id gives (``topology.partition_key``
+with the domain's partition secret), since the key is unsigned and chooses the person's
+tables; and an event id accepted before must come with the same content (a re-send, answered
+as the first time without a second decision: ``_again``) or it is a replay
+(``refmesh.replay``). Headers, offsets and Kafka timestamps decide nothing.
 
 - Referral from a member of this domain: consent and minimisation (``refmesh.decide``); Allow
   reseals the *projection* for the next hop and logs the transfer (for erasure after a
   withdrawal); Deny sends a ``refused`` status back to the sender with the reason code.
 - Referral from another domain (cross-border, already minimised by the sender's domain under
   its stricter cross-border rule): forwarded to the recipient as received.
-- Consent from a member gateway: kept (encrypted for this domain) and receipted; a newly
-  withdrawn consent stops forwarding and sends an ``ErasureNotice`` to every agency that
-  received data under it.
+- Consent from a member gateway, its controller: kept (encrypted for this domain) under
+  (person, controller, consent id) and receipted, if it is newer than the one held
+  (``consent.change_problem``); a newly withdrawn consent stops forwarding and sends an
+  ``ErasureNotice`` to every agency that received data from the controller under it, naming
+  only those referrals. A referral relies only on a consent its own sender controls.
 - Erasure confirmation: audited and receipted. Receipt: ignored.
 - Outcome copy (a ReferralStatus accepted, rejected, completed or failed that a member gateway
   set and copied to its domain): counted for the regional statistics and receipted; never
@@ -28,11 +39,11 @@ import hashlib
 import hmac
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from refmesh import consent as consents
-from refmesh import aggregate, envelope, loop, minimise, records, topology
+from refmesh import aggregate, envelope, loop, minimise, records, replay, topology
 from refmesh.decide import Allow, decide
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import DirectoryError, SealError
@@ -61,6 +72,8 @@ class Effects:
     # (counted mark to write or None, window start, coarse cell) for the statistics
     counted: tuple[bytes | None, int, dict] | None = None
     deadletter: str | None = None
+    # writes to the seen table (refmesh.replay): (key, protected value, or None to delete)
+    seen_put: tuple[tuple[bytes, bytes | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,10 @@ class Context:
     secret: bytes  # pseudonymisation secret
     now: int
     counting: Counting = Counting()
+    # the secret of the person's Kafka key (the domain's, shared with its gateways); without
+    # it no referral or consent of a member is accepted (key_unverifiable)
+    partition_secret: bytes | None = None
+    partitions: int | None = None  # of the domain inbox: the partition is checked when given
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,7 @@ class View:
     consent: Callable[[bytes], bytes | None]
     log: Callable[[bytes], bytes | None]
     counted: Callable[[bytes], bytes | None] = lambda key: None  # noqa: ARG005
+    seen: Callable[[bytes], bytes | None] = lambda key: None  # noqa: ARG005
 
 
 COUNTED_LABEL = b"refmesh-counted-v1\0"
@@ -105,11 +123,14 @@ def counted_key(delivery_key: str, secret: bytes) -> bytes:
 CONSENT_KEY_LABEL = b"refmesh-consent-key-v1\0"
 
 
-def consent_key(subject_key: bytes, consent_id: str, secret: bytes) -> bytes:
-    """The consent table's key: the subject's key and a keyed hash of the consent id. Table
-    keys travel in clear on the changelog topic (the broker is untrusted), and a consent id is
-    a join key across the person's referrals, like the subject id (refmesh.fields)."""
-    mac = hmac.new(secret, CONSENT_KEY_LABEL + consent_id.encode("utf-8"), hashlib.sha256)
+def consent_key(subject_key: bytes, controller: str, consent_id: str, secret: bytes) -> bytes:
+    """The consent table's key: the subject's key and a keyed hash of (controller, consent id).
+    A consent belongs to the agency that recorded it: another agency using the same id has
+    another consent, and cannot amend or withdraw this one. Table keys travel in clear on the
+    changelog topic (the broker is untrusted), and a consent id is a join key across the
+    person's referrals, like the subject id (refmesh.fields)."""
+    name = f"{controller}\0{consent_id}".encode("utf-8")
+    mac = hmac.new(secret, CONSENT_KEY_LABEL + name, hashlib.sha256)
     return subject_key + b"|" + mac.hexdigest()[:32].encode()
 
 
@@ -142,31 +163,110 @@ def read_log(ctx: Context, view: View, key: bytes) -> list[dict]:
     return [] if data is None else json.loads(envelope.unprotect(ctx.keys, b"log|" + key, data))
 
 
-def handle(data: bytes, key: bytes | None, ctx: Context, view: View) -> Effects:
-    me = ctx.keys.agency_id
+def handle(data: bytes, key: bytes | None, ctx: Context, view: View,
+           partition: int = 0) -> Effects:
+    """Decide one event of the domain inbox: ``data`` as read, with its Kafka ``key`` and
+    ``partition`` (checked against the signed content, never trusted)."""
     try:
         opened = envelope.open(data, ctx.keys, ctx.directory, ctx.now)
     except SealError as exc:
         return _dead(exc.reason, None)
     record = opened.record  # checked against its contract when decoded (codec.decode)
     event_id, kind, signer = opened.header["eventId"], opened.record_type, opened.header["sender"]
+    if kind == "Receipt":
+        return Effects(event_id)  # nothing to do, nothing to remember
     try:
-        if kind == "Receipt":
-            return Effects(event_id)
-        if kind == "Referral":
-            return _referral(record, key, signer, event_id, ctx, view)
-        if kind == "Consent":
-            return _consent(record, key or b"", signer, event_id, ctx, view)
-        if kind == "ReferralStatus":
-            return _outcome(record, key, signer, event_id, ctx, view)
-        if kind == "ErasureNotice" and record["kind"] == "Confirmation" \
-                and record["requestedBy"] == signer:
-            return Effects(event_id, publish=(_receipt(kind, record, event_id, signer, ctx),),
-                           audit=(_audit(ctx, event_id, "ErasureConfirmed", sender=signer,
-                                         recipient=me),))
+        problem = _authority(kind, record, signer, ctx) or \
+            _arrival(kind, record, key, partition, signer, ctx)
+        if problem is not None:
+            return _dead(problem, event_id)
+        origin = record["senderAgency"] if kind == "Referral" else signer
+        seen_key = replay.entry_key(ctx.secret, signer, origin, event_id)
+        digest = replay.digest(kind, record)
+        held = replay.read(ctx.keys, view.seen, seen_key, ctx.now)
+        if held is not None:
+            if held.digest != digest:
+                return _dead("replay", event_id)
+            return _again(kind, record, key, signer, event_id, opened.header["createdAt"],
+                          held, ctx, view)
+        effects = _HANDLERS[kind](record, key, signer, event_id, ctx, view)
     except DirectoryError as exc:
         return _dead(exc.reason, event_id)
-    return _dead("unexpected_type", event_id)
+    if effects.deadletter is not None:
+        return effects
+    first = effects.audit[0] if effects.audit else {"decision": kind}
+    seen = replay.Seen(digest, first["decision"], first.get("reason"),
+                       replay.until(opened.header["createdAt"], ctx.now))
+    return replace(effects, seen_put=replay.remember(ctx.keys, view.seen, seen_key, seen,
+                                                     partition, ctx.now))
+
+
+def _authority(kind: str, record: dict, signer: str, ctx: Context) -> str | None:
+    """Why ``signer`` may not send this event to this domain, or None."""
+    me = ctx.keys.agency_id
+    if kind == "Referral":
+        return origin_problem(record, signer, ctx.directory, me)
+    if kind == "Consent":  # only the controller, a member of this domain, speaks for it
+        if record["controller"] != signer or topology.domain_of(ctx.directory, signer) != me:
+            return "sender_mismatch"
+        return None
+    if kind == "ReferralStatus":  # a member's copy of an outcome it set
+        if record["setBy"] != signer or topology.domain_of(ctx.directory, signer) != me \
+                or signer == me:
+            return "sender_mismatch"
+        return None if record["state"] in aggregate.OUTCOMES else "not_an_outcome"
+    if kind == "ErasureNotice" and record["kind"] == "Confirmation" \
+            and record["requestedBy"] == signer:
+        return None
+    return "unexpected_type"
+
+
+def _arrival(kind: str, record: dict, key: bytes | None, partition: int, signer: str,
+             ctx: Context) -> str | None:
+    """Why a member's referral or consent came under the wrong Kafka key or partition, or
+    None. The key chooses the person's consents and forwarding log, and the partition which
+    worker and which table partition hold them; neither is signed, so both must be what the
+    signed subject id gives. (A referral handed over by another domain carries that domain's
+    key, which this one cannot derive: it decides nothing here, see ``_hand_over``.)"""
+    if kind == "Consent" or (kind == "Referral" and signer == record["senderAgency"]):
+        if ctx.partition_secret is None:
+            return "key_unverifiable"
+        expected = topology.partition_key(ctx.partition_secret, record["subjectId"])
+        if key is None or not hmac.compare_digest(key, expected):
+            return "key_mismatch"
+        if ctx.partitions and topology.partition_of(expected, ctx.partitions) != partition:
+            return "partition_mismatch"
+    return None
+
+
+def _again(kind: str, record: dict, key: bytes | None, signer: str, event_id: str,
+           created_at: int, held: replay.Seen, ctx: Context, view: View) -> Effects:
+    """A re-send of an event accepted before (same sender, id and content): answered as the
+    first copy was, never decided, audited or counted again. A consent, an outcome copy or an
+    erasure confirmation gets its receipt again; a refused referral its refusal again; a
+    forwarded referral is forwarded again, so that its recipient answers with its receipt
+    again (recipients drop the duplicate by delivery key), but only while it may still go:
+    after the consent was withdrawn (or no longer allows it) it is dead-lettered and audited,
+    and the sender, who had the recipient's receipt, gets no refusal (a refusal never
+    overrides a receipt)."""
+    if kind != "Referral":
+        return Effects(event_id, publish=(_receipt(kind, record, event_id, signer, ctx),))
+    if held.outcome == "Refused":
+        return Effects(event_id, publish=(_refusal(record, held.reason or "refused", key,
+                                                   ctx),))
+    if signer != record["senderAgency"]:
+        return Effects(event_id, publish=(_hand_over(record, key, event_id, ctx),))
+    consent = _consent_of(record, key, ctx, view)
+    withdrawn = None if consent is None else consents.withdrawn_at(consent)
+    if withdrawn is not None and created_at < withdrawn <= ctx.now:
+        return _dead("sealed_before_withdrawal", event_id)
+    decision = decide(record, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
+    if not isinstance(decision, Allow):
+        return _dead(decision.reason, event_id)
+    hop = topology.next_hop(ctx.directory, ctx.keys.agency_id, record["recipientAgency"])
+    value = envelope.seal("Referral", decision.record, ctx.keys, hop.seal_for, ctx.directory,
+                          ctx.now, event_id=event_id)
+    return Effects(event_id, publish=(Publish(hop.topic, key, value),))
 
 
 def _dead(reason: str, event_id: str | None) -> Effects:
@@ -202,21 +302,15 @@ def origin_problem(referral: dict, signer: str, directory: TrustedDirectory,
 def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx: Context,
               view: View) -> Effects:
     me = ctx.keys.agency_id
-    problem = origin_problem(referral, signer, ctx.directory, me)
-    if problem is not None:
-        return _dead(problem, event_id)
     sender, recipient = referral["senderAgency"], referral["recipientAgency"]
     common = {"sender": sender, "recipient": recipient, "purpose": referral["purpose"]}
     if signer != sender:  # arrived from the sender's domain: already decided and minimised
-        hop = topology.next_hop(ctx.directory, me, recipient)
-        value = envelope.seal("Referral", referral, ctx.keys, hop.seal_for, ctx.directory,
-                              ctx.now, event_id=event_id)
-        return Effects(event_id, publish=(Publish(hop.topic, key, value),), audit=(_audit(
-            ctx, event_id, "Forwarded", reason="decided_by_origin_domain",
-            legal_basis=referral["legalBasis"], fields=_present(referral), **common),))
-    consent = None
-    if referral["consentId"] is not None and key is not None:
-        consent = read_consent(ctx, view, consent_key(key, referral["consentId"], ctx.secret))
+        return Effects(event_id, publish=(_hand_over(referral, key, event_id, ctx),),
+                       audit=(_audit(ctx, event_id, "Forwarded",
+                                     reason="decided_by_origin_domain",
+                                     legal_basis=referral["legalBasis"],
+                                     fields=_present(referral), **common),))
+    consent = _consent_of(referral, key, ctx, view)
     decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
     allowed = isinstance(decision, Allow)
     cell = _cell(referral, "forwarded" if allowed else "refused", ctx)
@@ -228,12 +322,7 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
         loop.delivery_key("Referral", referral), referral["createdAt"], cell, ctx, view,
         mark=key is None or not allowed)
     if not allowed:
-        status = {"referralId": referral["referralId"], "state": "refused",
-                  "reason": "PolicyRefused", "detail": decision.reason, "setBy": me,
-                  "at": ctx.now}
-        value = envelope.seal("ReferralStatus", status, ctx.keys, sender, ctx.directory,
-                              ctx.now)
-        return Effects(event_id, publish=(Publish(topology.agency_inbox(sender), key, value),),
+        return Effects(event_id, publish=(_refusal(referral, decision.reason, key, ctx),),
                        counted=counted, audit=(_audit(ctx, event_id, "Refused",
                                                       reason=decision.reason,
                                                       legal_basis=referral["legalBasis"],
@@ -246,13 +335,43 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
         # the coarse cell rides along, encrypted, so that the recipient's outcome is counted
         # in the same cell (refmesh.aggregate: outcome_of)
         entry = {"recipient": recipient, "referralId": referral["referralId"],
-                 "consentId": referral["consentId"], "cell": cell}
+                 "consentId": referral["consentId"], "sender": sender, "cell": cell}
         log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
                                          json.dumps([*entries, entry]).encode()))
     return Effects(event_id, publish=(Publish(hop.topic, key, value),), log_put=log_put,
                    counted=counted, audit=(_audit(ctx, event_id, "Forwarded",
                                                   legal_basis=decision.basis,
                                                   fields=decision.fields, **common),))
+
+
+def _consent_of(referral: dict, key: bytes | None, ctx: Context, view: View) -> dict | None:
+    """The consent a member's referral relies on: the one its sender controls under the id
+    it names, of the person its (checked) key stands for; None if none is held."""
+    if referral["consentId"] is None or key is None:
+        return None
+    return read_consent(ctx, view, consent_key(key, referral["senderAgency"],
+                                               referral["consentId"], ctx.secret))
+
+
+def _refusal(referral: dict, reason: str, key: bytes | None, ctx: Context) -> Publish:
+    """The ``refused`` status back to the referral's sender, the refusal code as detail."""
+    me, sender = ctx.keys.agency_id, referral["senderAgency"]
+    status = {"referralId": referral["referralId"], "state": "refused",
+              "reason": "PolicyRefused", "detail": reason, "setBy": me, "at": ctx.now}
+    value = envelope.seal("ReferralStatus", status, ctx.keys, sender, ctx.directory, ctx.now)
+    return Publish(topology.agency_inbox(sender), key, value)
+
+
+def _hand_over(referral: dict, key: bytes | None, event_id: str, ctx: Context) -> Publish:
+    """A referral from another domain (decided and minimised there) on to its recipient, as
+    received. The other domain's Kafka key decides nothing here: it goes on under this
+    domain's key for the subject id it carries, if the domain has its partition secret."""
+    hop = topology.next_hop(ctx.directory, ctx.keys.agency_id, referral["recipientAgency"])
+    value = envelope.seal("Referral", referral, ctx.keys, hop.seal_for, ctx.directory, ctx.now,
+                          event_id=event_id)
+    if ctx.partition_secret is not None:
+        key = topology.partition_key(ctx.partition_secret, referral["subjectId"])
+    return Publish(hop.topic, key, value)
 
 
 def _entry(entries: list[dict], referral_id: str, recipient: str) -> dict | None:
@@ -289,13 +408,9 @@ def _outcome(status: dict, key: bytes | None, signer: str, event_id: str, ctx: C
 
     Counted in the cell its referral counted in, with the outcome as finalStatus, when the
     forwarding log (the copy travels with the referral's key) still holds that referral's
-    cell; else by the recipient's country and role only (``aggregate.outcome_cell``)."""
-    me = ctx.keys.agency_id
-    if status["setBy"] != signer or topology.domain_of(ctx.directory, signer) != me \
-            or signer == me:
-        return _dead("sender_mismatch", event_id)
-    if status["state"] not in aggregate.OUTCOMES:
-        return _dead("not_an_outcome", event_id)
+    cell; else by the recipient's country and role only (``aggregate.outcome_cell``). The key
+    (unsigned) only says which log to search: the entry must name the signed referral id and
+    the signer as its recipient."""
     entry = _entry(read_log(ctx, view, key), status["referralId"], signer) if key else None
     if entry is not None and entry.get("cell"):
         cell = aggregate.outcome_of(entry["cell"], status["state"])
@@ -327,14 +442,12 @@ def _receipt(kind: str, record: dict, event_id: str, to: str, ctx: Context) -> P
 def _consent(consent: dict, key: bytes, signer: str, event_id: str, ctx: Context,
              view: View) -> Effects:
     me = ctx.keys.agency_id
-    if consent["controller"] != signer or topology.domain_of(ctx.directory, signer) != me:
-        return _dead("sender_mismatch", event_id)
-    table_key = consent_key(key, consent["consentId"], ctx.secret)
+    table_key = consent_key(key, signer, consent["consentId"], ctx.secret)
     held = read_consent(ctx, view, table_key)
+    problem = consents.change_problem(held, consent)
+    if problem is not None:  # an older or equal version, or a rewritten history
+        return _dead(problem, event_id)
     receipt = _receipt("Consent", consent, event_id, signer, ctx)
-    if held is not None and (held["version"], len(held["events"])) >= (
-            consent["version"], len(consent["events"])):
-        return Effects(event_id, publish=(receipt,))  # a re-send or an older copy: no change
     put = (table_key, envelope.protect(ctx.keys, b"consent|" + table_key,
                                        json.dumps(consent).encode()))
     audits = [_audit(ctx, event_id, "ConsentRecorded", sender=signer)]
@@ -342,13 +455,11 @@ def _consent(consent: dict, key: bytes, signer: str, event_id: str, ctx: Context
     newly_withdrawn = consents.withdrawn_at(consent) is not None and (
         held is None or consents.withdrawn_at(held) is None)
     if newly_withdrawn:
-        by_recipient: dict[str, list[str]] = {}
-        for entry in read_log(ctx, view, key):
-            if entry["consentId"] == consent["consentId"]:
-                by_recipient.setdefault(entry["recipient"], []).append(entry["referralId"])
-        for recipient, referral_ids in sorted(by_recipient.items()):
-            notice = {"noticeId": str(uuid.uuid5(ERASURE_NS, f"{consent['consentId']}|"
-                                                 f"{recipient}")),
+        for (recipient, alone), referral_ids in sorted(_erasures(consent, read_log(
+                ctx, view, key)).items()):
+            name = f"{signer}|{consent['consentId']}|{recipient}" + (
+                f"|{alone}" if alone else "")
+            notice = {"noticeId": str(uuid.uuid5(ERASURE_NS, name)),
                       "kind": "Request",  # the consent id as this recipient's copy names it
                       "consentId": minimise.pseudonym(ctx.secret, recipient, "consentId",
                                                       consent["consentId"]),
@@ -360,3 +471,34 @@ def _consent(consent: dict, key: bytes, signer: str, event_id: str, ctx: Context
             audits.append(_audit(ctx, event_id, "ErasureSent", recipient=recipient,
                                  reason="consent_withdrawn"))
     return Effects(event_id, publish=tuple(publish), audit=tuple(audits), consent_put=put)
+
+
+def _erasures(consent: dict, entries: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """{(recipient, ""): referral ids} to erase after a withdrawal: what the controller sent
+    under this consent, one notice per recipient, naming only the controller's referrals (a
+    notice and its confirmations must not tell one sender's referral ids to another). An
+    entry logged before entries named their sender gets a notice of its own (key: its id)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        if entry["consentId"] != consent["consentId"]:
+            continue
+        sender = entry.get("sender")
+        if sender is not None and sender != consent["controller"]:
+            continue  # another sender's referral, under a consent of its own with this id
+        group = (entry["recipient"], "" if sender is not None else entry["referralId"])
+        out.setdefault(group, []).append(entry["referralId"])
+    return out
+
+
+def _confirmed(record: dict, key: bytes | None, signer: str, event_id: str,  # noqa: ARG001
+               ctx: Context, view: View) -> Effects:  # noqa: ARG001 (one signature for all)
+    """An erasure confirmation from the agency that erased: audited and receipted."""
+    return Effects(event_id, publish=(_receipt("ErasureNotice", record, event_id, signer, ctx),),
+                   audit=(_audit(ctx, event_id, "ErasureConfirmed", sender=signer,
+                                 recipient=ctx.keys.agency_id),))
+
+
+#: what handles each kind of event once ``handle`` has checked who sent it, how and whether
+#: it is new (receipts need nothing)
+_HANDLERS = {"Referral": _referral, "Consent": _consent, "ReferralStatus": _outcome,
+             "ErasureNotice": _confirmed}

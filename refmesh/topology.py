@@ -74,13 +74,36 @@ def table(domain_id: str, name: str) -> str:
     return f"{PREFIX}.domain.{_safe(domain_id)}.{name}"
 
 
-TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted")
+TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted", "seen")
 RELEASES = "aggregate-releases"  # the last release of each window (compacted, encrypted)
 
 
 def partition_key(secret: bytes, subject_id: str) -> bytes:
     """Kafka record key for events about one person: co-partitions them without naming them."""
     return hmac.new(secret, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32].encode()
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner puts a record with ``key`` in (murmur2 of the
+    key, as the Java client, kafka-python and aiokafka compute it), of ``partitions``."""
+    return (_murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _murmur2(data: bytes) -> int:
+    """MurmurHash2 with Kafka's seed (org.apache.kafka.common.utils.Utils.murmur2)."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little") * m & mask
+        k = (k ^ (k >> 24)) * m & mask
+        h = (h * m & mask) ^ k
+    tail = data[whole:]
+    if tail:
+        h ^= int.from_bytes(tail, "little")
+        h = h * m & mask
+    h = (h ^ (h >> 13)) * m & mask
+    return h ^ (h >> 15)
 
 
 def domain_of(directory: TrustedDirectory, agency_id: str) -> str:

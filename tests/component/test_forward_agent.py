@@ -26,7 +26,10 @@ from tests import policy_samples as S
 NOW = S.NOW
 BH, HOTLINE, SHELTER, POLICE = "BH/GOV/NCCTIP", S.HOTLINE, S.SHELTER, S.POLICE
 ET, RECEPTION = "ET/GOV/NCC", S.RECEPTION
-KEY = b"5f1e0c0d9a8b7c6d5e4f3a2b1c0d9e8f"  # a keyed hash, as gateways write them
+PARTITION_SECRET = b"component-partition-secret-0"  # the domain's, shared with its gateways
+# The sample person's Kafka key as gateways derive it: this secret puts it in partition 0 of
+# the 3 these tests use, where they put the person's events (the agent checks both).
+KEY = topology.partition_key(PARTITION_SECRET, samples.referral()["subjectId"])
 POLICY = S.load()
 
 
@@ -108,7 +111,8 @@ def make_app(tmp_path, mesh, producer, **overrides):
         return True
 
     app = create_app(settings(tmp_path, **overrides), mesh.keys[BH], lambda: mesh.directory,
-                     POLICY, S.SECRET, clock=lambda: NOW, ensure_topic=ensure_topic)
+                     POLICY, S.SECRET, clock=lambda: NOW, partition_secret=PARTITION_SECRET,
+                     ensure_topic=ensure_topic)
     app.producer = producer
     app.conf.store = "memory://"
     app.finalize()
@@ -187,7 +191,7 @@ def test_a_consent_then_a_referral_of_that_person_goes_out_minimised(tmp_path, m
                       record["referralId"]):
             assert clear.encode() not in value and clear.encode() not in key
     tables = app.refmesh_tables
-    assert set(tables.consents.keys()) == {domain.consent_key(KEY, record["consentId"],
+    assert set(tables.consents.keys()) == {domain.consent_key(KEY, HOTLINE, record["consentId"],
                                                               S.SECRET)}
     assert set(tables.forwarded.keys()) == {KEY}
 
@@ -226,10 +230,10 @@ def test_a_withdrawal_asks_every_earlier_recipient_to_erase(tmp_path, mesh):
 def test_the_audit_records_of_each_partition_form_a_valid_chain(tmp_path, mesh):
     producer = RecordingProducer()
     app = make_app(tmp_path, mesh, producer)
-    other = b"0" * 32
+    other = topology.partition_key(PARTITION_SECRET, "subj-000003")  # in partition 1 of 3
     garbage = b"not an envelope"
     put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent"), 0),
-                  (other, seal(mesh, referral(referral_id="r-none"), HOTLINE, BH), 1),
+                  (other, seal(mesh, referral(referral_id="r-none", n=3), HOTLINE, BH), 1),
                   (KEY, seal(mesh, referral(), HOTLINE, BH), 0),
                   (other, garbage, 1),
                   (KEY, seal(mesh, withdrawn(), HOTLINE, BH, "Consent"), 0),
@@ -302,6 +306,59 @@ def test_the_app_ignores_receipts_without_producing(tmp_path, mesh):
     effects = put_all(app, [(KEY, seal(mesh, receipt, SHELTER, BH, "Receipt", event_id="ev-r"))])
     assert effects == [domain.Effects("ev-r")]
     assert producer.sent == [] and producer.changelog == []
+
+
+# --- the domain's checks, carried out by the agent (decided in refmesh.domain: unit tests) ---
+
+def _reasons(producer) -> list[str]:
+    return [dict(d.headers)["refmesh-reason"].decode()
+            for d in producer.to(topology.deadletter(BH, "domain"))]
+
+
+def _decisions(producer) -> list[tuple[str, str | None]]:
+    return [(r["decision"], r["reason"]) for r in (
+        codec.decode(s.value, expect="AuditRecord")[1] for s in producer.to(topology.audit(BH)))]
+
+
+def test_the_agent_remembers_what_it_accepted_re_sends_are_answered_replays_refused(
+        tmp_path, mesh):
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    first = seal(mesh, referral(), HOTLINE, BH, event_id="ev-1")
+    resent = envelope.seal("Referral", referral(), mesh.keys[HOTLINE], BH, mesh.directory,
+                           NOW + 1, event_id="ev-1")  # re-sealed by the gateway, same id
+    replayed = seal(mesh, referral(recipient=S.PSYCH), HOTLINE, BH, event_id="ev-1")
+    effects = put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent")),
+                            (KEY, first), (KEY, resent), (KEY, replayed),
+                            (KEY, seal(mesh, referral(referral_id="r-next"), HOTLINE, BH))])
+    assert [e.deadletter for e in effects] == [None, None, None, "replay", None]
+    forwarded = [opened(mesh, s, SHELTER) for s in producer.to(topology.agency_inbox(SHELTER))]
+    assert [(f.header["eventId"], f.record["referralId"]) for f in forwarded] == [
+        ("ev-1", referral()["referralId"])] * 2 + [(forwarded[2].header["eventId"], "r-next")]
+    assert producer.to(topology.agency_inbox(S.PSYCH)) == []
+    assert _reasons(producer) == ["replay"]
+    # one decision per accepted event: the re-send was not audited again
+    assert _decisions(producer) == [("ConsentRecorded", None), ("Forwarded", None),
+                                    ("DeadLettered", "replay"), ("Forwarded", None)]
+    # the seen table went out through its changelog, encrypted, keyed without the ids
+    seen = [c for c in producer.changelog if c[0] == topology.table(BH, "seen")]
+    assert len({key for _, key, _, _ in seen if key.startswith(b"e|")}) == 3
+    assert all(b"ev-1" not in key and b"ev-1" not in value for _, key, value, _ in seen)
+    assert len([k for k in app.refmesh_tables.seen.keys() if k.startswith(b"e|")]) == 3
+
+
+def test_a_record_under_another_key_or_in_another_partition_is_dead_lettered(tmp_path, mesh):
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    good = seal(mesh, referral(), HOTLINE, BH)
+    effects = put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent")),
+                            (b"re-keyed", good, 0), (KEY, good, 1), (KEY, good, 0)])
+    assert [e.deadletter for e in effects] == [None, "key_mismatch", "partition_mismatch", None]
+    assert _reasons(producer) == ["key_mismatch", "partition_mismatch"]
+    dead = producer.to(topology.deadletter(BH, "domain"))
+    assert [(d.key, d.value) for d in dead] == [(b"re-keyed", good), (KEY, good)]  # as it came
+    assert len(producer.to(topology.agency_inbox(SHELTER))) == 1  # the genuine one, once
+    assert ("DeadLettered", "key_mismatch") in _decisions(producer)
 
 
 def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, mesh):

@@ -29,6 +29,7 @@ from refmesh import directory, envelope, keys, minimise, samples, topology
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "integration-test-passphrase"
 PSEUDONYM_SECRET = "0f" * 32
+PARTITION_SECRET = "0e" * 16  # the domain's secret for Kafka keys (its gateways key with it)
 PARTITIONS = 2
 START_DEADLINE_S = 25.0  # worker start, group join and the first event
 STOP_DEADLINE_S = 10.0
@@ -74,7 +75,8 @@ def _start_agent(folder: Path, kafka, domain: str) -> tuple[subprocess.Popen, Pa
         "policy": str(folder / "policy.signed")}))
     log_path = folder / "agent.log"
     env = {**os.environ, **secret_env, "REFMESH_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT),
-           "REFMESH_PSEUDONYM_SECRET": PSEUDONYM_SECRET}
+           "REFMESH_PSEUDONYM_SECRET": PSEUDONYM_SECRET,
+           "REFMESH_PARTITION_SECRET": PARTITION_SECRET}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "agents.run", "--config", str(config)],
                                    cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -135,9 +137,10 @@ def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
     producer = KafkaProducer(**kafka.producer_config())
     recipient_reader, dead_reader = _reader(kafka, target), _reader(kafka, dead)
     try:
-        key = b"0123456789abcdef0123456789abcdef"
-        # the person's consent first, on the same key (so the same partition) as the referral
+        # the person's consent first, on the same key (so the same partition) as the referral:
+        # the keyed hash of the subject id, as a gateway derives it (the agent checks it)
         consent = samples.consent(controller=ids["hotline"])
+        key = topology.partition_key(PARTITION_SECRET.encode(), consent["subjectId"])
         producer.send(inbox, key=key, value=envelope.seal(
             "Consent", consent, mesh_keys["hotline"], ids["domain"], trusted, _now()),
         ).get(timeout=10)
@@ -197,5 +200,6 @@ def test_agent_forwards_a_referral_to_the_recipients_inbox_and_stops_on_sigterm(
     assert code is not None, f"agent ignored SIGTERM for {STOP_DEADLINE_S} s:\n{log_text[-4000:]}"
     assert code == 0, log_text[-4000:]
     assert PASSPHRASE not in log_text and PSEUDONYM_SECRET not in log_text  # no secrets
+    assert PARTITION_SECRET not in log_text
     assert f"policy 2026-11-28.1 of {ids['domain']} signed with" in log_text
     assert not [name for name in samples.FICTIONAL_GIVEN if name in log_text]

@@ -227,7 +227,7 @@ def test_explain_a_refused_referral(runner, mesh, signed, tmp_path):
     assert out[2].startswith("refused: no_rule (policy 2026-11-28.1 has no rule for "
                              "LawEnforcement and Services)")
     out = _explain(runner, mesh, tmp_path, signed, S.referral(sender=S.IOM, purpose="Return"),
-                   S.consent(), "--to", S.RECEPTION)
+                   S.consent(controller=S.IOM), "--to", S.RECEPTION)
     assert out[2].startswith("refused: cross_border_not_consented")
 
 

@@ -255,9 +255,10 @@ def test_each_settings_file_names_its_own_principal_and_the_mounted_ca(compose, 
 
 def expected_envs(settings: dict, kind: str) -> set[str]:
     """What the process reads from its environment (gateways/gateway.py, agents/run.py)."""
-    names = {settings["passphrase_env"], settings["security"]["sasl_plain_password_env"]}
+    names = {settings["passphrase_env"], settings["security"]["sasl_plain_password_env"],
+             settings["partition_secret_env"]}  # a gateway's keys, checked by its domain
     if kind == "gateway":
-        return names | {settings["api_token_env"], settings["partition_secret_env"]}
+        return names | {settings["api_token_env"]}
     return names | {settings["pseudonym_secret_env"]}
 
 
@@ -280,7 +281,7 @@ def test_each_service_gets_only_its_own_secrets(compose, mesh):
             if other == name:
                 continue
             shared = set(env.values()) & set(other_env.values())
-            # only the partition secret of the domain both gateways belong to
+            # only the partition secret of the domain both belong to (gateways, agents)
             allowed = ({env[settings["partition_secret_env"]]}
                        if settings.get("partition_secret_env")
                        == other_settings.get("partition_secret_env") is not None else set())

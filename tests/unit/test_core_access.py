@@ -22,7 +22,7 @@ ET_DOMAIN, HOTLINE, SHELTER, RECEPTION = "ET/GOV/NCC", "BH/GOV/HOTLINE", "BH/GOV
 REVOKED = "BH/NGO/GONE"  # a member of the BH domain whose keys are all revoked
 REGIONS = {COORDINATOR: "GCC"}
 OPERATIONS = ("READ", "WRITE", "CREATE", "DELETE", "DESCRIBE")
-STATE = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted",
+STATE = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted", "seen",
          "aggregate-releases")
 
 

@@ -40,13 +40,17 @@ def test_a_valid_consent_permits():
     ({"consent": S.consent(purposes=["Referral"])}, "purpose_not_consented"),
     ({"consent": S.consent(recipientRoles=["NGO"], recipientAgencies=[S.PSYCH])},
      "recipient_not_consented"),
-    ({"recipient": S.RECEPTION, "sender": S.IOM}, "cross_border_not_consented"),
-    ({"recipient": S.RECEPTION, "sender": S.IOM,
-      "consent": S.consent(crossBorder=True, crossBorderCountries=["PH"])},
+    ({"recipient": S.RECEPTION, "sender": S.IOM, "consent": S.consent(controller=S.IOM)},
      "cross_border_not_consented"),
     ({"recipient": S.RECEPTION, "sender": S.IOM,
-      "consent": S.consent(crossBorder=False, crossBorderCountries=["ET"])},
+      "consent": S.consent(controller=S.IOM, crossBorder=True, crossBorderCountries=["PH"])},
      "cross_border_not_consented"),
+    ({"recipient": S.RECEPTION, "sender": S.IOM,
+      "consent": S.consent(controller=S.IOM, crossBorder=False, crossBorderCountries=["ET"])},
+     "cross_border_not_consented"),
+    # a consent that another agency recorded (controls): its sender may not rely on it
+    ({"consent": S.consent(controller=S.SHELTER)}, "consent_not_controller"),
+    ({"recipient": S.RECEPTION, "sender": S.IOM}, "consent_not_controller"),
 ])
 def test_every_refusal_reason(case, expected):
     assert reason(**case) == expected
@@ -85,7 +89,7 @@ def test_a_recipient_is_covered_by_its_agency_id_or_its_role():
 
 
 def test_cross_border_consent_covers_the_named_country():
-    ok = S.consent(crossBorder=True, crossBorderCountries=["ET"])
+    ok = S.consent(controller=S.IOM, crossBorder=True, crossBorderCountries=["ET"])
     r = S.referral(sender=S.IOM, recipient=S.RECEPTION, purpose="Return")
     assert check(r, ok, S.RECEPTION, S.IOM) is None
 
@@ -123,3 +127,43 @@ def test_details_never_carry_case_values():
 def test_deny_rejects_unknown_reasons():
     with pytest.raises(ValueError):
         Deny("because")
+
+
+# --- which consent may replace the one held: versions never go backwards ----------------------
+
+def _withdrawn(consent: dict, at: int = NOW) -> dict:
+    return {**consent, "events": [*consent["events"], {
+        "type": "Withdrawn", "at": at, "channel": "Phone", "recordedBy": consent["controller"]}]}
+
+
+V1 = S.consent()
+V2 = {**V1, "version": 2, "purposes": ["Referral"],
+      "events": [*V1["events"], {"type": "Amended", "at": NOW - 10, "channel": "InPerson",
+                                 "recordedBy": S.HOTLINE}]}
+
+
+@pytest.mark.parametrize("held, incoming, expected", [
+    (None, V1, None),  # the first one
+    (V1, V2, None),  # a newer version, its history extending the held one
+    (V1, _withdrawn(V1), None),  # a withdrawal: an event appended, the same version
+    (V2, _withdrawn(V2), None),
+    (V2, V1, "consent_version_older"),  # an older version never comes back
+    (_withdrawn(V1), V1, "consent_not_newer"),  # the copy from before the withdrawal
+    (V1, V1, "consent_not_newer"),  # equal
+    (V1, {**V1, "purposes": ["Referral"]}, "consent_not_newer"),  # widened without a version
+    (V1, {**_withdrawn(V1), "recipientRoles": ["NGO"]}, "consent_not_newer"),
+    (_withdrawn(V1), {**V2, "events": V2["events"]}, "consent_history_rewritten"),  # withdrawal
+    (V1, {**V2, "events": []}, "consent_history_rewritten"),                 # dropped
+    (V1, {**V2, "controller": S.SHELTER}, "consent_controller_changed"),
+])
+def test_a_consent_replaces_the_held_one_only_if_newer_and_append_only(held, incoming, expected):
+    assert consents.change_problem(held, incoming) == expected
+
+
+def test_a_withdrawal_can_never_be_undone_by_a_later_version():
+    withdrawn = _withdrawn(V1, at=NOW - 5)
+    later = {**withdrawn, "version": 2, "events": [*withdrawn["events"], {
+        "type": "Given", "at": NOW, "channel": "InPerson", "recordedBy": S.HOTLINE}]}
+    assert consents.change_problem(withdrawn, later) is None  # accepted, but still withdrawn:
+    assert consents.withdrawn_at(later) == NOW - 5
+    assert reason(consent=later, referral=S.referral(consentVersion=2)) == "consent_withdrawn"

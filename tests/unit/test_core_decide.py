@@ -54,8 +54,12 @@ def test_refusals_are_values():
     assert run(S.referral(recipient="BH/GOV/NOBODY")).reason == "unknown_recipient"
     assert run(S.referral(sender="BH/GOV/NOBODY")).reason == "unknown_sender"
     d = run(S.referral(sender=S.IOM, recipient=S.RECEPTION, purpose="Return"),
-            S.consent(crossBorder=True, crossBorderCountries=["ET"]))
+            S.consent(controller=S.IOM, crossBorder=True, crossBorderCountries=["ET"]))
     assert isinstance(d, Allow) and d.rules == ("reception-return", "bh-to-et-return")
+    # a consent another agency recorded: its sender cannot rely on it
+    assert run(S.referral(sender=S.IOM, recipient=S.RECEPTION, purpose="Return"),
+               S.consent(crossBorder=True, crossBorderCountries=["ET"])).reason == \
+        "consent_not_controller"
 
 
 def test_an_invalid_referral_is_refused_naming_the_field_not_its_value():
@@ -75,7 +79,8 @@ def test_an_invalid_consent_counts_as_missing():
 
 def test_explain_an_allowed_referral_field_by_field():
     r = S.referral(sender=S.IOM, recipient=S.RECEPTION, purpose="Return")
-    x = decide.explain(r, S.consent(crossBorder=True, crossBorderCountries=["ET"],
+    x = decide.explain(r, S.consent(controller=S.IOM, crossBorder=True,
+                                    crossBorderCountries=["ET"],
                                     dataCategories=["Identity", "Demographics", "SupportNeeds"]),
                        DIRECTORY, BH, S.NOW, S.SECRET)
     assert isinstance(x.decision, Allow) and x.recipient["agencyId"] == S.RECEPTION

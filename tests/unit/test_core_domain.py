@@ -1,7 +1,8 @@
 """What a policy domain does with one event (``refmesh.domain.handle``), with dict-backed
 tables: forwarding minimised under consent, refusals back to the sender, legal bases, consent
 versions, withdrawal with erasure notices, domain-to-domain hand-over, dead letters, and the
-protected table values."""
+protected table values. The checks against a malicious member (the Kafka key and partition,
+replays and re-sends, consents and their controller) are in test_core_domain_checks.py."""
 from __future__ import annotations
 
 import json
@@ -10,71 +11,11 @@ import pytest
 
 from refmesh import aggregate, audit, codec, domain, envelope, loop, minimise, samples, topology
 from refmesh import consent as consents
-from refmesh.domain import Publish
 from refmesh.errors import SealError
 from tests import policy_samples as S
-
-MESH = S.signed_mesh()
-NCC, ET_NCC = "BH/GOV/NCCTIP", "ET/GOV/NCC"
-HOTLINE, SHELTER, POLICE, PSYCH, IOM, RECEPTION = (
-    S.HOTLINE, S.SHELTER, S.POLICE, S.PSYCH, S.IOM, S.RECEPTION)
-POLICIES = {NCC: S.load(), ET_NCC: S.load(S.SAMPLE_POLICY_ET)}
-KEY = b"0123456789abcdef0123456789abcdef"  # a keyed hash of the subject id, as gateways write
-
-
-class Tables:
-    """The agent's tables as dicts: the effects are applied the way agents/forward.py does."""
-
-    def __init__(self) -> None:
-        self.consents: dict[bytes, bytes] = {}
-        self.log: dict[bytes, bytes] = {}
-        self.counted: dict[bytes, bytes] = {}
-
-    def view(self) -> domain.View:
-        return domain.View(self.consents.get, self.log.get, self.counted.get)
-
-    def apply(self, effects: domain.Effects) -> domain.Effects:
-        if effects.consent_put is not None:
-            self.consents[effects.consent_put[0]] = effects.consent_put[1]
-        if effects.log_put is not None:
-            self.log[effects.log_put[0]] = effects.log_put[1]
-        if effects.counted is not None and effects.counted[0] is not None:
-            self.counted[effects.counted[0]] = str(effects.counted[1]).encode()
-        return effects
-
-
-def context(domain_id: str = NCC, now: int = S.NOW) -> domain.Context:
-    return domain.Context(MESH.keys[domain_id], MESH.directory, POLICIES[domain_id], S.SECRET,
-                          now)
-
-
-def sealed(record: dict, sender: str, record_type: str = "Referral", to: str = NCC,
-           **kw) -> bytes:
-    return envelope.seal(record_type, record, MESH.keys[sender], to, MESH.directory, S.NOW, **kw)
-
-
-def handle(tables: Tables, data: bytes, key: bytes | None = KEY, domain_id: str = NCC,
-           now: int = S.NOW) -> domain.Effects:
-    return tables.apply(domain.handle(data, key, context(domain_id, now), tables.view()))
-
-
-def opened(publish: Publish, agency: str) -> envelope.Opened:
-    return envelope.open(publish.value, MESH.keys[agency], MESH.directory, S.NOW)
-
-
-def withdrawn(consent: dict, at: int = S.NOW - 1) -> dict:
-    event = {"type": "Withdrawn", "at": at, "channel": "InPerson",
-             "recordedBy": consent["controller"]}
-    return {**consent, "events": [*consent["events"], event]}
-
-
-def with_consent(consent: dict | None = None, controller: str = HOTLINE) -> Tables:
-    tables = Tables()
-    c = S.consent(controller=controller) if consent is None else consent
-    effects = handle(tables, sealed(c, controller, "Consent"))
-    assert effects.consent_put is not None and effects.deadletter is None
-    return tables
-
+from tests.domainfix import (ET_NCC, HOTLINE, IOM, KEY, MESH, NCC, POLICE, POLICIES, PSYCH,
+                             RECEPTION, SHELTER, Tables, context, handle, key_of, opened,
+                             sealed, with_consent, withdrawn)
 
 def canaried(recipient: str, sender: str = HOTLINE, purpose: str = "Services", tag: str = ""):
     """A referral with a canary in every string field but the two agency ids (routing needs
@@ -101,10 +42,11 @@ def test_a_referral_with_consent_goes_out_minimised_to_the_recipients_inbox(reci
     referral, canaries, consent = canaried(recipient, sender, purpose)
     tables = with_consent(consent, sender)
     data = sealed(referral, sender, event_id="ev-1")
-    effects = handle(tables, data)
+    key = key_of(referral)
+    effects = handle(tables, data, key)
     assert effects.deadletter is None and effects.event_id == "ev-1"
     (out,) = effects.publish
-    assert (out.topic, out.key) == (topology.agency_inbox(recipient), KEY)
+    assert (out.topic, out.key) == (topology.agency_inbox(recipient), key)
     got = opened(out, recipient)
     assert got.record_type == "Referral" and got.header["sender"] == NCC
     assert got.header["eventId"] == "ev-1"
@@ -117,10 +59,10 @@ def test_a_referral_with_consent_goes_out_minimised_to_the_recipients_inbox(reci
     assert got.record["subjectId"] == minimise.pseudonym(S.SECRET, recipient, "subjectId",
                                                          referral["subjectId"])
     # the transfer is logged for erasure, protected
-    assert effects.log_put[0] == KEY
-    assert domain.read_log(context(), tables.view(), KEY) == [
+    assert effects.log_put[0] == key
+    assert domain.read_log(context(), tables.view(), key) == [
         {"recipient": recipient, "referralId": referral["referralId"],
-         "consentId": referral["consentId"], "cell": effects.counted[2]}]
+         "consentId": referral["consentId"], "sender": sender, "cell": effects.counted[2]}]
     # audited with field names only
     (entry,) = effects.audit
     assert entry["decision"] == "Forwarded" and entry["legal_basis"] == "Consent"
@@ -214,23 +156,28 @@ def test_a_consent_is_kept_encrypted_and_receipted():
     assert [(a["decision"], a["sender"]) for a in effects.audit] == [("ConsentRecorded",
                                                                       HOTLINE)]
     key = effects.consent_put[0]
-    assert key == domain.consent_key(KEY, consent["consentId"], S.SECRET)
+    assert key == domain.consent_key(KEY, HOTLINE, consent["consentId"], S.SECRET)
     assert domain.read_consent(context(), tables.view(), key) == consent
 
 
 def test_a_consent_is_replaced_only_by_a_newer_one():
     v1 = S.consent()
     v2 = {**v1, "version": 2, "purposes": ["Referral"]}
-    tables = with_consent(v1)
-    for older in (v1, v1):  # a re-send: a receipt, nothing else
-        effects = handle(tables, sealed(older, HOTLINE, "Consent"))
-        assert effects.consent_put is None and effects.audit == ()
-        assert [opened(p, HOTLINE).record_type for p in effects.publish] == ["Receipt"]
+    tables = Tables()
+    assert handle(tables, sealed(v1, HOTLINE, "Consent", event_id="ev-v1")).consent_put
+    resent = handle(tables, sealed(v1, HOTLINE, "Consent", event_id="ev-v1"))  # re-sent
+    assert resent.consent_put is None and resent.audit == () and resent.deadletter is None
+    assert [opened(p, HOTLINE).record_type for p in resent.publish] == ["Receipt"]
+    # the same consent under another event id: an equal version, refused with its reason
+    equal = handle(tables, sealed(v1, HOTLINE, "Consent"))
+    assert (equal.deadletter, equal.consent_put, equal.publish) == ("consent_not_newer", None,
+                                                                     ())
+    assert equal.audit[0]["decision"] == "DeadLettered"
     assert handle(tables, sealed(v2, HOTLINE, "Consent")).consent_put is not None
     stale = handle(tables, sealed(v1, HOTLINE, "Consent"))  # arrives late
-    assert stale.consent_put is None and stale.audit == ()
+    assert stale.consent_put is None and stale.deadletter == "consent_version_older"
     held = domain.read_consent(context(), tables.view(),
-                               domain.consent_key(KEY, v1["consentId"], S.SECRET))
+                               domain.consent_key(KEY, HOTLINE, v1["consentId"], S.SECRET))
     assert held["version"] == 2
     # a referral naming the old version is refused; naming the new one, its purposes apply
     assert handle(tables, sealed(S.referral(), HOTLINE)).audit[0]["reason"] == \
@@ -274,15 +221,15 @@ def test_a_withdrawal_sends_an_erasure_notice_to_every_recipient_and_stops_forwa
         ("ConsentRecorded", None, None), ("ErasureSent", SHELTER, "consent_withdrawn"),
         ("ErasureSent", PSYCH, "consent_withdrawn")]
     held = domain.read_consent(context(), tables.view(),
-                               domain.consent_key(KEY, consent["consentId"], S.SECRET))
+                               domain.consent_key(KEY, HOTLINE, consent["consentId"], S.SECRET))
     assert consents.withdrawn_at(held) == S.NOW - 1
     # from now on nothing goes out under this consent
     later = handle(tables, sealed(S.referral(referral_id="r-later"), HOTLINE))
     (status,) = later.publish
     assert opened(status, HOTLINE).record["detail"] == "consent_withdrawn"
     # the withdrawal re-sent: receipted, no second round of notices
-    again = handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent"))
-    assert len(again.publish) == 1 and again.consent_put is None
+    again = handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent", event_id="ev-w"))
+    assert len(again.publish) == 1 and again.consent_put is None and again.audit == ()
 
 
 def test_a_consent_from_another_controller_or_domain_is_dead_lettered():
@@ -298,19 +245,20 @@ def test_a_consent_from_another_controller_or_domain_is_dead_lettered():
 def test_a_cross_border_referral_is_minimised_by_the_origin_domain_and_forwarded_as_received():
     referral, canaries, consent = canaried(RECEPTION, IOM, "Return")
     tables = with_consent(consent, IOM)
-    first = handle(tables, sealed(referral, IOM, event_id="ev-x"))
+    first = handle(tables, sealed(referral, IOM, event_id="ev-x"), key_of(referral))
     (hop,) = first.publish
-    assert (hop.topic, hop.key) == (topology.domain_inbox(ET_NCC), KEY)
+    assert (hop.topic, hop.key) == (topology.domain_inbox(ET_NCC), key_of(referral))
     minimised = opened(hop, ET_NCC).record
     kept = S.kept_strings(POLICIES[NCC], "NGO", "Return", "BH", "ET")
     assert {f for c, f in canaries.items() if c in json.dumps(minimised)} == {
         f for f in kept if f in canaries.values()}
     assert first.audit[0]["recipient"] == RECEPTION and first.log_put is not None
     # the ET domain hands it on unchanged: the origin domain decided
-    second = handle(Tables(), hop.value, KEY, domain_id=ET_NCC)
+    second = handle(Tables(), hop.value, b"any key: it decides nothing here", domain_id=ET_NCC)
     (out,) = second.publish
-    assert out.topic == topology.agency_inbox(RECEPTION)
     got = opened(out, RECEPTION)
+    # under the ET domain's key for the subject as the recipient's copy names it
+    assert (out.topic, out.key) == (topology.agency_inbox(RECEPTION), key_of(got.record))
     assert got.record == minimised and got.header["sender"] == ET_NCC
     assert got.header["eventId"] == "ev-x"
     (entry,) = second.audit
@@ -405,7 +353,7 @@ def test_a_decided_referral_is_counted_once_in_coarse_values_only():
     assert refused.counted[2]["finalStatus"] == "refused"
     assert handle(refused_in, sealed(S.referral(), HOTLINE)).counted is None
     keyless = handle(with_consent(), sealed(S.referral(), HOTLINE), key=None)
-    assert keyless.counted[0] is not None  # no subject key, no log: a mark
+    assert keyless.deadletter == "key_mismatch" and keyless.counted is None  # not decided
     # forwarded once, refused on a re-send after a withdrawal: still counted once
     withdrawn_later = with_consent()
     handle(withdrawn_later, sealed(S.referral(), HOTLINE))
@@ -468,11 +416,12 @@ def test_a_status_that_is_no_outcome_copy_of_a_member_is_dead_lettered(status, s
 def test_protected_table_values_and_keys_never_hold_the_ids_in_clear():
     referral, canaries, consent = canaried(SHELTER)
     tables = with_consent(consent)
-    handle(tables, sealed(referral, HOTLINE))
-    handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent"))
+    handle(tables, sealed(referral, HOTLINE), key_of(referral))
+    handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent"), key_of(referral))
     stored = list(tables.consents.items()) + list(tables.log.items())
     assert len(stored) == 2
-    for key, value in stored:
+    assert len(tables.seen) == 3 + 1 + 1  # three events, their expiry index, the cursor
+    for key, value in stored + list(tables.seen.items()):
         for clear in (consent["consentId"], consent["subjectId"], referral["referralId"],
                       SHELTER, *canaries):
             assert clear.encode() not in value, clear
@@ -480,7 +429,7 @@ def test_protected_table_values_and_keys_never_hold_the_ids_in_clear():
     # a value does not open under another key (bound as associated data)
     (ckey, cvalue), = tables.consents.items()
     with pytest.raises(SealError):
-        envelope.unprotect(MESH.keys[NCC], b"consent|" + KEY + b"|other", cvalue)
+        envelope.unprotect(MESH.keys[NCC], b"consent|" + key_of(referral) + b"|other", cvalue)
     assert envelope.unprotect(MESH.keys[NCC], b"consent|" + ckey, cvalue)
 
 

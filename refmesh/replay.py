@@ -1,0 +1,127 @@
+"""What a policy domain remembers of the events it accepted: replays refused, re-sends known.
+
+Event ids are unique per sender (THREATS.md), and an envelope is refused once it is older than
+``envelope.MAX_AGE_MS``. So the domain remembers each event it accepted for that long, under a
+keyed hash of (signer, originating sender, event id): a digest of what was signed (the event
+type and the inner record's encoding), what the domain did, and when it may forget.
+
+- The same id with the same content again is a **re-send**: gateways re-seal and re-send an
+  event until it is receipted (README, The gateway). ``refmesh.domain`` answers it as it
+  answered the first copy, without deciding, auditing or counting it again.
+- The same id with other content is a **replay** (an old id reused for something else):
+  dead-lettered. An event the domain refused (dead-lettered) is not remembered.
+
+The memory is the domain's table ``seen`` on the broker, like its other tables: values
+encrypted for the domain and bound to their key (``envelope.protect``), keys keyed hashes or
+numbers. It stays bounded: each partition keeps an expiry index, the entry keys by the ten
+minutes in which they expire, and a cursor; each accepted event removes the run-out index
+buckets of its partition with their entries (at most ``PURGE_STEPS`` buckets at a time).
+
+    entry   b"e|" + keyed hash          -> Seen
+    index   b"x|<partition>|<bucket>"   -> entry keys that expire in that bucket
+    cursor  b"c|<partition>"            -> the first bucket not purged yet
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from refmesh import codec, envelope
+from refmesh.keys import AgencyKeys
+
+SEEN_LABEL = b"refmesh-seen-v1\0"
+CONTEXT = b"seen|"  # associated data of every protected value, with its table key
+BUCKET_MS = 600_000  # the expiry index's granularity
+PURGE_STEPS = 64  # index buckets looked at per accepted event, at most (10 h 40 min)
+
+Read = Callable[[bytes], "bytes | None"]
+Write = tuple[bytes, "bytes | None"]  # (table key, protected value, or None to delete)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One accepted event as the domain remembers it."""
+
+    digest: str  # SHA-256 of the event type and the inner record's encoding, hex
+    outcome: str  # the first audit decision (Forwarded, Refused, ConsentRecorded...) or type
+    reason: str | None  # the audit reason (a refusal's code)
+    until: int  # epoch ms after which it is forgotten
+
+
+def entry_key(secret: bytes, signer: str, origin: str, event_id: str) -> bytes:
+    """The table key of an event: a keyed hash of who signed it, who it comes from (a
+    referral's sender, whose domain may be the signer) and its id. Event ids are unique per
+    sender, so two agencies cannot squat each other's ids."""
+    name = "\0".join((signer, origin, event_id)).encode("utf-8")
+    return b"e|" + hmac.new(secret, SEEN_LABEL + name, hashlib.sha256).hexdigest()[:32].encode()
+
+
+def digest(record_type: str, record: dict) -> str:
+    """What a re-send has in common with the first copy: its type and inner record (a re-seal
+    changes the envelope's time, ciphertext and signature, never these)."""
+    return hashlib.sha256(record_type.encode() + b"\0" + codec.encode(record_type, record)) \
+        .hexdigest()
+
+
+def until(created_at: int, now: int, max_age_ms: int = envelope.MAX_AGE_MS) -> int:
+    """When an event accepted at ``now`` may be forgotten: once its envelope (sealed at
+    ``created_at``, up to the allowed clock skew in the future) is too old to open."""
+    return max(created_at, now) + max_age_ms
+
+
+def read(owner: AgencyKeys, get: Read, key: bytes, now: int) -> Seen | None:
+    """The remembered event under ``key``, or None (never seen, or forgotten by now)."""
+    seen = _load(owner, key, get(key))
+    return seen if seen is not None and seen.until >= now else None
+
+
+def remember(owner: AgencyKeys, get: Read, key: bytes, seen: Seen, partition: int,
+             now: int) -> tuple[Write, ...]:
+    """The table writes that remember ``seen`` under ``key`` (an event handled in
+    ``partition``) and forget what has run out there."""
+    bucket = seen.until // BUCKET_MS
+    index = b"x|%d|%d" % (partition, bucket)
+    listed = _open_json(owner, index, get(index)) or []
+    writes: list[Write] = [
+        (key, _protect(owner, key, asdict(seen))),
+        (index, _protect(owner, index, [*listed, key.decode()])),
+    ]
+    return (*writes, *_purge(owner, get, partition, now))
+
+
+def _purge(owner: AgencyKeys, get: Read, partition: int, now: int) -> list[Write]:
+    cursor_key = b"c|%d" % partition
+    held = _open_json(owner, cursor_key, get(cursor_key))
+    # the first time: nothing accepted from now on runs out before now + the maximum age
+    start = cursor = now // BUCKET_MS if held is None else held
+    writes: list[Write] = []
+    while cursor < now // BUCKET_MS and cursor - start < PURGE_STEPS:  # run-out buckets
+        index = b"x|%d|%d" % (partition, cursor)
+        for name in _open_json(owner, index, get(index)) or []:
+            key = name.encode()
+            seen = _load(owner, key, get(key))
+            # an entry remembered again later (after it ran out) expires in a later bucket
+            if seen is not None and seen.until < (cursor + 1) * BUCKET_MS:
+                writes.append((key, None))
+        if get(index) is not None:
+            writes.append((index, None))
+        cursor += 1
+    if held is None or cursor != start:
+        writes.append((cursor_key, _protect(owner, cursor_key, cursor)))
+    return writes
+
+
+def _protect(owner: AgencyKeys, key: bytes, value) -> bytes:
+    return envelope.protect(owner, CONTEXT + key, json.dumps(value).encode())
+
+
+def _open_json(owner: AgencyKeys, key: bytes, data: bytes | None):
+    return None if data is None else json.loads(envelope.unprotect(owner, CONTEXT + key, data))
+
+
+def _load(owner: AgencyKeys, key: bytes, data: bytes | None) -> Seen | None:
+    value = _open_json(owner, key, data)
+    return None if value is None else Seen(**value)
