@@ -15,7 +15,8 @@ The memory is the domain's table ``seen`` on the broker, like its other tables: 
 encrypted for the domain and bound to their key (``envelope.protect``), keys keyed hashes or
 numbers. It stays bounded: each partition keeps an expiry index, the entry keys by the ten
 minutes in which they expire, and a cursor; each accepted event removes the run-out index
-buckets of its partition with their entries (at most ``PURGE_STEPS`` buckets at a time).
+buckets of its partition with their entries (empty ones cost a look-up; at most
+``PURGE_STEPS`` that hold entries at a time, which still removes faster than events add).
 
     entry   b"e|" + keyed hash          -> Seen
     index   b"x|<partition>|<bucket>"   -> entry keys that expire in that bucket
@@ -35,7 +36,7 @@ from refmesh.keys import AgencyKeys
 SEEN_LABEL = b"refmesh-seen-v1\0"
 CONTEXT = b"seen|"  # associated data of every protected value, with its table key
 BUCKET_MS = 600_000  # the expiry index's granularity
-PURGE_STEPS = 64  # index buckets looked at per accepted event, at most (10 h 40 min)
+PURGE_STEPS = 64  # index buckets holding entries purged per accepted event, at most
 
 Read = Callable[[bytes], "bytes | None"]
 Write = tuple[bytes, "bytes | None"]  # (table key, protected value, or None to delete)
@@ -98,15 +99,18 @@ def _purge(owner: AgencyKeys, get: Read, partition: int, now: int) -> list[Write
     # the first time: nothing accepted from now on runs out before now + the maximum age
     start = cursor = now // BUCKET_MS if held is None else held
     writes: list[Write] = []
-    while cursor < now // BUCKET_MS and cursor - start < PURGE_STEPS:  # run-out buckets
+    purged = 0
+    while cursor < now // BUCKET_MS and purged < PURGE_STEPS:  # the buckets that ran out
         index = b"x|%d|%d" % (partition, cursor)
-        for name in _open_json(owner, index, get(index)) or []:
-            key = name.encode()
-            seen = _load(owner, key, get(key))
-            # an entry remembered again later (after it ran out) expires in a later bucket
-            if seen is not None and seen.until < (cursor + 1) * BUCKET_MS:
-                writes.append((key, None))
-        if get(index) is not None:
+        listed = _open_json(owner, index, get(index))
+        if listed is not None:
+            purged += 1
+            for name in listed:
+                key = name.encode()
+                seen = _load(owner, key, get(key))
+                # an entry remembered again later (after it ran out) expires in a later bucket
+                if seen is not None and seen.until < (cursor + 1) * BUCKET_MS:
+                    writes.append((key, None))
             writes.append((index, None))
         cursor += 1
     if held is None or cursor != start:

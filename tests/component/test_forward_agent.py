@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from agents import forward, run
 from agents.forward import create_app, sink_topics
-from refmesh import audit, codec, domain, envelope, minimise, samples, topology
+from refmesh import audit, codec, domain, envelope, minimise, replay, samples, topology
 from refmesh.errors import ConfigError
 from refmesh.settings import AgentSettings
 from tests import policy_samples as S
@@ -359,6 +359,31 @@ def test_a_record_under_another_key_or_in_another_partition_is_dead_lettered(tmp
     assert [(d.key, d.value) for d in dead] == [(b"re-keyed", good), (KEY, good)]  # as it came
     assert len(producer.to(topology.agency_inbox(SHELTER))) == 1  # the genuine one, once
     assert ("DeadLettered", "key_mismatch") in _decisions(producer)
+
+
+def test_the_agent_forgets_accepted_events_at_the_envelopes_maximum_age(tmp_path, mesh):
+    """The seen table stays bounded: an event accepted at NOW is purged (a tombstone on the
+    changelog) by the first event accepted after it ran out."""
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    later = NOW + envelope.MAX_AGE_MS + 2 * replay.BUCKET_MS
+    times = iter([NOW, NOW, later])
+    app.forwarder.clock = lambda: next(times)
+    late = envelope.seal("Referral", referral(referral_id="r-late"), mesh.keys[HOTLINE], BH,
+                         mesh.directory, later)
+    late_consent = envelope.seal("Consent", consent(validUntil=None), mesh.keys[HOTLINE], BH,
+                                 mesh.directory, NOW, event_id="c-1")
+    effects = put_all(app, [(KEY, late_consent),
+                            (KEY, seal(mesh, referral(), HOTLINE, BH, event_id="ev-1")),
+                            (KEY, late)])
+    assert [e.deadletter for e in effects] == [None, None, None]
+    first = {key for key, value in effects[1].seen_put if key.startswith(b"e|")}
+    assert first and all((key, None) in effects[2].seen_put for key in first)
+    seen = app.refmesh_tables.seen
+    assert not any(key in seen for key in first)
+    tombstones = [key for topic, key, value, _ in producer.changelog
+                  if topic == topology.table(BH, "seen") and value is None]
+    assert set(tombstones) >= first
 
 
 def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, mesh):

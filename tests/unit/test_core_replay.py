@@ -104,11 +104,24 @@ def test_each_partition_purges_its_own_index_a_bounded_step_at_a_time():
     apply(table, replay.remember(OWNER, table.get, key, seen(until=later + DAY), 0, later))
     assert replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "p0") not in table
     assert replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "p1") in table  # not purged yet
-    # after a long pause, the cursor catches up PURGE_STEPS buckets per event
-    much_later = later + 10 * replay.PURGE_STEPS * replay.BUCKET_MS
-    writes = replay.remember(OWNER, table.get, b"e|x", seen(until=much_later + DAY), 0,
+    # run-out buckets with entries: at most PURGE_STEPS of them per event; empty ones skipped
+    many = [replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, f"many-{n}")
+            for n in range(replay.PURGE_STEPS + 5)]
+    for n, key in enumerate(many):
+        until = later + (3 * n + 1) * replay.BUCKET_MS
+        apply(table, replay.remember(OWNER, table.get, key, seen(until=until), 2, later))
+    much_later = later + 1000 * replay.BUCKET_MS
+    writes = replay.remember(OWNER, table.get, b"e|x", seen(until=much_later + DAY), 2,
                              much_later)
-    assert len(writes) <= 3 + 2 * replay.PURGE_STEPS
+    deleted = [key for key, value in writes if value is None]
+    assert len([k for k in deleted if k.startswith(b"x|")]) == replay.PURGE_STEPS
+    assert len([k for k in deleted if k.startswith(b"e|")]) == replay.PURGE_STEPS
+    apply(table, writes)
+    apply(table, replay.remember(OWNER, table.get, b"e|y", seen(until=much_later + DAY), 2,
+                                 much_later))  # the next event purges the rest
+    assert not [k for k in many if k in table]
+    assert [k for k in table if k.startswith(b"x|2|")] == [
+        b"x|2|%d" % ((much_later + DAY) // replay.BUCKET_MS)]
 
 
 def test_an_entry_remembered_again_after_it_ran_out_is_not_purged_early():
