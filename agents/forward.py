@@ -16,19 +16,24 @@ accepted within the envelope's maximum age, encrypted: refmesh.replay); faust re
 worker processes anything, so a restart cannot forget a withdrawal (the embedded profile writes
 one record per produce batch, which keeps the restore exact on Tansu: shared/BROKER.md).
 
-At-least-once with faust-streaming 0.15.3 needs three things here (the first two seen in
-experiments on the embedded broker, November 2026):
-- a ``noack()`` stream acked by hand after the produce: with default acking, faust acks an event
-  whose processing raised, restarts the agent and commits past the event;
-- ``handle`` never lets an event fail while later ones go on: faust commits past an unacked
-  offset as soon as a later one is acked (``Consumer._new_offset`` skips its head-gap check
-  when nothing was committed yet and is off by one otherwise). So every event ends as a
-  forward or a dead letter (an unexpected error included), a failed produce is retried in
-  place, and the agent runs with concurrency 1;
+Neither skipping nor repeating an event, with faust-streaming 0.15.3 (each point seen in
+experiments, November and December 2026; README, "Restarts"):
+- the agent commits offsets itself, between two events, and only after the event's records
+  were acknowledged (``noack()`` stream; faust's commit timer is off): with default acking
+  faust acks an event whose processing raised and commits past it, its acknowledgement list
+  commits past an unacked offset as soon as a later one is acked, and its timer commits in
+  the middle of an event. So every event ends as a forward or a dead letter (an unexpected
+  error included), a failed produce is retried in place, and the agent runs with
+  concurrency 1;
+- an offset guard (agents/offsets.py) re-reads what faust never handed over: after a restart
+  faust drops events of a newly assigned partition that arrive before it seeks there;
+- under ``exactly_once`` (the apache profile) every record of an event goes into the
+  transaction of the event's partition, the one its offset commit ends (``FaustPublisher``);
 - ``stream_wait_empty=False``: otherwise a worker told to stop (or to rebalance) first waits
   until every event it read is acked, and one whose produce is being retried (broker away)
-  never is: seen as a worker that ignores SIGTERM. Cancelled instead, the event stays unacked
-  and is read again after the restart (a duplicate, which recipients drop by delivery key).
+  never is: seen as a worker that ignores SIGTERM. Cancelled instead, the event's offset is
+  not committed and the event is read again after the restart (under at_least_once a
+  duplicate, which recipients drop by delivery key).
 
 Events that do not open, or that this agent may not forward, go to the domain's dead-letter
 topic as they came (never plaintext) with the reason and source in headers.
@@ -43,13 +48,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiokafka
 import faust
 from kafka.errors import KafkaError
 
+from agents.offsets import OffsetGuard, PartitionReader
+from agents.publisher import FaustPublisher, PartitionLost
 from kafkaedge import profiles
 from kafkaedge.loading import now_ms
 from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
-from refmesh import aggregate, audit, domain, topology
+from refmesh import aggregate, audit, domain, offsets, topology
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import ConfigError
 from refmesh.policy import Policy
@@ -57,6 +65,9 @@ from refmesh.keys import AgencyKeys
 from refmesh.settings import AgentSettings
 
 log = logging.getLogger("refmesh.agents.forward")
+
+#: faust's commit timer, switched off: the agent commits between two events itself
+COMMIT_TIMER_OFF_S = 10 ** 9
 
 Publish = Callable[[str, "bytes | None", "bytes | None", "list | None"], Awaitable[None]]
 
@@ -88,12 +99,16 @@ class Tables:
 class Forwarder:
     """Handle one Kafka message: ``refmesh.domain.handle`` decides, this carries it out.
 
-    ``publish(topic, key, value, headers, partition)`` must return only once the broker
-    acknowledged the record. A failed produce (aiokafka's KafkaError, faust's ProducerSendError,
-    a timeout, or anything else) is retried with backoff for as long as it takes: a referral
-    must not be dropped, and a partition that stops moving shows as consumer lag. Shutdown
-    cancels the wait. Order: publish, then tables, then audit; a crash in between means the
-    event is handled again after the restart (recipients drop the duplicate by delivery key).
+    ``publish(topic, key, value, headers, partition, source=(topic, partition))`` must return
+    only once the broker acknowledged the record; ``source`` is the event's own partition (its
+    transaction under ``exactly_once``), and ``PartitionLost`` from it means the partition
+    was revoked meanwhile: the event is left to its new owner, not retried. A failed produce
+    (aiokafka's KafkaError, faust's ProducerSendError, a timeout, or anything else) is retried
+    with backoff for as long as it takes: a referral must not be dropped, and a partition that
+    stops moving shows as consumer lag. Shutdown cancels the wait. Order: publish, then tables,
+    then audit; a crash in between means the event is handled again after the restart: under
+    at_least_once recipients drop the duplicate by delivery key, under exactly_once the
+    records of the unfinished event are in an aborted transaction that no reader sees.
     """
 
     def __init__(self, keys: AgencyKeys, directory_ref: Callable[[], TrustedDirectory],
@@ -128,16 +143,17 @@ class Forwarder:
                       "it", where, type(exc).__name__, frame.filename, frame.lineno)
             effects = domain.Effects(None, deadletter="internal_error", audit=(
                 {"event_id": "unknown", "decision": "DeadLettered", "reason": "internal_error"},))
+        source = (message.topic, message.partition)
         for out in effects.publish:
             await self._deliver(out.topic, out.key, out.value, None, None, where,
-                                effects.event_id)
+                                effects.event_id, source)
         if effects.deadletter is not None:
             # cut to a size any producer can write: a broker may hold larger events than that,
             # and a dead letter that cannot be written would stop this worker for good
             key, value, headers = topology.dead_letter(message.key, message.value,
                                                        effects.deadletter, where)
             await self._deliver(self.deadletter_topic, key, value, headers, None, where,
-                                effects.event_id)
+                                effects.event_id, source)
             self.counts[f"deadletter:{effects.deadletter}"] += 1
             log.warning("dead-lettered event %s from %s: %s",
                         effects.event_id or "(id unknown)", where, effects.deadletter)
@@ -147,7 +163,7 @@ class Forwarder:
             self.tables.forwarded[effects.log_put[0]] = effects.log_put[1]
         if effects.counted is not None:
             self._count(message.partition, *effects.counted)
-        await self._audit(effects, message.partition, now, where)
+        await self._audit(effects, source, now, where)
         # last: a crash before this decides the event again (a second audit record at
         # worst), never takes it for a re-send whose first decision went unaudited
         for key, value in effects.seen_put:
@@ -165,57 +181,35 @@ class Forwarder:
         if once is not None:  # after the counts: a crash in between recounts, never loses
             self.tables.counted[once] = str(window_start).encode()
 
-    async def _audit(self, effects: domain.Effects, partition: int, now: int,
+    async def _audit(self, effects: domain.Effects, source: tuple[str, int], now: int,
                      where: str) -> None:
+        partition = source[1]
         head_key = str(partition).encode()
         head = audit.Head.from_bytes(self.tables.heads.get(head_key))
         for entry in effects.audit:
             data, head = audit.append(head, at=now, domain=self.keys.agency_id, **entry)
             # the chain of partition p lives in partition p of the audit topic
             await self._deliver(self.audit_topic, head_key, data, None, partition, where,
-                                effects.event_id)
+                                effects.event_id, source)
             self.tables.heads[head_key] = head.to_bytes()
             self.counts[entry["decision"]] += 1
             log.info("%s event %s from %s%s", entry["decision"], entry["event_id"], where,
                      f" ({entry['reason']})" if entry.get("reason") else "")
 
     async def _deliver(self, topic: str, key, value, headers, partition, where: str,
-                       event_id: str | None) -> None:
+                       event_id: str | None, source: tuple[str, int]) -> None:
         delay = self.retry_first_s
         while True:
             try:
-                await self.publish(topic, key, value, headers, partition)
+                await self.publish(topic, key, value, headers, partition, source=source)
                 return
+            except PartitionLost:
+                raise  # not ours any more: the new owner handles the event
             except Exception as exc:  # noqa: BLE001 (retry whatever it is; dropping is worse)
                 log.warning("produce to %s for event %s from %s failed (%s); retrying in "
                             "%.1f s", topic, event_id, where, type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
-
-
-class FaustPublisher:
-    """``publish`` over a faust app's producer: makes sure each new topic exists (never
-    auto-created), sends, and waits for the broker's acknowledgement."""
-
-    def __init__(self, app: faust.App, partitions: int,
-                 ensure_topic: Callable[[str], Awaitable[bool]]) -> None:
-        self.app, self.partitions, self.ensure_topic = app, partitions, ensure_topic
-        self._topics: dict[str, faust.TopicT] = {}
-        self._ensured: set[str] = set()
-
-    def known(self, names) -> None:
-        """Topics already created (by ``agents.run``): no need to check them again."""
-        self._ensured.update(names)
-
-    async def __call__(self, name: str, key, value, headers, partition=None) -> None:
-        if name not in self._ensured and await self.ensure_topic(name):
-            self._ensured.add(name)
-        topic = self._topics.get(name)
-        if topic is None:
-            topic = self._topics[name] = self.app.topic(
-                name, partitions=self.partitions, internal=False)
-        # Topic.send returns the producer's future; the second await is the acknowledgement.
-        await (await topic.send(key=key, value=value, headers=headers, partition=partition))
 
 
 def topic_ensurer(settings: AgentSettings) -> Callable[[str], Awaitable[bool]]:
@@ -310,13 +304,16 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
                directory_ref: Callable[[], TrustedDirectory], policy: Policy, secret: bytes, *,
                clock: Callable[[], int] = now_ms,
                partition_secret: bytes | None = None,
-               ensure_topic: Callable[[str], Awaitable[bool]] | None = None) -> faust.App:
+               ensure_topic: Callable[[str], Awaitable[bool]] | None = None,
+               reader=None) -> faust.App:
     """The domain's faust app with its agent (named ``forward``) and its tables (topology.TABLES).
 
     The source topic, the table changelogs, the audit and dead-letter topics must exist before
     the worker starts (``agents.run`` creates them); sink topics are checked once each, see
     ``topic_ensurer``. ``partition_secret`` is the domain's secret for the person's Kafka key
-    (without it no member's referral or consent is accepted: refmesh.domain). ``app.forwarder`` and ``app.publisher`` are exposed for tests.
+    (without it no member's referral or consent is accepted: refmesh.domain). ``reader`` reads group offsets and missing ranges for the offset guard
+    (agents/offsets.py; default: a Kafka consumer in the domain's group, made at first use).
+    ``app.forwarder``, ``app.publisher`` and ``app.offset_guard`` are exposed for tests.
     """
     domain_id = settings.domain
     if keys.agency_id != domain_id:
@@ -344,6 +341,10 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
         topic_allow_declare=False,
         stream_wait_empty=False,  # see the module docstring
         broker_credentials=credentials,
+        # the agent commits itself, between two events (see forward below); faust's own
+        # timer would commit in the middle of one, and under exactly_once commit the records
+        # an event had sent so far without its offset (published twice after a crash)
+        broker_commit_interval=COMMIT_TIMER_OFF_S,
         **web, **profiles.faust_broker_settings(profile_of(settings)))
     source = app.topic(topology.domain_inbox(domain_id), partitions=partitions,
                        internal=False, allow_empty=True)  # an empty value is dead-lettered
@@ -363,12 +364,53 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
                           counting=counting, partition_secret=partition_secret,
                           partitions=partitions)
 
+    guard = OffsetGuard(reader or PartitionReader(profiles.consumer_config(
+        profile_of(settings), settings.bootstrap, app_id(domain_id), settings.security)))
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
+        guard.reset()
+
+    async def commit(message) -> None:
+        """Commit the partition's next expected offset, once the table writes faust buffers
+        are sent (under exactly_once: commit the partition's transaction). faust's public
+        ``Consumer.commit`` derives the offset from its own acknowledgements, which count the
+        gap it records after dropping events a second time when the guard re-reads them
+        (measured: the committed offset then crawls one event per commit, and a restart
+        handles dozens of events again); the guard's offset is exact. Outside a worker
+        (faust's test context) there is no group to commit to."""
+        if app.in_worker:
+            await app.producer.flush()
+            # aiokafka's own TopicPartition: the transactional commit hands it on unconverted
+            tp = aiokafka.TopicPartition(message.topic, message.partition)
+            await app.consumer._commit_offsets(  # noqa: SLF001 (see above)
+                {tp: guard.expected_at(message)})
+
+    async def handle(message):
+        effects = await forwarder.handle(message)
+        guard.handled(message)
+        return effects
+
     async def forward(stream):  # concurrency 1: events of a partition one after the other
-        async for event in stream.noack().events():
-            effects = await forwarder.handle(event.message)
-            await stream.ack(event)
+        async for event in stream.noack().events():  # never acked: the agent commits itself
+            message = event.message
+            try:
+                step = await guard.step(message)
+                if isinstance(step, offsets.Done):  # handled already
+                    continue
+                if isinstance(step, offsets.Reread):  # faust skipped these: handle them first
+                    for missed in await guard.reread(message, step):
+                        await handle(missed)
+                        await commit(missed)
+                effects = await handle(message)
+                await commit(message)
+            except PartitionLost as exc:
+                log.info("left the event from %s/%d@%d to the partition's new owner (%s)",
+                         message.topic, message.partition, message.offset, exc)
+                continue
             yield effects  # yielding lets faust's test context wait for the whole event
 
     app.agent(source, name="forward", concurrency=1)(forward)
     app.forwarder, app.publisher, app.refmesh_tables = forwarder, publisher, tables
+    app.offset_guard = guard
     return app

@@ -45,6 +45,8 @@ class ClientProfile:
     acks: str = "all"
     request_timeout_ms: int = 30000
     delivery_timeout_ms: int = 120000
+    #: faust's processing guarantee: exactly_once needs transactions (Apache Kafka only)
+    processing_guarantee: str = "at_least_once"
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
@@ -58,6 +60,14 @@ class ClientProfile:
         if self.isolation_level not in ("read_committed", "read_uncommitted"):
             raise ValueError(f"profile {self.name!r}: isolation_level must be "
                              "'read_committed' or 'read_uncommitted'")
+        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+            raise ValueError(f"profile {self.name!r}: processing_guarantee must be "
+                             "'at_least_once' or 'exactly_once'")
+        if self.processing_guarantee == "exactly_once" and (
+                not self.enable_idempotence or self.isolation_level != "read_committed"):
+            raise ValueError(f"profile {self.name!r}: exactly_once needs enable_idempotence "
+                             "and isolation_level 'read_committed' (readers must not see "
+                             "aborted transactions)")
 
 
 #: Tansu 0.6.0. No idempotence: aiokafka fails outright and kafka-python's producer gets stuck
@@ -69,7 +79,9 @@ class ClientProfile:
 #: before its grant); production keeps that order through idempotence. Measured cost on 2
 #: cores: about 2,800 instead of 6,000 records/s of 1 KB. Short session/heartbeat: a group
 #: join takes about half the session timeout (3.0 s here; over 20 s with the defaults).
-#: read_uncommitted because Tansu has no transactions, so there is nothing to wait for.
+#: read_uncommitted because Tansu has no transactions, so there is nothing to wait for; for the
+#: same reason the agents run at_least_once (faust's exactly_once dies at start on Tansu), so a
+#: worker killed mid-event forwards that event again and recipients drop it by delivery key.
 EMBEDDED = ClientProfile(
     name="embedded", enable_idempotence=False, batch_size=0, linger_ms=0,
     session_timeout_ms=6000, heartbeat_interval_ms=1000, rebalance_timeout_ms=6000,
@@ -82,12 +94,15 @@ EMBEDDED = ClientProfile(
 
 #: Apache Kafka in production: idempotent producer (no duplicates or reordering on retry),
 #: normal batching with a short linger, a 10 s session (a crashed gateway's or worker's
-#: partitions move within 10 s; Kafka's own default is 45 s), and read_committed so
-#: that records of aborted transactions (faust exactly_once, if ever switched on) stay unseen.
+#: partitions move within 10 s; Kafka's own default is 45 s), faust's exactly_once (an event's
+#: forwards, table writes, audit record and offset commit are one transaction: measured, no
+#: event forwarded twice when the worker is SIGKILLed; agents/forward.py) and read_committed,
+#: so that gateways and agents never see the records of an aborted transaction.
 APACHE = ClientProfile(
     name="apache", enable_idempotence=True, batch_size=262144, linger_ms=5,
     session_timeout_ms=10000, heartbeat_interval_ms=3000, rebalance_timeout_ms=20000,
     max_poll_interval_ms=300000, isolation_level="read_committed", faust_max_batch_size=16384,
+    processing_guarantee="exactly_once",
 )
 
 #: The profile of each broker kind (refmesh.settings.BROKER_KINDS).
@@ -186,6 +201,6 @@ def faust_broker_settings(profile: ClientProfile) -> dict:
         "producer_max_batch_size": profile.faust_max_batch_size,
         "producer_linger": profile.linger_ms / 1000,
         "producer_acks": -1 if profile.acks == "all" else int(profile.acks),
-        "processing_guarantee": "at_least_once",
+        "processing_guarantee": profile.processing_guarantee,
         "consumer_auto_offset_reset": "earliest",
     }

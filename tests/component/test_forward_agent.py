@@ -103,7 +103,28 @@ def settings(tmp_path, **overrides):
     return AgentSettings(**values)
 
 
-def make_app(tmp_path, mesh, producer, **overrides):
+class Log:
+    """Stands in for the broker behind the agent's offset guard (agents/offsets.py): the
+    group's committed offset of every partition, and the events it holds there, by offset."""
+
+    def __init__(self, committed: int = 0, held: dict | None = None) -> None:
+        self.committed, self.held, self.reads = committed, held or {}, []
+
+    def first_expected(self, topic, partition):
+        return self.committed
+
+    def read(self, topic, partition, start, stop):
+        self.reads.append((partition, start, stop))
+        return [types.SimpleNamespace(topic=topic, partition=partition, offset=offset,
+                                      timestamp=0, timestamp_type=0, headers=[], key=key,
+                                      value=value)
+                for offset, (key, value) in sorted(self.held.items()) if start <= offset < stop]
+
+    def close(self):
+        pass
+
+
+def make_app(tmp_path, mesh, producer, log=None, **overrides):
     ensured = []
 
     async def ensure_topic(name):
@@ -112,7 +133,8 @@ def make_app(tmp_path, mesh, producer, **overrides):
 
     app = create_app(settings(tmp_path, **overrides), mesh.keys[BH], lambda: mesh.directory,
                      POLICY, S.SECRET, clock=lambda: NOW, partition_secret=PARTITION_SECRET,
-                     ensure_topic=ensure_topic)
+                     ensure_topic=ensure_topic,
+                     reader=log or Log())
     app.producer = producer
     app.conf.store = "memory://"
     app.finalize()
@@ -278,6 +300,41 @@ def test_the_app_retries_a_failed_produce_until_acknowledged(tmp_path, mesh):
     assert len(producer.to(topology.audit(BH))) == 1  # each record produced once
 
 
+def test_events_faust_never_handed_over_are_read_again_and_handled_first(tmp_path, mesh,
+                                                                         caplog):
+    """The offset guard: committed offset 0, faust hands over offset 0, then offset 3 (it
+    dropped 1 and 2, as faust 0.15 does after a restart); the agent reads 1 and 2 from the
+    broker and handles them before 3. Offset 2 again afterwards is acknowledged, not
+    handled twice."""
+    producer = RecordingProducer()
+    referrals = [referral(referral_id=f"r{n}") for n in range(4)]
+    sealed = [seal(mesh, r, HOTLINE, BH) for r in referrals]
+    log = Log(committed=0, held={1: (KEY, sealed[1]), 2: (KEY, sealed[2])})
+    app = make_app(tmp_path, mesh, producer, log=log)
+    consent_event = seal(mesh, consent(), HOTLINE, BH, "Consent")
+
+    async def go():
+        async with app.agents["forward"].test_context() as agent:
+            await agent.put(consent_event, key=KEY, partition=0)  # offset 0
+            agent.sent_offset = 3
+            await agent.put(sealed[3], key=KEY, partition=0)
+            agent.sent_offset = 2  # handed over again: handled already
+            await agent.put(sealed[2], key=KEY, partition=0, wait=False)
+            agent.sent_offset = 4
+            await agent.put(sealed[0], key=KEY, partition=0)
+
+    asyncio.run(go())
+    assert log.reads == [(0, 1, 3)]
+    got = [opened(mesh, s, SHELTER).record["referralId"]
+           for s in producer.to(topology.agency_inbox(SHELTER))]
+    assert got == ["r1", "r2", "r3", "r0"]
+    assert app.offset_guard.expected == {(topology.domain_inbox(BH), 0): 5}
+    assert "expected offset 1 but was handed 3; re-read 2 event(s) of offsets 1..2" \
+        in caplog.text
+    assert KEY.decode() not in caplog.text  # offsets only, never keys or payloads
+    assert not [name for name in samples.FICTIONAL_GIVEN if name in caplog.text]
+
+
 def test_an_unexpected_error_parks_the_event_instead_of_losing_it(tmp_path, mesh, caplog):
     producer = RecordingProducer()
     app = make_app(tmp_path, mesh, producer)
@@ -407,6 +464,9 @@ def test_the_app_is_configured_for_the_broker_profile_and_its_topics(tmp_path, m
     assert web.web_enabled is True and web.web_port == 6123 and web.web_bind == "127.0.0.1"
     assert web.web_tables_enabled is False and web.web_router_enabled is False  # no table data
     assert web.producer_max_batch_size == 16384
+    assert web.processing_guarantee.value == "exactly_once"  # transactions: Apache Kafka only
+    # the agent commits between two events itself, never faust's timer in the middle of one
+    assert conf.broker_commit_interval == web.broker_commit_interval == forward.COMMIT_TIMER_OFF_S
 
 
 def test_the_app_refuses_keys_of_another_agency_and_bad_security(tmp_path, mesh):

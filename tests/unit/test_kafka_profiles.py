@@ -123,6 +123,22 @@ def test_faust_embedded_settings_match_broker_notes():
     assert faust_broker_settings(APACHE)["producer_max_batch_size"] > 1
 
 
+def test_faust_runs_exactly_once_on_apache_kafka_only():
+    apache = Settings(id="refmesh-test", **faust_broker_settings(APACHE))
+    assert apache.processing_guarantee.value == "exactly_once"
+    assert faust_broker_settings(EMBEDDED)["processing_guarantee"] == "at_least_once"
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"processing_guarantee": "at_most_once"}, "processing_guarantee must be"),
+    ({"enable_idempotence": False}, "exactly_once needs enable_idempotence"),
+    ({"isolation_level": "read_uncommitted"}, "exactly_once needs enable_idempotence"),
+])
+def test_a_profile_that_cannot_run_exactly_once_is_refused(changes, words):
+    with pytest.raises(ValueError, match=words):
+        dataclasses.replace(APACHE, **changes)
+
+
 def test_profiles_are_frozen_and_checked_when_built():
     with pytest.raises(dataclasses.FrozenInstanceError):
         EMBEDDED.batch_size = 16384  # type: ignore[misc]
