@@ -117,15 +117,16 @@ def active(member: dict) -> bool:
 
 
 def mesh_grants(directory: TrustedDirectory, regions: Mapping[str, str], *,
-                exactly_once: bool = False) -> list[Grant]:
+                exactly_once: bool = True) -> list[Grant]:
     """Every broker right of the mesh, derived from the signed directory: sorted, no duplicates.
 
     ``regions`` maps each policy domain that publishes statistics to its region code; each
     region mentioned gets a regional reader. Members that are not ``active`` (every key revoked)
     and members no longer in the directory get nothing, and nobody keeps rights on their topics.
     ``exactly_once`` adds the transactional ids faust uses under processing_guarantee
-    exactly_once (``<app id>-<topic>-<partition>``); the profiles run at_least_once, which
-    needs none. Nobody may create, delete or alter anything: the operator (``ADMIN``, a
+    exactly_once (``<app id>-<topic group>-<partition>``), as the apache profile runs the
+    agents; ``exactly_once=False`` leaves them out for agents that run at_least_once (the
+    embedded profile, whose broker enforces no ACLs anyway). Nobody may create, delete or alter anything: the operator (``ADMIN``, a
     super user) does that.
     """
     members = {a: m for a, m in directory.members.items() if active(m)}

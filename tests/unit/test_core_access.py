@@ -132,9 +132,14 @@ def test_the_table_is_not_empty_for_any_active_role(trusted, grants):
 
 def test_grants_are_sorted_without_duplicates_and_only_literal_read_or_write(grants):
     assert grants == sorted(set(grants))
-    assert {(g.pattern, g.operation) for g in grants} == {("LITERAL", "READ"),
-                                                         ("LITERAL", "WRITE")}
-    assert {g.resource_type for g in grants} == {"TOPIC", "GROUP"}
+    # one prefix each: the transactional ids of a domain's agents (exactly_once)
+    literal = [g for g in grants if g.resource_type != "TRANSACTIONAL_ID"]
+    assert {(g.pattern, g.operation) for g in literal} == {("LITERAL", "READ"),
+                                                          ("LITERAL", "WRITE")}
+    assert {(g.resource_type, g.pattern, g.operation) for g in grants} - {
+        (g.resource_type, g.pattern, g.operation) for g in literal} == {
+        ("TRANSACTIONAL_ID", "PREFIXED", "WRITE")}
+    assert {g.resource_type for g in grants} == {"TOPIC", "GROUP", "TRANSACTIONAL_ID"}
     assert all(g.name.startswith(("refmesh.", "refmesh-")) for g in grants)
 
 
@@ -218,14 +223,15 @@ def test_a_wrong_region_is_named(trusted, regions, named):
 
 
 def test_exactly_once_adds_the_faust_transactional_id_prefix(trusted):
-    grants = mesh_grants(trusted, REGIONS, exactly_once=True)
+    grants = mesh_grants(trusted, REGIONS)  # the apache profile's agents run exactly_once
     et = access.domain_principal(ET_DOMAIN)
-    tid = f"refmesh-domain-ET.GOV.NCC-{topology.domain_inbox(ET_DOMAIN)}-0"
+    tid = "refmesh-domain-ET.GOV.NCC-0-0"  # faust: <app id>-<topic group>-<partition>
     assert allowed(grants, et, "TRANSACTIONAL_ID", tid, "WRITE")
     assert allowed(grants, et, "TRANSACTIONAL_ID", tid, "DESCRIBE")
     assert not allowed(grants, access.domain_principal(COORDINATOR), "TRANSACTIONAL_ID", tid,
                        "WRITE")
-    assert not allowed(mesh_grants(trusted, REGIONS), et, "TRANSACTIONAL_ID", tid, "WRITE")
+    assert not allowed(mesh_grants(trusted, REGIONS, exactly_once=False), et,
+                       "TRANSACTIONAL_ID", tid, "WRITE")
 
 
 # --- allowed, as Kafka's authorizer decides -----------------------------------------------------
