@@ -116,7 +116,8 @@ class Forwarder:
                  clock: Callable[[], int] = now_ms,
                  counting: domain.Counting = domain.Counting(),
                  partition_secret: bytes | None = None, partitions: int | None = None,
-                 retry_first_s: float = 0.5, retry_max_s: float = 10.0) -> None:
+                 retry_first_s: float = 0.5, retry_max_s: float = 10.0,
+                 checkpoint_every: int = 100, checkpoint_s: float = 60.0) -> None:
         self.keys, self.directory_ref, self.publish, self.clock = (
             keys, directory_ref, publish, clock)
         self.policy, self.secret, self.tables = policy, secret, tables
@@ -125,6 +126,11 @@ class Forwarder:
         self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
         self.deadletter_topic = topology.deadletter(keys.agency_id, "domain")
         self.audit_topic = topology.audit(keys.agency_id)
+        self.checkpoint_topic = topology.audit_checkpoints(keys.agency_id)
+        self.checkpoint_every, self.checkpoint_s = checkpoint_every, checkpoint_s
+        # (seq, at) of the last checkpoint written per partition; after a restart the first
+        # audit record of a partition writes one
+        self.checkpointed: dict[int, tuple[int, int]] = {}
         self.counts: Counter[str] = Counter()  # by audit decision, and deadletter:<reason>
 
     async def handle(self, message) -> domain.Effects:
@@ -195,6 +201,15 @@ class Forwarder:
             self.counts[entry["decision"]] += 1
             log.info("%s event %s from %s%s", entry["decision"], entry["event_id"], where,
                      f" ({entry['reason']})" if entry.get("reason") else "")
+        if effects.audit and audit.checkpoint_due(head, self.checkpointed.get(partition), now,
+                                                  every=self.checkpoint_every,
+                                                  seconds=self.checkpoint_s):
+            # in the event's own transaction, after its audit records: the signed head
+            data = audit.checkpoint(head, domain_keys=self.keys, chain=self.audit_topic,
+                                    partition=partition, at=now)
+            await self._deliver(self.checkpoint_topic, head_key, data, None, partition, where,
+                                effects.event_id, source)
+            self.checkpointed[partition] = (head.seq, now)
 
     async def _deliver(self, topic: str, key, value, headers, partition, where: str,
                        event_id: str | None, source: tuple[str, int]) -> None:
@@ -300,6 +315,31 @@ def bound_fetch_wait(wait_ms: int) -> None:
     aiokafka.AIOKafkaConsumer = BoundedWaitConsumer
 
 
+def stable_highwaters() -> None:
+    """Make faust's table recovery read each changelog partition's end from the broker under
+    exactly_once.
+
+    faust 0.15 then takes a partition's end from aiokafka's ``last_stable_offset``, which
+    aiokafka only knows once a fetch for that partition came back: -1 for a partition just
+    assigned in a rebalance. Recovery then either crashes the worker with a ConsistencyError
+    (seen in the two-workers drill on Apache Kafka: "persisted offset ... is higher than the
+    last offset in that topic (7 > -1)") or takes the partition for empty and restores none of
+    its table. aiokafka's ``end_offsets`` asks the broker with the consumer's isolation level,
+    read_committed: the last stable offset itself, as faust uses under at_least_once.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    if getattr(thread, "_refmesh_stable_highwaters", False):
+        return
+
+    async def _highwaters(self, partitions):
+        return await self._ensure_consumer().end_offsets(partitions)
+
+    thread._highwaters = _highwaters
+    thread._refmesh_stable_highwaters = True
+
+
 def create_app(settings: AgentSettings, keys: AgencyKeys,
                directory_ref: Callable[[], TrustedDirectory], policy: Policy, secret: bytes, *,
                clock: Callable[[], int] = now_ms,
@@ -329,6 +369,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
         if settings.web_port else {"web_enabled": False}
     if settings.broker == "embedded":
         bound_fetch_wait(profile_of(settings).fetch_max_wait_ms)
+    if profile_of(settings).processing_guarantee == "exactly_once":
+        stable_highwaters()
     partitions = settings.partitions
     app = faust.App(
         app_id(domain_id), broker=broker_url(settings.bootstrap),
@@ -362,7 +404,9 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
                                settings.aggregate_max_late_ms)
     forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock,
                           counting=counting, partition_secret=partition_secret,
-                          partitions=partitions)
+                          partitions=partitions,
+                          checkpoint_every=settings.audit_checkpoint_every,
+                          checkpoint_s=settings.audit_checkpoint_s)
 
     guard = OffsetGuard(reader or PartitionReader(profiles.consumer_config(
         profile_of(settings), settings.bootstrap, app_id(domain_id), settings.security)))

@@ -45,7 +45,8 @@ def domain_topics(domain: str, partitions: int) -> list[TopicSpec]:
     """The topics the domain owns and its workers need before they start (table changelogs
     compacted: the latest value per key is what matters)."""
     plain = [topology.domain_inbox(domain), topology.deadletter(domain, "domain"),
-             topology.audit(domain), topology.release_audit(domain)]
+             topology.audit(domain), topology.release_audit(domain),
+             topology.audit_checkpoints(domain)]
     return [TopicSpec(name, partitions) for name in plain] + [
         TopicSpec(topology.table(domain, name), partitions, compacted=True)
         for name in (*topology.TABLES, topology.RELEASES)]

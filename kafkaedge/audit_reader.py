@@ -13,3 +13,10 @@ def read_chains(consumer_config: dict, domain: str, timeout: float = 60.0,
     {partition: [record bytes in order]}; {} when the topic does not exist."""
     parts = read_partitions(consumer_config, topic or topology.audit(domain), timeout)
     return {p: [m.value for m in messages] for p, messages in (parts or {}).items()}
+
+
+def read_checkpoints(consumer_config: dict, domain: str, timeout: float = 60.0) -> list[bytes]:
+    """Every record of ``domain``'s audit-checkpoints topic, any partition ([] when the topic
+    does not exist): refmesh.audit.findings picks each chain's own from the signed content."""
+    parts = read_partitions(consumer_config, topology.audit_checkpoints(domain), timeout)
+    return [m.value for _, messages in sorted((parts or {}).items()) for m in messages]

@@ -184,7 +184,7 @@ def _agents(directory: TrustedDirectory, domain: str, members: Mapping, region: 
     for name in (*topology.TABLES, topology.RELEASES):
         grants |= _topic(who, topology.table(domain, name), "READ", "WRITE")
     for name in (topology.deadletter(domain, "domain"), topology.audit(domain),
-                 topology.release_audit(domain)):
+                 topology.release_audit(domain), topology.audit_checkpoints(domain)):
         grants |= _topic(who, name, "WRITE")
     grants |= _topic(who, topology.release_audit(domain), "READ")
     for recipient in members:

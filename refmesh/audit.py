@@ -131,6 +131,13 @@ class Finding:
         return self.kind != "unconfirmed"
 
 
+def changed(broken: Broken) -> Finding:
+    """The finding of a broken link (the position in the chain is its offset on a topic that
+    was never truncated by retention)."""
+    return Finding("changed", broken.seq, f"at record {broken.index} (offset {broken.index}, "
+                                          f"seq {broken.seq}): {broken.reason}")
+
+
 def _checked(data: bytes, directory, domain: str, chain: str, partition: int
              ) -> tuple[dict | None, str | None]:
     """(checkpoint, None) when ``data`` is a checkpoint of this chain signed by ``domain``'s
@@ -164,8 +171,7 @@ def findings(records: list[bytes], checkpoints: list[bytes], *, directory, domai
     out: list[Finding] = []
     broken = verify(records)
     if broken is not None:
-        out.append(Finding("changed", broken.seq, f"record {broken.index} (seq {broken.seq}): "
-                                                  f"{broken.reason}"))
+        out.append(changed(broken))
     hashes = [GENESIS] + [hashlib.sha256(r).hexdigest() for r in records]
     confirmed, short, differ = 0, [], []
     for data in checkpoints:

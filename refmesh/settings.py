@@ -145,9 +145,15 @@ class AgentSettings(Common):
     aggregate_sensitivity: int = 1  # most referrals one person adds to a window's counts
     web_port: int = 0  # faust's web server; 0 = off
     worker_id: str = "1"
+    # a signed checkpoint of each audit chain's head every this many records, or this many
+    # seconds after the last one when records were added (refmesh.audit.checkpoint_due)
+    audit_checkpoint_every: int = 100
+    audit_checkpoint_s: int = 60
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.audit_checkpoint_every < 1 or self.audit_checkpoint_s < 1:
+            raise ValueError("audit_checkpoint_every and audit_checkpoint_s must be >= 1")
         if not self.domain:
             raise ValueError("setting 'domain' is required: the policy domain's agency id, "
                              "e.g. BH/GOV/NCCTIP")

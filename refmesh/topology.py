@@ -68,6 +68,12 @@ def release_audit(domain_id: str) -> str:
     return f"{PREFIX}.domain.{_safe(domain_id)}.release-audit"
 
 
+def audit_checkpoints(domain_id: str) -> str:
+    """The domain's signed checkpoints of its audit chains' heads (refmesh.audit.checkpoint):
+    the checkpoint of partition p of either audit topic lives in partition p."""
+    return f"{PREFIX}.domain.{_safe(domain_id)}.audit-checkpoints"
+
+
 def table(domain_id: str, name: str) -> str:
     """Changelog topic of one of the domain agents' tables (consents, forwarded, audit-heads):
     compacted, values encrypted for the domain, keys keyed hashes."""
@@ -153,6 +159,7 @@ def mesh_topics(directory: TrustedDirectory,
         names += [(agency_inbox(agency_id), False), (deadletter(agency_id), False)]
         if member["domain"] is None:
             names += [(domain_inbox(agency_id), False), (deadletter(agency_id, "domain"), False),
-                      (audit(agency_id), False), (release_audit(agency_id), False)]
+                      (audit(agency_id), False), (release_audit(agency_id), False),
+                      (audit_checkpoints(agency_id), False)]
             names += [(table(agency_id, name), True) for name in (*TABLES, RELEASES)]
     return names

@@ -174,8 +174,17 @@ def test_the_app_forwards_with_the_same_key_and_dead_letters_without_plaintext(t
     assert dead.headers == [("refmesh-reason", b"bad_signature"),
                             ("refmesh-source", f"{inbox}/0@2".encode())]
     assert set(app.ensured) == {topology.agency_inbox(HOTLINE), topology.agency_inbox(SHELTER),
-                                topology.audit(BH), topology.deadletter(BH, "domain")}
-    assert len(app.ensured) == 4  # each topic checked once
+                                topology.audit(BH), topology.deadletter(BH, "domain"),
+                                topology.audit_checkpoints(BH)}
+    assert len(app.ensured) == 5  # each topic checked once
+    # the first audit record of the partition is covered by a signed checkpoint at once
+    chain = [m.value for m in producer.to(topology.audit(BH))]
+    checkpoints = [m.value for m in producer.to(topology.audit_checkpoints(BH))]
+    assert checkpoints and audit.findings(
+        chain, checkpoints, directory=mesh.directory, domain=BH, chain=topology.audit(BH),
+        partition=0) in ([], [audit.Finding("unconfirmed", 1, "unconfirmed tail of "
+                                                           f"{len(chain) - 1} records after "
+                                                           "checkpoint seq 1")])
     assert app.forwarder.counts == {"ConsentRecorded": 1, "Forwarded": 1, "DeadLettered": 1,
                                     "deadletter:bad_signature": 1}
 

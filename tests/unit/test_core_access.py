@@ -95,7 +95,7 @@ def _expected(principal: str, topic: str, operation: str) -> bool:
         region = REGIONS.get(me)
         return topic in state | inbox_of_any | (domain_inboxes - {f"refmesh.domain.{who}.in"}) | {
             f"refmesh.domain.{who}.deadletter", f"refmesh.domain.{who}.audit",
-            f"refmesh.domain.{who}.release-audit",
+            f"refmesh.domain.{who}.release-audit", f"refmesh.domain.{who}.audit-checkpoints",
             *([f"refmesh.region.{region}.aggregates"] if region else [])}
     if kind == "region":
         return (operation == "READ" and who in REGIONS.values()  # a region someone publishes to
