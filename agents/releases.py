@@ -136,6 +136,10 @@ class Releaser:
                                   purpose=f"statistics for region {self.region}")
         self._send(self.audit_topic, b"releases", data, partition=0)
         self._head = head
+        # releases are rare (one decision per window and revision): each is signed at once
+        self._send(topology.audit_checkpoints(self.domain), b"releases", audit.checkpoint(
+            head, domain_keys=self.keys, chain=self.audit_topic, partition=0,
+            at=self.clock()), partition=0)
 
     def _close(self) -> None:
         if self._producer is not None:
