@@ -132,19 +132,25 @@ def case_path(now: int) -> list[tuple[str, dict, str]]:
 
 def consents(now: int) -> list[tuple[str, dict]]:
     """(recording agency, consent): person 1 agreed to services, prosecution and return, in
-    Bahrain and to Ethiopia; person 2 only to services at a shelter; person 3 to nothing."""
-    everything = samples.consent(1, controller=HOTLINE, valid_from=now - 60_000)
-    everything.update(
-        purposes=["Services", "Referral", "Prosecution", "Return"],
-        recipientRoles=["CentralGovernmentOrganisation", "LawEnforcement",
-                        "HealthServiceOrganisation", "IntergovernmentalOrganisation", "NGO"],
-        dataCategories=["Identity", "Contact", "Demographics", "VictimContext", "SupportNeeds",
-                        "Health", "ReferralDetails"],
-        crossBorder=True, crossBorderCountries=["ET"])
+    Bahrain and to Ethiopia, at the hotline, again at the shelter and at IOM (a referral relies
+    only on a consent its own sender recorded); person 2 only to services at a shelter; person 3
+    to nothing."""
+    def everything(controller: str) -> dict:
+        consent = samples.consent(1, controller=controller, valid_from=now - 60_000)
+        consent.update(
+            purposes=["Services", "Referral", "Prosecution", "Return"],
+            recipientRoles=["CentralGovernmentOrganisation", "LawEnforcement",
+                            "HealthServiceOrganisation", "IntergovernmentalOrganisation", "NGO"],
+            dataCategories=["Identity", "Contact", "Demographics", "VictimContext",
+                            "SupportNeeds", "Health", "ReferralDetails"],
+            crossBorder=True, crossBorderCountries=["ET"])
+        return consent
+
     shelter_only = samples.consent(2, controller=HOTLINE, valid_from=now - 60_000)
     shelter_only.update(recipientRoles=["CentralGovernmentOrganisation"],
                         dataCategories=["Identity", "Demographics", "SupportNeeds"])
-    return [(HOTLINE, everything), (HOTLINE, shelter_only)]
+    return [(HOTLINE, everything(HOTLINE)), (HOTLINE, shelter_only),
+            (SHELTER, everything(SHELTER)), (IOM, everything(IOM))]
 
 
 def leaves(record: dict, prefix: str = "") -> set[str]:
