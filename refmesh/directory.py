@@ -214,3 +214,37 @@ class TrustedDirectory:
                                  "unknown_key")
         best = max(usable, key=lambda k: k["validFrom"])
         return best["keyId"], best["publicKey"]
+
+
+# Issue 12, item 8: the pure decisions the edges apply (time and the persisted serial passed in).
+HYBRID_KIND = "MLKEM768X25519"
+
+
+def expiry_problem(expires_at: int, now: int) -> str | None:
+    """The /healthz reason when the directory has expired at ``now``, else None."""
+    if now < expires_at:
+        return None
+    return (f"signed directory expired at {expires_at} (ms since epoch): install a newer "
+            "edition from the coordinator")
+
+
+def rollback_problem(serial: int, highest_seen: int) -> str | None:
+    """Why a directory with ``serial`` is refused when ``highest_seen`` is persisted, else None."""
+    if serial >= highest_seen:
+        return None
+    return (f"directory serial {serial} is older than serial {highest_seen} already seen; "
+            "refusing a rollback (install the newest edition from the coordinator)")
+
+
+def is_hybrid_member(member: dict) -> bool:
+    """Rule: a member that publishes an unrevoked ML-KEM-768+X25519 key is hybrid; a member that
+    publishes none is X25519-only (the Directory schema has no other way to mark it)."""
+    return any(k["kind"] == HYBRID_KIND and k["revokedAt"] is None for k in member["keys"])
+
+
+def suite_problem(member: dict, kem_kind: str) -> str | None:
+    """Why an envelope sealed with ``kem_kind`` by or for ``member`` is a downgrade, else None."""
+    if kem_kind == HYBRID_KIND or not is_hybrid_member(member):
+        return None
+    return (f"{member['agencyId']} publishes a hybrid ML-KEM key; an {kem_kind} envelope is a "
+            "downgrade and is refused")
