@@ -47,7 +47,7 @@ MECHANISM = "SCRAM-SHA-512"
 JVM = ["-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
        "-Djava.awt.headless=true"]
 _POLL_S = 0.1
-_LOG4J = """\
+LOG4J = """\
 status = warn
 appender.file.type = File
 appender.file.name = FILE
@@ -264,7 +264,7 @@ class ApacheBroker:
         props = server_properties(node, self.nodes, self.tls, self.admin_password)
         text = "".join(f"{k}={v}\n" for k, v in props.items())
         write_file(node.folder / "log4j2.properties",
-                   _LOG4J.format(log=node.folder / "server.log").encode())
+                   LOG4J.format(log=node.folder / "server.log").encode())
         return write_file(node.folder / "server.properties", text.encode())
 
     def _format(self, libs: Path, node: Node, cluster_id: str) -> None:

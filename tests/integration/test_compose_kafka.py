@@ -24,7 +24,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from cli import cli
-from devmesh.apache import resolve_classpath
+from devmesh.apache import LOG4J, resolve_classpath
 from devmesh.supervise import wait_until
 from devmesh.tansu import free_port
 from gateways.client import health_report
@@ -35,15 +35,6 @@ from refmesh import topology
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 HOTLINE, DOMAIN = "BH/GOV/HOTLINE", "BH/GOV/NCCTIP"
-LOG4J = """\
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-"""
 
 
 def read_env(path: Path) -> dict[str, str]:
