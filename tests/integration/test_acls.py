@@ -52,7 +52,7 @@ def expected(principal: str, topic: str, operation: str, trusted, domain: str,
     if operation == "READ":
         return topic in state | {topology.domain_inbox(agency), topology.release_audit(agency)}
     own = {topology.deadletter(agency, "domain"), topology.audit(agency),
-           topology.release_audit(agency)}
+           topology.release_audit(agency), topology.audit_checkpoints(agency)}
     others = {topology.domain_inbox(a) for a in trusted.members
               if trusted.members[a]["domain"] is None and a != agency}
     inboxes = {topology.agency_inbox(a) for a in trusted.members}
@@ -87,7 +87,9 @@ def test_the_table_covers_every_actor(mesh):
     trusted, domain, region, topics, principals = mesh
     assert len(principals) == len(trusted.members) + 1  # every agency and domain, one region
     assert region_principal(region) in principals
-    assert len(topics) == 8 * 2 + 2 * (4 + len(topology.TABLES) + 1) + 1
+    # 8 agencies x (inbox, dead letters) + 2 domains x (inbox, dead letters, audit, release
+    # audit, audit checkpoints, one changelog per table, the release state) + the region's
+    assert len(topics) == 8 * 2 + 2 * (5 + len(topology.TABLES) + 1) + 1
 
 
 def test_each_principal_can_do_exactly_what_its_role_allows(kafka, mesh):

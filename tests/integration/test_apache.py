@@ -19,7 +19,7 @@ def test_a_wrong_password_is_one_clear_error_naming_the_user(kafka, unique):
     security = kafka.security_for(user)
     security["sasl_plain_password"] = "not-the-password"
     config = profiles.admin_config(kafka.profile, kafka.bootstrap, security)
-    config["bootstrap_timeout_ms"] = 3000
+    config["bootstrap_timeout_ms"] = 20000  # a ceiling: the refusal comes with the handshake
     with pytest.raises(CredentialsError) as refused:
         ensure_topics(config, [TopicSpec(f"it-never-{unique}", 1)])
     message = str(refused.value)

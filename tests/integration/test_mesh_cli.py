@@ -67,9 +67,9 @@ def test_topics_ensure_creates_every_mesh_topic_once(kafka, tmp_path):
             str(files.anchor)]
     trusted = DirectoryRef(files.directory, load_anchor(files.anchor))()
     names = [name for name, _ in topology.mesh_topics(trusted)]
-    # 8 agencies x (inbox, dead letters) + 2 domains x (inbox, dead letters, audit, one
-    # changelog per table, the release state)
-    assert len(names) == len(set(names)) == 8 * 2 + 2 * (4 + len(topology.TABLES) + 1)
+    # 8 agencies x (inbox, dead letters) + 2 domains x (inbox, dead letters, audit, release
+    # audit, audit checkpoints, one changelog per table, the release state)
+    assert len(names) == len(set(names)) == 8 * 2 + 2 * (5 + len(topology.TABLES) + 1)
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert f"{len(names)} topics present ({len(names)} created)" in first.output
