@@ -98,7 +98,7 @@ def test_a_duplicate_event_is_stored_once(mesh):
     mesh.read_topic(receipts_for, 1)
     wait_until(lambda: 'outcome="duplicate"' in metrics(shelter) and
                'refmesh_events_received_total{outcome="duplicate",type="Referral"} 2.0'
-               in metrics(shelter), 30, "two duplicates counted")
+               in metrics(shelter), 90, "two duplicates counted")
     assert [r["referral_id"] for r in shelter.inbox()].count(referral["referralId"]) == 1
 
 
