@@ -163,11 +163,28 @@ class DrillMesh:
         proc.kill() if kill else proc.stop()
 
     def start_gateway(self, agency: str, wrapper: list[str] | None = None,
-                      timeout: float = 90.0) -> None:
+                      timeout: float = 90.0) -> dict:
+        """Start a gateway and wait until it is healthy; returns its /healthz report."""
         proc = self.gateway(agency)
         proc.wrapper = list(wrapper or ())
         proc.start()
         self.running.wait_healthy(agency, timeout)
+        return self.running.client(agency).health()
+
+    def start_faulty_gateway(self, agency: str, wrapper: list[str], expect: str,
+                             timeout: float = 90.0) -> dict:
+        """Start a gateway under a fault and wait until /healthz answers 503 naming ``expect``
+        (a gateway that cannot write is never healthy: its inbox fails to store at once)."""
+        proc = self.gateway(agency)
+        proc.wrapper = list(wrapper)
+        proc.start()
+        client = self.running.client(agency)
+
+        def reported():
+            proc.check_alive()
+            report = client.health()
+            return report if any(expect in p for p in report["problems"]) else None
+        return wait_until(reported, timeout, f"gateway {agency} to report {expect!r}")
 
     def worker_config(self, worker_id: str) -> Path:
         """A settings file for another agent worker of the domain: own worker_id, data_dir and

@@ -254,7 +254,9 @@ def read_only_db(f: Fault) -> int:
     try:
         for p in files:
             p.chmod(0o444)
-        mesh.start_gateway(hotline, wrapper=wrapper)
+        # it cannot become healthy: wait for its /healthz to name the database instead
+        health = mesh.start_faulty_gateway(hotline, wrapper, "database refuses writes")
+        f.outcome.notes.append(f"/healthz during the fault: 503, {health['problems'][0]!r}")
         pause(max(f.plan.fault_s, GROUP_JOIN_S))
         mesh.stop_gateway(hotline)
     finally:
