@@ -83,8 +83,10 @@ class Gateway:
         self.partition_secret = env_secret(settings.partition_secret_env,
                                            "partition secret").encode()
         self.store = Store(settings.database, settings.agency,
-                           topology.domain_of(self.directory(), settings.agency))
-        self.metrics = Metrics(self.store.outbox_depth, self._lag)
+                           topology.domain_of(self.directory(), settings.agency),
+                           remember_max=settings.replay_memory_max)
+        self.metrics = Metrics(self.store.outbox_depth, self._lag, self.store.remembered,
+                               settings.replay_memory_max)
         profile = profile_of(settings)
         self.kafka = KafkaLink(settings)
         self.relay = Relay(self.store, self.keys, self.directory, self.kafka, self.metrics,

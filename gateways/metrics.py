@@ -5,7 +5,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class Metrics:
-    def __init__(self, outbox_depth=lambda: 0, consumer_lag=lambda: 0) -> None:
+    def __init__(self, outbox_depth=lambda: 0, consumer_lag=lambda: 0, remembered=lambda: 0,
+                 remember_max: int = 0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.sent = Counter("refmesh_events_sent", "Events published, by record type",
@@ -23,3 +24,8 @@ class Metrics:
         Gauge("refmesh_consumer_lag", "Messages on the inbox topic not yet consumed (on the "
               "embedded broker an estimate: its end offsets are off by a batch)",
               registry=r).set_function(consumer_lag)
+        Gauge("refmesh_replay_memory", "Event ids the replay memory holds (at "
+              "refmesh_replay_memory_max the gateway accepts nothing until some run out)",
+              registry=r).set_function(remembered)
+        Gauge("refmesh_replay_memory_max", "The most event ids the replay memory holds "
+              "(replay_memory_max)", registry=r).set(remember_max)

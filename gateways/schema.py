@@ -5,18 +5,28 @@ per sender only, so two agencies that choose the same id never collide, and nobo
 another sender's id. The inbox remembers an event under (origin, delivery key): a referral's
 sender, else the envelope's signer. Statuses leave the outbox once per peer (``loop.queued_key``).
 
+Schema 3 adds the replay memory (issue 12, item 4; ``refmesh.receive``): ``events`` holds each
+event the gateway accepted, under (signer, origin, event id), with the digest of its signed
+content, until its envelope is too old to open; ``events_held`` counts its rows (kept by
+triggers, so that the store checks its bound without counting the table).
+
 A database without a user_version but with the referral tables is schema 1 (every gateway before
-refmesh 0.2): ``open_schema`` migrates it in one transaction, or, if that fails, leaves it as it
-was and says so. A database of a newer schema is refused (upgrade the gateway).
+refmesh 0.2): ``open_schema`` migrates it (to 2, then 3) in one transaction, or, if that fails,
+leaves it as it was and says so. Migrating to 3 remembers what the inbox accepted within the
+maximum age of its newest event, so that the memory starts with what the gateway already holds.
+A database of a newer schema is refused (upgrade the gateway).
 """
 from __future__ import annotations
 
 import sqlite3
 
-from refmesh import codec, loop
-from refmesh.errors import MeshError
+from refmesh import codec, envelope, loop, replay
+from refmesh.errors import CodecError, MeshError
+from refmesh.settings import GatewaySettings
 
-VERSION = 2
+VERSION = 3
+#: the most event ids the replay memory holds, unless the settings say otherwise
+REMEMBER_MAX = GatewaySettings.replay_memory_max
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -90,7 +100,27 @@ CREATE TABLE IF NOT EXISTS erasures (
     received_ms INTEGER NOT NULL,
     PRIMARY KEY (notice_id, kind, requested_by)
 );
+CREATE TABLE IF NOT EXISTS events (
+    signer TEXT NOT NULL,             -- the envelope's signer
+    origin TEXT NOT NULL,             -- whose ids: a referral's sender, else the signer
+    event_id TEXT NOT NULL,
+    digest TEXT NOT NULL,             -- refmesh.replay.digest of what was accepted under it
+    until_ms INTEGER NOT NULL,        -- forgotten after this: its envelope is too old to open
+    PRIMARY KEY (signer, origin, event_id)
+);
+CREATE INDEX IF NOT EXISTS events_until ON events (until_ms);
+CREATE TABLE IF NOT EXISTS events_held (
+    n INTEGER NOT NULL                -- the rows of events (one row, kept by the triggers)
+);
 """
+
+#: statements with semicolons of their own (TABLES is split at each), run after TABLES
+TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS events_added AFTER INSERT ON events "
+    "BEGIN UPDATE events_held SET n = n + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events "
+    "BEGIN UPDATE events_held SET n = n - 1; END",
+)
 
 #: the tables schema 2 rebuilds (schema 1 keyed them by referral id or delivery key alone)
 REBUILT = ("inbox", "referrals", "referral_keys", "history")
@@ -100,24 +130,41 @@ class SchemaError(MeshError):
     """The gateway database is of a schema this gateway cannot use."""
 
 
-def open_schema(db: sqlite3.Connection, agency: str, path: str) -> None:
-    """Create the tables of a new database, migrate one of schema 1, check any other."""
+def _create(db: sqlite3.Connection, split: bool = True) -> None:
+    """Every table, index and trigger that is missing; writes nothing if none is (a read-only
+    database still opens, and /healthz says that it refuses writes). ``split``: statement by
+    statement, inside the caller's transaction (executescript would commit it)."""
+    if split:
+        for statement in TABLES.split(";"):
+            if statement.strip():
+                db.execute(statement)
+    else:
+        db.executescript(TABLES)
+    if db.execute("SELECT 1 FROM events_held").fetchone() is None:
+        db.execute("INSERT INTO events_held (n) SELECT count(*) FROM events")
+    for statement in TRIGGERS:
+        db.execute(statement)
+
+
+def open_schema(db: sqlite3.Connection, agency: str, path: str,
+                remember_max: int = REMEMBER_MAX) -> None:
+    """Create the tables of a new database, migrate one of schema 1 or 2, check any other."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > VERSION:
         raise SchemaError(f"the gateway database {path} is of schema {version}, written by a "
                           f"newer refmesh; this gateway knows schemas up to {VERSION}: upgrade "
                           "the gateway, or point it at a copy of the database from before")
     if version == VERSION:
-        db.executescript(TABLES)  # idempotent
+        _create(db, split=False)  # idempotent
         return
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     db.execute("BEGIN IMMEDIATE")
     try:
-        if "referrals" in tables:
+        if version < 2 and "referrals" in tables:
             _from_1(db, agency)
-        for statement in TABLES.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        _create(db)
+        if "inbox" in tables:
+            _remember_inbox(db, remember_max)
         db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")
     except Exception as exc:
@@ -134,7 +181,7 @@ def _from_1(db: sqlite3.Connection, me: str) -> None:
     db.execute("DROP INDEX IF EXISTS history_referral")
     for statement in TABLES.split(";"):
         if statement.strip():
-            db.execute(statement)
+            db.execute(statement)  # the triggers come once the tables are filled (_create)
     # who sent each received referral: its row, else (erased since) the peer that its
     # "received" status went to
     senders = dict(db.execute("SELECT referral_id, peer FROM referrals_v1 WHERE "
@@ -175,3 +222,23 @@ def _from_1(db: sqlite3.Connection, me: str) -> None:
                    "record, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)", (origin, *row))
     for name in REBUILT:
         db.execute(f"DROP TABLE {name}_v1")
+
+
+def _remember_inbox(db: sqlite3.Connection, remember_max: int) -> None:
+    """Schema 2 -> 3, inside the caller's transaction: the replay memory starts with the events
+    the inbox accepted within the maximum age of its newest one (newest first, up to the
+    bound), each remembered as if sealed when received. An erased referral (record emptied)
+    or a record this version cannot decode leaves no digest to remember: its delivery key
+    still answers a re-send as a duplicate."""
+    rows = db.execute(
+        "SELECT sender, origin, event_id, record_type, record, received_ms FROM inbox "
+        "WHERE length(record) > 0 AND received_ms >= (SELECT max(received_ms) FROM inbox) - ? "
+        "ORDER BY received_ms DESC LIMIT ?", (envelope.MAX_AGE_MS, remember_max)).fetchall()
+    for signer, origin, event_id, record_type, data, received_ms in rows:
+        try:
+            record = codec.decode(data)[1]
+        except CodecError:
+            continue
+        db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
+                   (signer, origin, event_id, replay.digest(record_type, record),
+                    replay.until(received_ms, received_ms)))

@@ -9,6 +9,14 @@ What a received event changes, and whether its sender may say it at all, is deci
 pure ``refmesh.receive.decide``: this module reads what the decision asks for and carries out
 the changes it returns, in one transaction. Referrals are kept under (sender, referral id): the
 tables and their migration are in ``gateways/schema.py``.
+
+The replay memory (``events``: what ``receive.View.event`` asks, ``Changes.remember`` adds) is
+bounded. Each event it remembers first forgets up to ``PRUNE_STEP`` rows that ran out (more
+than events add). At ``remember_max`` rows it forgets every row that ran out, and if none did,
+it refuses to remember: the event is neither stored nor dead-lettered, the inbox consumer stops
+at it (its offset is not committed) and retries, /healthz names the full memory, and the
+``refmesh_replay_memory`` gauge shows it. It never forgets an id early, which would let a
+replay in: a serious operator sizes ``replay_memory_max`` for 30 days of traffic.
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from gateways.schema import SchemaError, open_schema
+from gateways.schema import REMEMBER_MAX, SchemaError, open_schema
 from refmesh import codec, loop, receive, records
 from refmesh.aggregate import OUTCOMES
 from refmesh.errors import MeshError
@@ -34,6 +42,14 @@ SHARED = ("(SELECT count(*) > 1 FROM referrals AS same WHERE same.referral_id = 
 
 class StoreError(MeshError):
     """The gateway cannot keep what it was given (disk full, read-only database...)."""
+
+
+class MemoryFull(StoreError):
+    """The replay memory holds ``remember_max`` event ids, none of which ran out yet."""
+
+
+#: expired rows of the replay memory forgotten, at most, each time it remembers an event
+PRUNE_STEP = 100
 
 
 class NotFound(MeshError, LookupError):
@@ -83,16 +99,20 @@ def query_file(path: str, sql: str, args=(), timeout: float = 10.0) -> list[tupl
 class Store:
     """One SQLite database per gateway; safe to share between the API, relay and inbox threads."""
 
-    def __init__(self, path: str, agency_id: str, domain: str | None = None) -> None:
+    def __init__(self, path: str, agency_id: str, domain: str | None = None,
+                 remember_max: int = REMEMBER_MAX) -> None:
         self.agency = agency_id
         # where consents and outcome copies go (routing uses the sender)
         self._domain_hint = domain or agency_id
         self._scrub_after_batch = False
         self.write_error: str | None = None  # why the last write failed; None once one works
+        self.remember_max = remember_max
+        # why the replay memory refused an event; None once it remembers one again
+        self.memory_full: str | None = None
         self._lock = threading.RLock()
         try:
             self._db = connect(path)
-            open_schema(self._db, agency_id, path)
+            open_schema(self._db, agency_id, path, remember_max)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open gateway database {path}: {exc}") from exc
         except SchemaError as exc:
@@ -112,8 +132,8 @@ class Store:
                 self._db.execute("SAVEPOINT change" if nested else "BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("RELEASE change" if nested else "COMMIT")
-                if not nested:
-                    self.write_error = None
+                if not nested:  # a full replay memory stays a problem until it has room
+                    self.write_error = self.memory_full
             except BaseException as exc:
                 if nested:
                     self._db.execute("ROLLBACK TO change")
@@ -285,14 +305,14 @@ class Store:
         nothing was stored; ``new``: False for a duplicate)."""
         erased = False
         with self._tx() as db:
-            changes = receive.decide(event, parties, self._view(db), now)
+            changes = receive.decide(event, parties, self._view(db, now), now)
             if changes.refused is None:
                 erased = self._apply(db, event, changes, now)
         if erased:
             self._scrub()
         return changes
 
-    def _view(self, db) -> receive.View:
+    def _view(self, db, now: int) -> receive.View:
         columns = "SELECT sender, referral_id, direction, peer, state FROM referrals "
 
         def referral(sender: str, rid: str) -> receive.Held | None:
@@ -323,10 +343,45 @@ class Store:
             return db.execute("SELECT 1 FROM inbox WHERE origin = ? AND delivery_key = ?",
                               (origin, key)).fetchone() is not None
 
-        return receive.View(referral, copies, received_from, entry, seen)
+        def event(signer: str, origin: str, event_id: str) -> str | None:
+            row = db.execute("SELECT digest FROM events WHERE signer = ? AND origin = ? AND "
+                             "event_id = ? AND until_ms >= ?",
+                             (signer, origin, event_id, now)).fetchone()
+            return None if row is None else row[0]
+
+        return receive.View(referral, copies, received_from, entry, seen, event)
+
+    def _remember(self, db, remember: receive.Remember, now: int) -> None:
+        """Remember an accepted event (again: until the later of both times), forgetting what
+        ran out; refuse (MemoryFull) rather than grow past ``remember_max`` rows."""
+        db.execute("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE "
+                   "until_ms < ? ORDER BY until_ms LIMIT ?)", (now, PRUNE_STEP))
+        key = (remember.signer, remember.origin, remember.event_id)
+        if db.execute("SELECT 1 FROM events WHERE signer = ? AND origin = ? AND event_id = ?",
+                      key).fetchone() is None and self.remembered(db) >= self.remember_max:
+            db.execute("DELETE FROM events WHERE until_ms < ?", (now,))
+            if self.remembered(db) >= self.remember_max:
+                self.memory_full = self.write_error = (
+                    f"the replay memory holds {self.remember_max} event ids, none older than "
+                    "the envelopes' maximum age: no event is accepted until some run out; "
+                    "raise replay_memory_max (and the disk for it) and restart the gateway")
+                raise MemoryFull(self.memory_full)
+        # an expired row not yet forgotten is replaced, content and all
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?) ON CONFLICT (signer, origin, "
+                   "event_id) DO UPDATE SET digest = CASE WHEN events.until_ms < ? THEN "
+                   "excluded.digest ELSE events.digest END, until_ms = max(events.until_ms, "
+                   "excluded.until_ms)", (*key, remember.digest, remember.until, now))
+        self.memory_full = None
+
+    def remembered(self, db=None) -> int:
+        """How many event ids the replay memory holds (expired ones not yet forgotten too)."""
+        with self._lock:
+            return (db or self._db).execute("SELECT n FROM events_held").fetchone()[0]
 
     def _apply(self, db, event: receive.Event, changes: receive.Changes, now: int) -> bool:
         """Carry out a decision; True if it erased something."""
+        if changes.remember is not None:
+            self._remember(db, changes.remember, now)
         if changes.inbox is not None:
             origin, key = changes.inbox
             db.execute("INSERT INTO inbox (origin, delivery_key, event_id, record_type, sender, "

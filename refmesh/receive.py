@@ -21,13 +21,26 @@ whether that party may say it.
   their sender as the directory says; erases those copies, and confirms to the domain (the ids
   it asked about) and to each sender (only that sender's ids).
 - ErasureNotice confirmation: only from the agency that held every referral it names.
+
+Replays (issue 12, item 4; the domain's half is ``refmesh.replay``): the gateway remembers every
+event it accepted (stored, or answered as a duplicate) under (signer, origin, event id), with a
+digest of its signed content (``replay.digest``), until its envelope is too old to open
+(``replay.until``: ``envelope.MAX_AGE_MS``). An id remembered with other content is a replay,
+refused ``replay``, unless the event names a delivery already held, (origin, delivery key) in
+the inbox: that is a re-send of what is held, answered Duplicate and never stored again (the
+domain re-projects a referral it forwards again at its own time, so an age band or a newer
+policy may change the content under the sender's event id). The same content again follows
+the duplicate path as before. A refused event is not remembered: a status refused
+``unknown_referral`` because it overtook its referral is accepted when re-sent. Receipts are
+not remembered either: a receipt only closes the one entry it names, from its recipient, which
+is idempotent, and a gateway re-arms a lost receipt with a new outcome under its first id.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
-from refmesh import loop, topology
+from refmesh import loop, replay, topology
 from refmesh.errors import DirectoryError
 
 RECIPIENT_STATES = frozenset({"received", "accepted", "rejected", "in_progress", "completed",
@@ -65,6 +78,7 @@ REASONS = frozenset({
     "not_the_recipient",  # a receipt from another agency than the entry's recipient
     "not_the_delivering_domain",  # an erasure request for copies another domain delivered
     "not_the_holder",  # an erasure confirmation from an agency that did not hold the copy
+    "replay",  # an event id accepted before, now with other content for another delivery
 })
 
 
@@ -77,6 +91,7 @@ class Event:
     sender: str  # the envelope's signer, verified against the signed directory
     record: dict
     kafka_key: bytes | None = None  # unsigned: kept only to route outcome copies, never decides
+    created_at: int | None = None  # the signed header's createdAt (None: taken as ``now``)
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,8 @@ class View:
     received_from: Callable[[str], tuple[str, ...]]  # senders a referral id ever came from
     entry: Callable[[str], Entry | None]  # outbox entry by delivery key
     seen: Callable[[str, str], bool]  # (origin, delivery key) already in the inbox
+    # (signer, origin, event id) -> the digest of what was accepted under it, while remembered
+    event: Callable[[str, str, str], str | None]
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,18 @@ class Close:
 
 
 @dataclass(frozen=True)
+class Remember:
+    """Remember an accepted event until ``until`` (epoch ms): an id seen again with other
+    content is then a replay."""
+
+    signer: str
+    origin: str  # a referral's sender (vouched for by my domain), else the signer
+    event_id: str
+    digest: str  # ``replay.digest`` of its type and inner record
+    until: int
+
+
+@dataclass(frozen=True)
 class Changes:
     """What to do for one event. ``refused``: the reason, and nothing else happens."""
 
@@ -191,6 +220,7 @@ class Changes:
     erase: tuple[tuple[str, str], ...] = ()  # (sender, referral id) of copies to erase
     notice: dict | None = None  # an erasure notice to record
     send: tuple[Send, ...] = ()
+    remember: Remember | None = None  # every accepted event but a receipt
 
 
 def refuse(reason: str) -> Changes:
@@ -206,7 +236,22 @@ def decide(event: Event, parties: Parties, view: View, now: int) -> Changes:
     if problem is not None:
         return refuse(problem)
     if kind == "Receipt":
-        return _receipt(event, view)
+        return _receipt(event, view)  # not remembered (see above)
+    origin = _origin(event)
+    digest = replay.digest(kind, record)
+    held = view.event(event.sender, origin, event.event_id)
+    if held is not None and held != digest and not view.seen(*_inbox(event, origin)):
+        return refuse("replay")
+    changes = _handle(event, parties, view, now)
+    if changes.refused is not None:
+        return changes
+    created = now if event.created_at is None else event.created_at
+    return replace(changes, remember=Remember(event.sender, origin, event.event_id, digest,
+                                              replay.until(created, now)))
+
+
+def _handle(event: Event, parties: Parties, view: View, now: int) -> Changes:
+    kind, record = event.record_type, event.record
     if kind == "Referral":
         return _referral(event, parties, view, now)
     if kind == "ReferralStatus":
@@ -216,6 +261,12 @@ def decide(event: Event, parties: Parties, view: View, now: int) -> Changes:
     if kind == "ErasureNotice":
         return _confirmation(event, parties, view, now)
     return refuse("unexpected_type")
+
+
+def _origin(event: Event) -> str:
+    """Whose event ids these are: a referral's sender (my domain forwards it under the
+    sender's id), else the signer."""
+    return event.record["senderAgency"] if event.record_type == "Referral" else event.sender
 
 
 def receipt(event: Event, origin: str, new: bool, me: str, now: int) -> Send:

@@ -1,14 +1,14 @@
 """The gateway's receive decision (refmesh.receive), without SQLite: who may say what about a
 referral, every role x transition of the closed loop, ids scoped by sender, receipts, erasure
-and confirmations, and that a refusal changes nothing."""
+and confirmations, replays, and that a refusal changes nothing."""
 from __future__ import annotations
 
 import pytest
 
-from refmesh import loop, samples, schemas
+from refmesh import envelope, loop, replay, samples, schemas
 from refmesh.errors import DirectoryError
-from refmesh.receive import (REACH, Changes, Close, Entry, Event, Held, Keep, Parties,
-                             StatusChange, View, decide)
+from refmesh.receive import (REACH, REASONS, Changes, Close, Entry, Event, Held, Keep, Parties,
+                             Remember, StatusChange, View, decide)
 
 NOW = 1_790_000_000_000
 HOTLINE, SHELTER, PSYCH = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/NGO/PSYCH"
@@ -33,6 +33,7 @@ class Store:
         self.referrals: dict[tuple[str, str], Held] = {}
         self.inbox: set[tuple[str, str]] = set()
         self.outbox: dict[str, Entry] = {}
+        self.events: dict[tuple[str, str, str], str] = {}  # the replay memory: -> digest
 
     def sent(self, rid: str = RID, to: str = SHELTER, state: str = "requested",
              entry: str = "pending") -> "Store":
@@ -55,12 +56,27 @@ class Store:
             received_from=lambda rid: tuple(o for o, k in self.inbox
                                             if k == f"referral:{rid}"),
             entry=self.outbox.get,
-            seen=lambda origin, key: (origin, key) in self.inbox)
+            seen=lambda origin, key: (origin, key) in self.inbox,
+            event=lambda signer, origin, event_id: self.events.get((signer, origin, event_id)))
 
     def decide(self, record_type: str, record: dict, signer: str, event_id: str = "ev-1",
-               kafka_key: bytes | None = None) -> Changes:
-        return decide(Event(event_id, record_type, signer, record, kafka_key), self.parties,
-                      self.view(), NOW)
+               kafka_key: bytes | None = None, created_at: int | None = None) -> Changes:
+        return decide(Event(event_id, record_type, signer, record, kafka_key, created_at),
+                      self.parties, self.view(), NOW)
+
+    def accept(self, changes: Changes) -> Changes:
+        """Keep what the replay memory, the inbox and the referrals would keep of an
+        accepted event."""
+        assert changes.refused is None
+        if changes.keep is not None:
+            k = changes.keep
+            self.got(k.referral_id, k.sender, consent=k.record["consentId"])
+        if changes.remember is not None:
+            r = changes.remember
+            self.events.setdefault((r.signer, r.origin, r.event_id), r.digest)
+        if changes.inbox is not None:
+            self.inbox.add(changes.inbox)
+        return changes
 
 
 def status(state: str, set_by: str, rid: str = RID, **over) -> dict:
@@ -392,3 +408,88 @@ def test_a_confirmation_counts_only_from_the_agency_that_held_it():
 def test_a_consent_is_never_for_a_gateway():
     only_refusal(Store(SHELTER).decide("Consent", samples.consent(1), HOTLINE),
                  "unexpected_type")
+
+
+# --- replays (issue 12, item 4) ----------------------------------------------------------------
+
+def test_an_event_id_reused_for_other_content_is_a_replay():
+    hotline = Store(HOTLINE).sent(state="received")
+    accepted = status("accepted", SHELTER)
+    first = hotline.accept(hotline.decide("ReferralStatus", accepted, SHELTER, "ev-7"))
+    assert first.remember == Remember(SHELTER, SHELTER, "ev-7",
+                                      replay.digest("ReferralStatus", accepted),
+                                      NOW + envelope.MAX_AGE_MS)
+    # the shelter signs its completion with the id of its acceptance
+    only_refusal(hotline.decide("ReferralStatus", status("completed", SHELTER), SHELTER,
+                                "ev-7"), "replay")
+    # the next genuine event, under an id of its own, goes through
+    got = hotline.decide("ReferralStatus", status("completed", SHELTER), SHELTER, "ev-8")
+    assert got.new and got.statuses[0].state == "completed"
+    assert "replay" in REASONS
+
+
+def test_the_same_event_again_is_a_duplicate_and_remembered_again():
+    hotline = Store(HOTLINE).sent(state="received")
+    accepted = status("accepted", SHELTER)
+    hotline.accept(hotline.decide("ReferralStatus", accepted, SHELTER, "ev-7"))
+    again = hotline.decide("ReferralStatus", accepted, SHELTER, "ev-7", created_at=NOW + 60_000)
+    assert again.refused is None and not again.new and not again.statuses
+    assert [s.record["outcome"] for s in again.send] == ["Duplicate"]
+    # a re-send is sealed again: remembered until its new envelope is too old
+    assert again.remember.until == NOW + 60_000 + envelope.MAX_AGE_MS
+
+
+def test_a_refused_event_is_not_remembered_and_is_accepted_when_resent():
+    shelter = Store(SHELTER)
+    revoke = status("revoked", HOTLINE)
+    only_refusal(shelter.decide("ReferralStatus", revoke, HOTLINE, "ev-3"), "unknown_referral")
+    assert shelter.events == {}
+    shelter.accept(shelter.decide("Referral", referral(), NCC, "ev-1"))
+    got = shelter.decide("ReferralStatus", revoke, HOTLINE, "ev-3")
+    assert got.new and got.statuses[0].state == "revoked" and got.remember is not None
+
+
+def test_a_referral_id_reused_for_another_referral_is_a_replay():
+    shelter = Store(SHELTER)
+    first = shelter.accept(shelter.decide("Referral", referral(), NCC, "ev-1"))
+    assert (first.remember.signer, first.remember.origin) == (NCC, HOTLINE)
+    only_refusal(shelter.decide("Referral", referral(rid="ref-2"), NCC, "ev-1"), "replay")
+    assert shelter.decide("Referral", referral(rid="ref-2"), NCC, "ev-2").new
+
+
+def test_a_referral_forwarded_again_with_other_content_is_a_duplicate():
+    # the domain re-projects a referral that it forwards again at its own time (an age band, a
+    # newer policy) under the sender's event id: the copy held answers it, nothing is stored
+    shelter = Store(SHELTER)
+    shelter.accept(shelter.decide("Referral", referral(), NCC, "ev-1"))
+    projected = {**referral(), "purpose": "Return"}
+    got = shelter.decide("Referral", projected, NCC, "ev-1")
+    assert got.refused is None and not got.new and got.keep is None
+    assert [s.record["outcome"] for s in got.send] == ["Duplicate"]
+
+
+def test_event_ids_are_remembered_per_sender():
+    shelter = Store(SHELTER)
+    shelter.accept(shelter.decide("Referral", referral(), NCC, "ev-1"))
+    # the psychologist's own referral under the same event id is no replay of the hotline's
+    got = shelter.decide("Referral", referral(PSYCH, rid="ref-p"), NCC, "ev-1")
+    assert got.new and got.remember.origin == PSYCH
+    hotline = Store(HOTLINE).sent(state="received")
+    hotline.events[PSYCH, PSYCH, "ev-7"] = "another digest"
+    assert hotline.decide("ReferralStatus", status("accepted", SHELTER), SHELTER, "ev-7").new
+
+
+def test_receipts_are_not_remembered():
+    hotline = Store(HOTLINE).sent()
+    receipt = {"deliveryKey": f"referral:{RID}", "eventId": "e", "outcome": "Stored",
+               "receivedBy": SHELTER, "at": NOW}
+    assert hotline.decide("Receipt", receipt, SHELTER).remember is None
+
+
+def test_an_event_is_remembered_until_its_envelope_is_too_old():
+    hotline = Store(HOTLINE).sent(state="received")
+    accepted = status("accepted", SHELTER)
+    sealed_late = hotline.decide("ReferralStatus", accepted, SHELTER, created_at=NOW + 1000)
+    assert sealed_late.remember.until == NOW + 1000 + envelope.MAX_AGE_MS
+    sealed_early = hotline.decide("ReferralStatus", accepted, SHELTER, created_at=NOW - 5000)
+    assert sealed_early.remember.until == NOW + envelope.MAX_AGE_MS

@@ -1,14 +1,16 @@
 """The gateway's store: what a status change queues, that a bad status writes nothing, that it
 carries out the receive decisions (refmesh.receive) in one transaction, with referrals kept under
-(sender, id), and that a database of schema 1 is migrated."""
+(sender, id), that the replay memory persists, runs out and is bounded, and that databases of
+schema 1 and 2 are migrated."""
 from __future__ import annotations
 
 import sqlite3
 
 import pytest
 
-from gateways.store import Ambiguous, NotFound, Store, StoreError
-from refmesh import codec, receive, samples
+from gateways import schema
+from gateways.store import PRUNE_STEP, Ambiguous, MemoryFull, NotFound, Store, StoreError
+from refmesh import codec, envelope, receive, replay, samples
 from refmesh.errors import RecordError
 
 NOW = 1_790_000_000_000
@@ -22,7 +24,7 @@ KEY = b"0123456789abcdef0123456789abcdef"  # the Kafka key the domain forwarded 
 
 def deliver(store: Store, event_id: str, record_type: str, signer: str, record: dict,
             now: int = NOW, key: bytes | None = None) -> receive.Changes:
-    return store.receive(receive.Event(event_id, record_type, signer, record, key),
+    return store.receive(receive.Event(event_id, record_type, signer, record, key, now),
                          receive.Parties(store.agency, DOMAINS.__getitem__), now)
 
 
@@ -92,7 +94,8 @@ def test_an_invalid_status_writes_nothing(tmp_path):
 
 def _tables(store: Store) -> dict:
     return {t: store._rows(f"SELECT * FROM {t}") for t in
-            ("inbox", "referrals", "referral_keys", "history", "outbox", "erasures")}
+            ("inbox", "referrals", "referral_keys", "history", "outbox", "erasures", "events",
+             "events_held")}
 
 
 def test_a_refused_event_writes_nothing(tmp_path):
@@ -251,7 +254,11 @@ def test_a_database_of_schema_1_is_migrated(tmp_path):
     db.commit()
     db.close()
     store = Store(path, SHELTER, NCC)
-    assert store._rows("PRAGMA user_version") == [{"user_version": 2}]
+    assert store._rows("PRAGMA user_version") == [{"user_version": schema.VERSION}]
+    # the replay memory starts with what the inbox holds (not the erased referral's event)
+    assert store._rows("SELECT signer, origin, event_id, until_ms FROM events") == [
+        {"signer": NCC, "origin": HOTLINE, "event_id": "e1",
+         "until_ms": NOW + envelope.MAX_AGE_MS}]
     assert store.referral("r-in")["sender"] == HOTLINE
     assert [h["state"] for h in store.referral("r-in")["history"]] == ["received"]
     assert store.referral("r-out")["sender"] == SHELTER
@@ -274,3 +281,103 @@ def test_a_database_of_a_newer_schema_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="schema 99.*upgrade the gateway"):
         Store(path, SHELTER, NCC)
+
+
+# --- the replay memory (issue 12, item 4) ------------------------------------------------------
+
+def sent(tmp_path, **kw) -> Store:
+    """A hotline's store with its referral r-1 received by the shelter."""
+    store = Store(str(tmp_path / "gw.db"), HOTLINE, NCC, **kw)
+    store.submit_referral(samples.referral("r-1", sender=HOTLINE, recipient=SHELTER), KEY, NOW)
+    status = samples.status("r-1", "received", SHELTER, NOW)
+    assert deliver(store, "ev-received", "ReferralStatus", SHELTER, status).new
+    return store
+
+
+def test_a_replay_is_refused_after_the_store_is_opened_again(tmp_path):
+    store = sent(tmp_path)
+    accepted = samples.status("r-1", "accepted", SHELTER, NOW)
+    assert deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 1).new
+    store.close()
+    store = Store(str(tmp_path / "gw.db"), HOTLINE, NCC)
+    before = _tables(store)
+    completed = samples.status("r-1", "completed", SHELTER, NOW + 2)
+    assert deliver(store, "ev-7", "ReferralStatus", SHELTER, completed, NOW + 2).refused == \
+        "replay"
+    assert _tables(store) == before and store.referral("r-1")["state"] == "accepted"
+    # the same event again is a duplicate, and the next genuine one goes through
+    assert not deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 3).new
+    assert deliver(store, "ev-8", "ReferralStatus", SHELTER, completed, NOW + 4).new
+    assert store.referral("r-1")["state"] == "completed"
+
+
+def test_the_memory_forgets_what_ran_out(tmp_path):
+    store = sent(tmp_path)
+    accepted = samples.status("r-1", "accepted", SHELTER, NOW)
+    assert deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 1).new
+    assert store.remembered() == 2
+    assert store._rows("SELECT until_ms FROM events WHERE event_id = 'ev-7'") == [
+        {"until_ms": NOW + 1 + envelope.MAX_AGE_MS}]
+    # a re-send is sealed again: remembered until its new envelope is too old
+    assert not deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 5).new
+    assert store._rows("SELECT until_ms FROM events WHERE event_id = 'ev-7'") == [
+        {"until_ms": NOW + 5 + envelope.MAX_AGE_MS}]
+    later = NOW + 5 + envelope.MAX_AGE_MS + 1  # both have run out
+    completed = samples.status("r-1", "completed", SHELTER, later)
+    assert deliver(store, "ev-9", "ReferralStatus", SHELTER, completed, later).new
+    assert [r["event_id"] for r in store._rows("SELECT event_id FROM events")] == ["ev-9"]
+    assert store.remembered() == 1
+
+
+def test_the_memory_forgets_a_bounded_number_of_rows_each_time(tmp_path):
+    store = sent(tmp_path)
+    with store._tx() as db:
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, 'd', ?)",
+                       [(SHELTER, SHELTER, f"old-{i}", NOW) for i in range(PRUNE_STEP + 5)])
+    assert store.remembered() == PRUNE_STEP + 6
+    accepted = samples.status("r-1", "accepted", SHELTER, NOW + 1)
+    assert deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 1).new
+    assert store.remembered() == 7  # 100 run out forgotten, 5 left; ev-received and ev-7
+
+
+def test_a_full_memory_refuses_to_grow_and_says_so(tmp_path):
+    store = sent(tmp_path, remember_max=2)
+    accepted = samples.status("r-1", "accepted", SHELTER, NOW + 1)
+    assert deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 1).new
+    before = _tables(store)
+    completed = samples.status("r-1", "completed", SHELTER, NOW + 2)
+    with pytest.raises(MemoryFull, match="replay memory holds 2 event ids.*replay_memory_max"):
+        deliver(store, "ev-8", "ReferralStatus", SHELTER, completed, NOW + 2)
+    assert _tables(store) == before  # neither stored nor forgotten: the event waits
+    assert "replay memory" in store.write_error
+    store.sent("nothing", NOW + 3)  # another write does not clear the problem
+    assert "replay memory" in store.write_error
+    # a duplicate needs no room
+    assert not deliver(store, "ev-7", "ReferralStatus", SHELTER, accepted, NOW + 4).new
+    # once the first two ran out, the event goes through and the problem is gone
+    later = NOW + 5 + envelope.MAX_AGE_MS
+    assert deliver(store, "ev-8", "ReferralStatus", SHELTER, completed, later).new
+    assert store.write_error is None and store.memory_full is None
+    assert store.remembered() == 1
+
+
+def test_a_database_of_schema_2_is_migrated(tmp_path):
+    path = str(tmp_path / "v2.db")
+    store, rid = received(tmp_path)
+    store.close()
+    (tmp_path / "gw.db").rename(path)
+    db = sqlite3.connect(path)
+    db.executescript("DROP TRIGGER events_added; DROP TRIGGER events_removed; "
+                     "DROP TABLE events; DROP TABLE events_held; PRAGMA user_version = 2;")
+    db.close()
+    store = Store(path, SHELTER, NCC)
+    assert store._rows("PRAGMA user_version") == [{"user_version": schema.VERSION}]
+    assert store.remembered() == 1
+    referral = store.referral(rid)["record"]
+    assert store._rows("SELECT signer, origin, event_id, digest FROM events") == [
+        {"signer": NCC, "origin": HOTLINE, "event_id": "ev-1",
+         "digest": replay.digest("Referral", referral)}]
+    # so a referral re-sent under its event id is a duplicate, another one under it a replay
+    assert not deliver(store, "ev-1", "Referral", NCC, referral, NOW + 1).new
+    other = samples.referral("r-other", sender=HOTLINE, recipient=SHELTER, n=2)
+    assert deliver(store, "ev-1", "Referral", NCC, other, NOW + 1).refused == "replay"
