@@ -36,13 +36,15 @@ class Attacker:
                                           mesh.kafka.security_for(principal))
         self.producer = KafkaProducer(**{**config, "enable_idempotence": False})
 
-    def send(self, record_type: str, record: dict, to: str, topic: str | None = None) -> str:
+    def send(self, record_type: str, record: dict, to: str, topic: str | None = None,
+             event_id: str | None = None) -> str:
         """Seal ``record`` with the attacker's keys for ``to`` (a sample id) and write it to
-        ``to``'s inbox (or ``topic``); return its source, as a dead letter names it."""
+        ``to``'s inbox (or ``topic``), under ``event_id`` if given (else a new one); return its
+        source, as a dead letter names it."""
         recipient = self.mesh.id(to)
         topic = topic or topology.agency_inbox(recipient)
         sealed = envelope.seal(record_type, record, self.keys, recipient, self.mesh.directory(),
-                               now_ms())
+                               now_ms(), event_id=event_id)
         sent = self.producer.send(topic, value=sealed, key=b"attack").get(timeout=30)
         return f"{topic}/{sent.partition}@{sent.offset}"
 

@@ -8,7 +8,8 @@ own keys to a peer's inbox, logged in as its own principal (on Apache Kafka unde
 ACLs, which let a member write to its peers' inboxes and a domain to every inbox).
 
 Each attack ends in a dead letter with its reason at the gateway it targets, the gateway holds
-exactly what it held before, and the next genuine event goes through.
+exactly what it held before, and the next genuine event goes through. The replay test (last: it
+restarts the hotline's gateway) shows that the gateway's memory of event ids survives that.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from devmesh.supervise import wait_until
 from gateways.client import GatewayError
 from kafkaedge.loading import now_ms
 from refmesh import samples
-from tests.adversary.attacker import Attacker, dead_letter_reason, holdings, settled
+from gateways.store import query_file
+from tests.adversary.attacker import (Attacker, database, dead_letter_reason, holdings,
+                                      settled)
 from tests.integration.meshfix import start_mesh
 
 HOTLINE, SHELTER, PSYCH, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/NGO/PSYCH", "BH/GOV/NCCTIP"
@@ -240,3 +243,33 @@ def test_nobody_can_squat_another_senders_referral_id(mesh, attackers):
                "the acceptance at the hotline")
     assert state_at(shelter, squatted, mesh.id(PSYCH)) == "received"
     assert state_at(psych, squatted) == "received"
+
+
+def test_an_event_id_used_again_for_other_content_is_dead_lettered_also_after_a_restart(
+        mesh, attackers):
+    rid = delivered(mesh, 7)
+    accepted_by_the_shelter(mesh, rid)  # through the shelter's gateway, under an id it chose
+    quiet(mesh)
+    (used,) = query_file(str(database(mesh, SHELTER)),
+                         "SELECT event_id FROM outbox WHERE delivery_key = ?",
+                         (f"status:{rid}:accepted:{mesh.id(HOTLINE)}",))[0]
+    before = holdings(mesh, HOTLINE)
+    # the shelter signs more news under the id of its acceptance: each would be accepted
+    # under an id of its own
+    shelter = attackers(SHELTER)
+    assert_dead(mesh, HOTLINE, {
+        shelter.send("ReferralStatus", status(mesh, rid, "completed", SHELTER), HOTLINE,
+                     event_id=used): "replay"})
+    assert holdings(mesh, HOTLINE) == before
+    # the hotline's gateway remembers it after a restart
+    mesh.running.gateways[mesh.id(HOTLINE)].stop()
+    mesh.running.start_gateway(mesh.id(HOTLINE))
+    assert_dead(mesh, HOTLINE, {
+        shelter.send("ReferralStatus", status(mesh, rid, "in_progress", SHELTER), HOTLINE,
+                     event_id=used): "replay"})
+    assert holdings(mesh, HOTLINE) == before
+    assert state_at(mesh.client(HOTLINE), rid) == "accepted"
+    # the next genuine event goes through
+    mesh.client(SHELTER).set_status(rid, "completed")
+    wait_until(lambda: state_at(mesh.client(HOTLINE), rid) == "completed", 90,
+               "the shelter's completion at the hotline")
