@@ -531,6 +531,9 @@ REFUSALS_EN = {
     "consent_not_yet_valid": "the consent is not valid yet",
     "consent_expired": "the consent has expired",
     "consent_withdrawn": "the person withdrew consent",
+    "consent_not_controller": "the consent was recorded by another agency: a referral relies "
+                              "only on a consent its sender recorded; record the person's "
+                              "consent here first",
     "purpose_not_consented": "the consent does not cover this purpose",
     "recipient_not_consented": "the consent covers neither this agency nor its role",
     "cross_border_not_consented": "the consent does not allow sending data to that country",
@@ -549,6 +552,8 @@ REFUSALS_AR = {
     "consent_not_yet_valid": "الموافقة لم تسرِ بعد",
     "consent_expired": "انتهت صلاحية الموافقة",
     "consent_withdrawn": "سحب الشخص موافقته",
+    "consent_not_controller": "سجّلت الموافقةَ جهةٌ أخرى: لا تعتمد الإحالة إلا على موافقة "
+                              "سجّلتها الجهة المرسِلة؛ سجّل موافقة الشخص هنا أولًا",
     "purpose_not_consented": "لا تشمل الموافقة هذا الغرض",
     "recipient_not_consented": "لا تشمل الموافقة هذه الجهة ولا دورها",
     "cross_border_not_consented": "لا تسمح الموافقة بإرسال البيانات إلى ذلك البلد",
