@@ -22,6 +22,7 @@ from gateways.relay import Relay
 from gateways.store import Store
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import records, topology
+from refmesh.access import gateway_group
 from refmesh.errors import ConfigError, DirectoryError, RecordError
 from refmesh.loop import TransitionError
 from refmesh.settings import GatewaySettings
@@ -91,7 +92,7 @@ class Gateway:
         self.kafka = KafkaLink(settings)
         self.relay = Relay(self.store, self.keys, self.directory, self.kafka, self.metrics,
                            settings)
-        group = f"refmesh.gateway.{settings.agency.replace('/', '.')}"
+        group = gateway_group(settings.agency)  # the group its ACLs name (refmesh.access)
         self.inbox = Inbox(self.store, self.keys, self.directory, profiles.consumer_config(
             profile, settings.bootstrap, group, settings.security), self.kafka,
             self.metrics, on_stored=self.relay.wake)
