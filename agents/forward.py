@@ -50,10 +50,12 @@ from pathlib import Path
 
 import aiokafka
 import faust
+from faust.types import TP
 from kafka.errors import KafkaError
 
 from agents.offsets import OffsetGuard, PartitionReader
 from agents.publisher import FaustPublisher, PartitionLost
+from agents.state import Marks, PartitionHalted, StateGuard, table_map
 from kafkaedge import profiles
 from kafkaedge.loading import now_ms
 from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
@@ -85,11 +87,17 @@ def sink_topics(directory: TrustedDirectory, domain: str) -> list[str]:
 class Tables:
     """The agent's state: faust Tables (or plain dicts in tests), keys and values bytes."""
 
-    def __init__(self, consents, forwarded, heads, counts, counted, seen) -> None:
+    def __init__(self, consents, forwarded, heads, counts, counted, seen, state_heads) -> None:
         self.consents, self.forwarded, self.heads = consents, forwarded, heads
         self.counts = counts  # "partition|window start" -> protected counts of that window
         self.counted = counted  # keyed hash of a counted delivery key -> its window start
         self.seen = seen  # accepted event ids and their expiry index (refmesh.replay)
+        self.state_heads = state_heads  # partition -> its sealed head (refmesh.statehead)
+
+    def all(self) -> tuple:
+        """The tables in the order of ``topology.TABLES``."""
+        return (self.consents, self.forwarded, self.heads, self.counts, self.counted,
+                self.seen, self.state_heads)
 
     def view(self) -> domain.View:
         return domain.View(consent=self.consents.get, log=self.forwarded.get,
@@ -117,11 +125,14 @@ class Forwarder:
                  counting: domain.Counting = domain.Counting(),
                  partition_secret: bytes | None = None, partitions: int | None = None,
                  retry_first_s: float = 0.5, retry_max_s: float = 10.0,
-                 checkpoint_every: int = 100, checkpoint_s: float = 60.0) -> None:
+                 checkpoint_every: int = 100, checkpoint_s: float = 60.0,
+                 marks: Marks | None = None) -> None:
         self.keys, self.directory_ref, self.publish, self.clock = (
             keys, directory_ref, publish, clock)
         self.policy, self.secret, self.tables = policy, secret, tables
         self.counting = counting
+        self.state = StateGuard(keys, secret, table_map(tables), marks or Marks(None),
+                                self._final)
         self.partition_secret, self.partitions = partition_secret, partitions
         self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
         self.deadletter_topic = topology.deadletter(keys.agency_id, "domain")
@@ -133,9 +144,17 @@ class Forwarder:
         self.checkpointed: dict[int, tuple[int, int]] = {}
         self.counts: Counter[str] = Counter()  # by audit decision, and deadletter:<reason>
 
+    def _final(self, window_start: int) -> bool:
+        window = aggregate.window_of(window_start, self.counting.unit)
+        return aggregate.final(window, self.clock(), self.counting.max_late_ms)
+
     async def handle(self, message) -> domain.Effects:
-        """``message`` is a faust Message (topic, partition, offset, key, value)."""
+        """``message`` is a faust Message (topic, partition, offset, key, value).
+        ``PartitionHalted`` if the partition's state was rolled back (agents/state.py)."""
         where = f"{message.topic}/{message.partition}@{message.offset}"
+        halted = self.state.ready(message.partition)
+        if halted is not None:
+            raise PartitionHalted(halted)
         now = self.clock()
         try:
             ctx = domain.Context(self.keys, self.directory_ref(), self.policy, self.secret, now,
@@ -163,32 +182,35 @@ class Forwarder:
             self.counts[f"deadletter:{effects.deadletter}"] += 1
             log.warning("dead-lettered event %s from %s: %s",
                         effects.event_id or "(id unknown)", where, effects.deadletter)
+        # the table writes, after every record of the event is out; in this order, so that
+        # a crash in between (at_least_once) recounts rather than loses, and decides the event
+        # again (a second audit record at worst) rather than taking it for a re-send whose
+        # first decision went unaudited (the accepted id last)
+        writes: list[tuple[str, bytes, bytes | None]] = []
         if effects.consent_put is not None:
-            self.tables.consents[effects.consent_put[0]] = effects.consent_put[1]
+            writes.append(("consents", *effects.consent_put))
         if effects.log_put is not None:
-            self.tables.forwarded[effects.log_put[0]] = effects.log_put[1]
+            writes.append(("forwarded", *effects.log_put))
         if effects.counted is not None:
-            self._count(message.partition, *effects.counted)
-        await self._audit(effects, source, now, where)
-        # last: a crash before this decides the event again (a second audit record at
-        # worst), never takes it for a re-send whose first decision went unaudited
-        for key, value in effects.seen_put:
-            if value is None:
-                self.tables.seen.pop(key, None)
-            else:
-                self.tables.seen[key] = value
+            writes += self._count(message.partition, *effects.counted)
+        writes += await self._audit(effects, source, now, where)
+        writes += [("seen", key, value) for key, value in effects.seen_put]
+        self.state.apply(message.partition, writes)
         return effects
 
-    def _count(self, partition: int, once: bytes | None, window_start: int, cell: dict) -> None:
+    def _count(self, partition: int, once: bytes | None, window_start: int,
+               cell: dict) -> list[tuple[str, bytes, bytes]]:
         key = f"{partition}|{window_start}".encode()
         counts = domain.read_counts(self.keys, key, self.tables.counts.get(key))
-        self.tables.counts[key] = domain.protect_counts(self.keys, key,
-                                                        aggregate.count(counts, cell))
+        writes = [("aggregate-counts", key,
+                   domain.protect_counts(self.keys, key, aggregate.count(counts, cell)))]
         if once is not None:  # after the counts: a crash in between recounts, never loses
-            self.tables.counted[once] = str(window_start).encode()
+            writes.append(("counted", once, str(window_start).encode()))
+        return writes
 
     async def _audit(self, effects: domain.Effects, source: tuple[str, int], now: int,
-                     where: str) -> None:
+                     where: str) -> list[tuple[str, bytes, bytes]]:
+        """Append the event's audit records to the chain; the chain head's table write."""
         partition = source[1]
         head_key = str(partition).encode()
         head = audit.Head.from_bytes(self.tables.heads.get(head_key))
@@ -197,7 +219,6 @@ class Forwarder:
             # the chain of partition p lives in partition p of the audit topic
             await self._deliver(self.audit_topic, head_key, data, None, partition, where,
                                 effects.event_id, source)
-            self.tables.heads[head_key] = head.to_bytes()
             self.counts[entry["decision"]] += 1
             log.info("%s event %s from %s%s", entry["decision"], entry["event_id"], where,
                      f" ({entry['reason']})" if entry.get("reason") else "")
@@ -210,6 +231,7 @@ class Forwarder:
             await self._deliver(self.checkpoint_topic, head_key, data, None, partition, where,
                                 effects.event_id, source)
             self.checkpointed[partition] = (head.seq, now)
+        return [("audit-heads", head_key, head.to_bytes())] if effects.audit else []
 
     async def _deliver(self, topic: str, key, value, headers, partition, where: str,
                        event_id: str | None, source: tuple[str, int]) -> None:
@@ -402,11 +424,14 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     counting = domain.Counting(settings.aggregate_unit,
                                aggregate.check_dims(settings.aggregate_dims),
                                settings.aggregate_max_late_ms)
+    worker_dir = Path(settings.data_dir) / settings.worker_id
+    worker_dir.mkdir(parents=True, exist_ok=True)
     forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock,
                           counting=counting, partition_secret=partition_secret,
                           partitions=partitions,
                           checkpoint_every=settings.audit_checkpoint_every,
-                          checkpoint_s=settings.audit_checkpoint_s)
+                          checkpoint_s=settings.audit_checkpoint_s,
+                          marks=Marks(worker_dir / "state-marks.json"))
 
     guard = OffsetGuard(reader or PartitionReader(profiles.consumer_config(
         profile_of(settings), settings.bootstrap, app_id(domain_id), settings.security)))
@@ -414,6 +439,7 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     @app.on_partitions_assigned.connect
     async def _assigned(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
         guard.reset()
+        forwarder.state.reset()
 
     async def commit(message) -> None:
         """Commit the partition's next expected offset, once the table writes faust buffers
@@ -429,6 +455,7 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
             tp = aiokafka.TopicPartition(message.topic, message.partition)
             await app.consumer._commit_offsets(  # noqa: SLF001 (see above)
                 {tp: guard.expected_at(message)})
+        forwarder.state.committed(message.partition)
 
     async def handle(message):
         effects = await forwarder.handle(message)
@@ -451,6 +478,11 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
             except PartitionLost as exc:
                 log.info("left the event from %s/%d@%d to the partition's new owner (%s)",
                          message.topic, message.partition, message.offset, exc)
+                continue
+            except PartitionHalted:  # logged once, named on /healthz; the offset stays
+                if app.in_worker:
+                    app.consumer.pause_partitions(
+                        {TP(message.topic, message.partition)})
                 continue
             yield effects  # yielding lets faust's test context wait for the whole event
 

@@ -22,6 +22,9 @@ class Watch:
     def __init__(self, app: faust.App, domain: str,
                  release_job: Callable[[], bool] | None = None) -> None:
         self.app, self.inbox, self.release_job = app, topology.domain_inbox(domain), release_job
+        # the forward agent's state check (agents/state.py), when the app has one
+        forwarder = getattr(app, "forwarder", None)
+        self.halted = {} if forwarder is None else forwarder.state.halted
         self.joined = False
         self.assigned: frozenset[int] = frozenset()
         app.on_partitions_revoked.connect(self._revoked)
@@ -40,7 +43,8 @@ class Watch:
         return health.WorkerFacts(
             self.inbox, self.joined, tuple(sorted(self.assigned)),
             rebalancing=bool(self.app.rebalancing), recovering=bool(self.app.in_recovery),
-            release_job=None if self.release_job is None else bool(self.release_job()))
+            release_job=None if self.release_job is None else bool(self.release_job()),
+            halted=tuple(self.halted[p] for p in sorted(self.halted)))
 
 
 def mount(app: faust.App, watch: Watch) -> None:

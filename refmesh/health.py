@@ -24,6 +24,7 @@ class WorkerFacts:
     rebalancing: bool  # partitions revoked, and the new assignment not yet resumed
     recovering: bool  # reading table changelogs
     release_job: bool | None  # the release job's thread is alive; None: no job in this worker
+    halted: tuple[str, ...] = ()  # partitions whose state failed its check (refmesh.statehead)
 
 
 def problems(facts: WorkerFacts) -> list[str]:
@@ -42,6 +43,8 @@ def problems(facts: WorkerFacts) -> list[str]:
         held = ", ".join(map(str, sorted(facts.assigned)))
         out.append(f"tables recovering: restoring the tables of partition(s) {held} of "
                    f"{facts.inbox} from their changelogs; no event is handled until then")
+    out += [f"HALTED: {problem}; no event of it is handled (README, Security model: state "
+            "that cannot be rolled back)" for problem in facts.halted]
     if facts.release_job is False:
         out.append("release job stopped: no statistics are released to the region; the log "
                    "says why, restart the worker")

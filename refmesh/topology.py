@@ -80,7 +80,8 @@ def table(domain_id: str, name: str) -> str:
     return f"{PREFIX}.domain.{_safe(domain_id)}.{name}"
 
 
-TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted", "seen")
+TABLES = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted", "seen",
+          "state-heads")
 RELEASES = "aggregate-releases"  # the last release of each window (compacted, encrypted)
 
 

@@ -23,7 +23,7 @@ REVOKED = "BH/NGO/GONE"  # a member of the BH domain whose keys are all revoked
 REGIONS = {COORDINATOR: "GCC"}
 OPERATIONS = ("READ", "WRITE", "CREATE", "DELETE", "DESCRIBE")
 STATE = ("consents", "forwarded", "audit-heads", "aggregate-counts", "counted", "seen",
-         "aggregate-releases")
+         "state-heads", "aggregate-releases")
 
 
 def _dotted(agency_id: str) -> str:

@@ -1,0 +1,77 @@
+"""The agent's state check (agents/state.py, refmesh.statehead) in the faust app's test context:
+each event's writes carry the partition's sealed head and move the worker's marks file; a
+value put back under the agent's feet is found when the partition is taken up again (as after
+a rebalance or a restart), the partition is halted and /healthz names it, while the other
+partitions go on."""
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import types
+
+import pytest
+
+from agents.state import PartitionHalted
+from refmesh import health, statehead
+from tests.component.test_forward_agent import (BH, HOTLINE, KEY, RecordingProducer, consent,
+                                                make_app, put_all, seal, withdrawn)
+from tests import policy_samples as S
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    return S.signed_mesh(S.NOW)
+
+
+def message(value: bytes, partition: int = 0):
+    return types.SimpleNamespace(topic="inbox", partition=partition, offset=99, key=KEY,
+                                 value=value)
+
+
+def test_writes_carry_the_head_and_a_value_put_back_halts_the_partition(tmp_path, mesh):
+    producer = RecordingProducer()
+    app = make_app(tmp_path, mesh, producer)
+    put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent")),
+                  (KEY, seal(mesh, withdrawn(), HOTLINE, BH, "Consent"))])
+    tables, state = app.refmesh_tables, app.forwarder.state
+    (key,) = tables.consents.keys()
+    # what an outsider reading the changelog saw: the consent as first recorded
+    recorded, latest = [v for topic, k, v, _ in producer.changelog
+                        if topic.endswith(".consents") and k == key]
+    assert tables.consents[key] == latest != recorded
+
+    head = statehead.open_head(mesh.keys[BH], 0, tables.state_heads[b"0"])
+    assert head.seq == 2 and "consents" in head.digests
+    marks = tmp_path / "1" / "state-marks.json"
+    assert stat.S_IMODE(marks.stat().st_mode) == 0o600
+    assert json.loads(marks.read_text())["0"]["head"]["seq"] == 2
+
+    # the recorded consent comes back from the changelog, the withdrawal gone
+    tables.consents.data[key] = recorded
+    state.reset()  # as at the next assignment
+    with pytest.raises(PartitionHalted, match="consents"):
+        asyncio.run(app.forwarder.handle(message(b"anything")))
+    assert "partition 0" in state.halted[0]
+    facts = health.WorkerFacts("inbox", True, (0, 1), False, False, None,
+                               halted=tuple(state.halted.values()))
+    status, body = health.report(facts)
+    assert status == 503 and body["problems"][0].startswith("HALTED: partition 0")
+    # another partition is taken up as usual
+    assert state.ready(1) is None
+
+
+def test_a_restarted_worker_checks_against_its_marks_file(tmp_path, mesh):
+    app = make_app(tmp_path, mesh, RecordingProducer())
+    put_all(app, [(KEY, seal(mesh, consent(), HOTLINE, BH, "Consent"))])
+    tables = app.refmesh_tables
+    heads = dict(tables.state_heads.items())
+    # a second worker process on the same data dir, whose tables were restored without the
+    # consent and without its head: the marks say version 1 was written
+    again = make_app(tmp_path, mesh, RecordingProducer())
+    assert "head is gone" in again.forwarder.state.ready(0)
+    # with the head back but the consent still missing
+    for k, v in heads.items():
+        again.refmesh_tables.state_heads.data[k] = v
+    again.forwarder.state.reset()
+    assert "consents" in again.forwarder.state.ready(0)
