@@ -24,7 +24,7 @@ class Watch:
         self.app, self.inbox, self.release_job = app, topology.domain_inbox(domain), release_job
         # the forward agent's state check (agents/state.py), when the app has one
         forwarder = getattr(app, "forwarder", None)
-        self.halted = {} if forwarder is None else forwarder.state.halted
+        self.state = None if forwarder is None else forwarder.state
         self.joined = False
         self.assigned: frozenset[int] = frozenset()
         app.on_partitions_revoked.connect(self._revoked)
@@ -40,11 +40,17 @@ class Watch:
         self.assigned = frozenset(tp.partition for tp in assigned if tp.topic == self.inbox)
 
     def facts(self) -> health.WorkerFacts:
+        halted: tuple[str, ...] = ()
+        if self.state is not None:
+            if self.assigned and not self.app.rebalancing and not self.app.in_recovery:
+                for partition in sorted(self.assigned):  # tables restored: check them now,
+                    self.state.ready(partition)  # not only at each partition's next event
+            halted = tuple(self.state.halted[p] for p in sorted(self.state.halted))
         return health.WorkerFacts(
             self.inbox, self.joined, tuple(sorted(self.assigned)),
             rebalancing=bool(self.app.rebalancing), recovering=bool(self.app.in_recovery),
             release_job=None if self.release_job is None else bool(self.release_job()),
-            halted=tuple(self.halted[p] for p in sorted(self.halted)))
+            halted=halted)
 
 
 def mount(app: faust.App, watch: Watch) -> None:

@@ -160,9 +160,12 @@ def problem(partition: int, head: Head | None, found: dict[str, int], mark: Mark
     wrote, or a newer one that matches its head. In words for an operator, no case data."""
     where = f"partition {partition} of the domain's state"
     if head is None:
-        if mark is None or (mark.head.seq == 0 and mark.pending is not None
-                            and _within(found, mark, final, mark.head.digests)):
+        if mark is None:
             return None  # first start (or state written before heads existed): adopted
+        if mark.head.seq == 0:  # adopted without a head, none written since (or not landed)
+            if _within(found, mark, final, mark.head.digests):
+                return None
+            return f"{where} changed since this worker adopted it, without a head"
         return (f"{where}: its head is gone (a tombstone the domain did not write) while this "
                 f"worker last saw version {mark.head.seq}")
     checked = {g: d for g, d in found.items() if not _final(g, final)}

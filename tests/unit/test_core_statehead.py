@@ -69,6 +69,10 @@ def test_the_newest_state_passes_and_every_kind_of_rollback_is_named():
 
 def test_a_worker_without_a_mark_adopts_a_state_without_head_and_verifies_a_newer_one():
     assert statehead.problem(0, None, found(BASE), None, NEVER) is None
+    adopted = Mark(Head(0, found(BASE)))  # checked again at the next assignment
+    assert statehead.problem(0, None, found(BASE), adopted, NEVER) is None
+    less = {k: v for k, v in BASE.items() if k[0] != "consents"}
+    assert "changed since" in statehead.problem(0, None, found(less), adopted, NEVER)
     v1, held, _ = write(Head(0, found(BASE)), BASE, ("forwarded", b"p1", b"log2"))
     assert statehead.problem(0, v1, found(held), None, NEVER) is None
     assert statehead.problem(0, v1, found(BASE), None, NEVER) is not None
