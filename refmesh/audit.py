@@ -16,6 +16,7 @@ matching checkpoint are an unconfirmed tail.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from refmesh import codec, keys
@@ -113,6 +114,21 @@ def checkpoint_due(head: Head, last: tuple[int, int] | None, now: int, *, every:
         return head.seq > 0
     seq, at = last
     return head.seq >= seq + every or (head.seq > seq and now - at >= seconds * 1000)
+
+
+def checkpoints_due(heads: Mapping[int, Head], last: Mapping[int, tuple[int, int]], now: int,
+                    *, seconds: float) -> list[int]:
+    """The partitions whose chains need a checkpoint between events (a timer; at shutdown
+    ``seconds`` is 0), in order. ``heads``: each partition's head whose records are known
+    to be committed; ``last``: (seq, at) of each partition's last checkpoint. Due: the head
+    moved since that checkpoint (or there is none and the chain is not empty), and that
+    checkpoint is at least ``seconds`` old."""
+    due = []
+    for partition, head in sorted(heads.items()):
+        seq, at = last.get(partition, (0, None))
+        if head.seq > seq and (at is None or now - at >= seconds * 1000):
+            due.append(partition)
+    return due
 
 
 @dataclass(frozen=True)

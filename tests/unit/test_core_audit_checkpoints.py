@@ -126,3 +126,21 @@ def test_a_checkpoint_is_due_every_n_records_or_t_seconds():
     assert not audit.checkpoint_due(h, (6, 0), 999, every=5, seconds=1)
     assert audit.checkpoint_due(h, (6, 0), 1000, every=5, seconds=1)
     assert not audit.checkpoint_due(h, (10, 0), 10_000, every=5, seconds=1)
+
+
+def test_between_events_a_chain_is_due_once_its_head_moved_and_its_checkpoint_is_old():
+    heads = {0: audit.Head(3, "a" * 64), 1: audit.Head(7, "b" * 64), 2: audit.Head(),
+             3: audit.Head(2, "c" * 64), 4: audit.Head(5, "d" * 64)}
+    last = {0: (3, 0),       # the head has not moved: never due
+            1: (4, 1_000),   # moved, checkpoint 1 s old at 2_000
+            3: (1, 1_900),   # moved, but its checkpoint is recent
+            4: (5, 0)}       # not moved; 2 is an empty chain, never checkpointed
+    assert audit.checkpoints_due(heads, last, 2_000, seconds=1) == [1]
+    assert audit.checkpoints_due(heads, last, 2_900, seconds=1) == [1, 3]
+    assert audit.checkpoints_due(heads, last, 2_000, seconds=0) == [1, 3]  # at shutdown
+
+
+def test_a_chain_never_checkpointed_is_due_at_once():
+    heads = {5: audit.Head(1, "e" * 64)}
+    assert audit.checkpoints_due(heads, {}, 0, seconds=60) == [5]
+    assert audit.checkpoints_due({}, {5: (0, 0)}, 10**9, seconds=0) == []
