@@ -20,8 +20,10 @@ class Watch:
     """What this worker holds of the domain inbox, kept up to date by faust's signals."""
 
     def __init__(self, app: faust.App, domain: str,
-                 release_job: Callable[[], bool] | None = None) -> None:
+                 release_job: Callable[[], bool] | None = None,
+                 release_halted: Callable[[], str | None] | None = None) -> None:
         self.app, self.inbox, self.release_job = app, topology.domain_inbox(domain), release_job
+        self.release_halted = release_halted  # the release state's check (agents/releases.py)
         # the forward agent's state check (agents/state.py), when the app has one
         forwarder = getattr(app, "forwarder", None)
         self.state = None if forwarder is None else forwarder.state
@@ -46,6 +48,8 @@ class Watch:
                 for partition in sorted(self.assigned):  # tables restored: check them now,
                     self.state.ready(partition)  # not only at each partition's next event
             halted = tuple(self.state.halted[p] for p in sorted(self.state.halted))
+        released = None if self.release_halted is None else self.release_halted()
+        halted += () if released is None else (released,)
         return health.WorkerFacts(
             self.inbox, self.joined, tuple(sorted(self.assigned)),
             rebalancing=bool(self.app.rebalancing), recovering=bool(self.app.in_recovery),

@@ -36,11 +36,15 @@ from kafka import KafkaProducer
 
 from kafkaedge.loading import now_ms
 from kafkaedge.topic_reader import Message, latest, read_topic
-from refmesh import aggregate, audit, domain, envelope, topology
+from agents.state import Marks
+from refmesh import aggregate, audit, domain, envelope, statehead, topology
+from refmesh.errors import SealError
 
 log = logging.getLogger("refmesh.agents.releases")
 RELEASE_CONTEXT = b"aggregate-releases|"
 LEDGER = b"ledger"
+HEAD = b"state-head"  # the release state's head (refmesh.statehead), on its own topic
+SCOPE = "releases"
 _system = secrets.SystemRandom()
 
 
@@ -71,7 +75,7 @@ class Run:
 class Releaser:
     def __init__(self, settings, keys, consumer_config: dict, producer_config: dict,
                  clock=now_ms, noise: Callable[[float], float] | None = None,
-                 leader: Callable[[], bool] = lambda: True) -> None:
+                 leader: Callable[[], bool] = lambda: True, marks: Marks | None = None) -> None:
         self.settings, self.keys, self.clock, self.leader = settings, keys, clock, leader
         self.consumer_config, self.producer_config = consumer_config, producer_config
         self.noise = noise or noise_source(settings.aggregate_noise)
@@ -91,6 +95,13 @@ class Releaser:
         self._count_messages: dict[int, list[Message]] = {}
         self._marks: dict[bytes, Message] | None = None
         self._done = Run()
+        # the release state's head and this worker's mark of it (refmesh.statehead): a ledger
+        # or release state rolled back on the broker stops the job (``halted``)
+        self.state_marks = marks or Marks(None)
+        self._digest_key = statehead.digest_key(keys)
+        self._raw: dict[bytes, bytes] = {}
+        self._state_head = statehead.Head(0)
+        self.halted: str | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -102,6 +113,8 @@ class Releaser:
         while not self._stop.wait(self.settings.release_interval_s):
             if not self.leader():
                 continue
+            if self.halted is not None:
+                return  # the thread ends: /healthz names the problem
             try:
                 done = self.run_once()
                 if done.published or done.refused or done.deleted:
@@ -127,8 +140,40 @@ class Releaser:
         self._producer.send(topic, key=key, value=value, partition=partition).get(timeout=30)
 
     def _store(self, key: bytes, data: bytes | None) -> None:
-        self._send(self.state_topic, key, None if data is None else envelope.protect(
-            self.keys, RELEASE_CONTEXT + key, data))
+        """One write of the release state, with the state's next head: the mark first (what
+        is in flight), then the value and the head, then the mark of the new head."""
+        value = None if data is None else envelope.protect(self.keys, RELEASE_CONTEXT + key,
+                                                           data)
+        head, steps = statehead.step(self._state_head,
+                                     [(topology.RELEASES, key, self._raw.get(key), value)],
+                                     self._digest_key)
+        self.state_marks.put(0, statehead.Mark(self._state_head, head, steps))
+        self._send(self.state_topic, key, value)
+        self._send(self.state_topic, HEAD, statehead.seal(self.keys, SCOPE, head))
+        self.state_marks.put(0, statehead.Mark(head))
+        self._state_head = head
+        if value is None:
+            self._raw.pop(key, None)
+        else:
+            self._raw[key] = value
+
+    def _check(self, raw: dict[bytes, bytes], head_data: bytes | None) -> str | None:
+        """Is the release state read back the newest this worker wrote (or a newer one that
+        matches its head)? Sets the running head when it is."""
+        found = statehead.digests(self._digest_key, [(topology.RELEASES, k, v)
+                                                     for k, v in raw.items()])
+        mark = self.state_marks.get(0)
+        try:
+            head = None if head_data is None else statehead.open_head(self.keys, SCOPE,
+                                                                       head_data)
+        except SealError:
+            return "the domain's releases state: its head does not open"
+        problem = statehead.problem(SCOPE, head, found, mark, lambda window: False)
+        if problem is None:
+            seq = head.seq if head is not None else 0 if mark is None else mark.head.seq
+            self._state_head = statehead.Head(seq, found)
+            self.state_marks.put(0, statehead.Mark(self._state_head))
+        return problem
 
     def _audit(self, release_id: str, decision: str, reason: str | None = None) -> None:
         data, head = audit.append(self._head, at=self.clock(), domain=self.domain,
@@ -157,8 +202,15 @@ class Releaser:
             start = int(key.split(b"|")[1])
             counts.setdefault(start, []).append(domain.read_counts(self.keys, key, m.value))
             self._count_messages.setdefault(start, []).append(m)
-        self._state = {key: self._open(key, m.value)
-                       for key, m in self._read(self.state_topic).items()}
+        raw = {key: m.value for key, m in self._read(self.state_topic).items()}
+        problem = self._check(raw, raw.pop(HEAD, None))
+        if problem is not None:
+            self.halted = problem
+            log.error("HALTED %s; no statistics are released until an operator has looked "
+                      "(README, Security model)", problem)
+            return self._done
+        self._raw = raw
+        self._state = {key: self._open(key, value) for key, value in raw.items()}
         self._ledger = aggregate.loads_ledger(self._state.get(LEDGER))
         chain = [m for m in read_topic(self.consumer_config, self.audit_topic, timeout=30.0)
                  or () if m.partition == 0]

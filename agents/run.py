@@ -24,6 +24,7 @@ from kafka.errors import KafkaError
 from agents import health
 from agents.forward import create_app, profile_of, sink_topics
 from agents.releases import Releaser
+from agents.state import Marks
 from kafkaedge import profiles
 from kafkaedge import loading
 from kafkaedge.loading import DirectoryRef, load_anchor, load_keys, now_ms, read_bytes
@@ -123,7 +124,8 @@ def run(settings: AgentSettings) -> NoReturn:
     releaser = start_releases(settings, app) if settings.region else None
     if settings.web_port:
         health.mount(app, health.Watch(app, settings.domain,
-                                       None if releaser is None else releaser.thread.is_alive))
+                                       None if releaser is None else releaser.thread.is_alive,
+                                       None if releaser is None else lambda: releaser.halted))
     faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 
@@ -165,7 +167,8 @@ def start_releases(settings: AgentSettings, app: faust.App) -> Releaser:
         settings, keys,
         profiles.consumer_config(profile, settings.bootstrap, "releases", settings.security),
         profiles.producer_config(profile, settings.bootstrap, settings.security),
-        leader=lambda: holds_zero[0])
+        leader=lambda: holds_zero[0],
+        marks=Marks(Path(settings.data_dir) / settings.worker_id / "release-marks.json"))
     releaser.start()
     return releaser
 

@@ -43,8 +43,9 @@ def problems(facts: WorkerFacts) -> list[str]:
         held = ", ".join(map(str, sorted(facts.assigned)))
         out.append(f"tables recovering: restoring the tables of partition(s) {held} of "
                    f"{facts.inbox} from their changelogs; no event is handled until then")
-    out += [f"HALTED: {problem}; no event of it is handled (README, Security model: state "
-            "that cannot be rolled back)" for problem in facts.halted]
+    out += [f"HALTED: {problem}; nothing is decided on it until an operator has looked "
+            "(README, Security model: the domain's state on the broker)"
+            for problem in facts.halted]
     if facts.release_job is False:
         out.append("release job stopped: no statistics are released to the region; the log "
                    "says why, restart the worker")

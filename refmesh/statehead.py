@@ -142,23 +142,33 @@ def drop_final(head: Head, final: Callable[[int], bool]) -> Head:
     return Head(head.seq, {g: d for g, d in head.digests.items() if not _final(g, final)})
 
 
-def seal(keys: AgencyKeys, partition: int, head: Head) -> bytes:
+def digest_key(keys: AgencyKeys) -> bytes:
+    """A key for ``entry_hash`` that only the domain's keys give (for the release job, which
+    holds the keys but not the domain's secret): the deterministic authenticated encryption
+    of nothing under a label of its own."""
+    return envelope.protect(keys, b"state-digest-key", b"")
+
+
+def seal(keys: AgencyKeys, partition: int | str, head: Head) -> bytes:
+    """``partition``: a partition of the agents' tables, or a name (``releases``)."""
     return envelope.protect(keys, HEAD_CONTEXT + str(partition).encode(),
                             json.dumps(head.to_json(), sort_keys=True).encode())
 
 
-def open_head(keys: AgencyKeys, partition: int, data: bytes) -> Head:
+def open_head(keys: AgencyKeys, partition: int | str, data: bytes) -> Head:
     """The head of ``partition``; SealError if it was not sealed by the domain for it."""
     return Head.from_json(json.loads(envelope.unprotect(
         keys, HEAD_CONTEXT + str(partition).encode(), data)))
 
 
-def problem(partition: int, head: Head | None, found: dict[str, int], mark: Mark | None,
+def problem(partition: int | str, head: Head | None, found: dict[str, int], mark: Mark | None,
             final: Callable[[int], bool]) -> str | None:
     """What is wrong with a partition's restored state (``found``: its digests, ``head`` its
     restored head), given this worker's ``mark``; None when it is the newest this worker
-    wrote, or a newer one that matches its head. In words for an operator, no case data."""
-    where = f"partition {partition} of the domain's state"
+    wrote, or a newer one that matches its head. In words for an operator, no case data.
+    ``partition`` may be a name (``releases``: the release job's state)."""
+    where = f"partition {partition} of the domain's state" if isinstance(partition, int) \
+        else f"the domain's {partition} state"
     if head is None:
         if mark is None:
             return None  # first start (or state written before heads existed): adopted

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 from kafka import KafkaProducer
 
-from agents.releases import RELEASE_CONTEXT, Releaser, noise_source
+from agents.releases import HEAD, LEDGER, RELEASE_CONTEXT, Releaser, noise_source
+from agents.state import Marks
 from agents.run import domain_topics
 from cli import cli
 from kafkaedge.topic_reader import latest, read_topic
@@ -58,6 +59,7 @@ class World:
             region=self.region, aggregate_grace_ms=DAY, aggregate_max_late_ms=30 * DAY,
             aggregate_epsilon=0.5, aggregate_budget=1.0, broker=kafka.kind)
         self.draws: list[float] = []
+        self.marks = Marks(None)  # the worker's marks of the release state, across its runs
 
     def releaser(self, **overrides) -> Releaser:
         settings = AgentSettings(**{**self.settings.__dict__, **overrides})
@@ -67,7 +69,7 @@ class World:
             return 0.0
 
         return Releaser(settings, self.keys, self.consumer, self.producer_config,
-                        clock=lambda: self.clock[0], noise=noise)
+                        clock=lambda: self.clock[0], noise=noise, marks=self.marks)
 
     def put(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         producer = KafkaProducer(**self.producer_config)
@@ -135,6 +137,30 @@ def test_noise_the_ledger_and_a_refusal_audited_once(world):
         assert b"ET" not in m.value and b"forwarded" not in m.value
 
 
+def test_a_ledger_rolled_back_on_the_broker_stops_the_release_job(world, tmp_path):
+    """An outsider who can write the release state puts back the ledger as it was before the
+    last charge, to have the job draw fresh noise on budget it already spent: the job notices
+    (refmesh.statehead), publishes nothing and names the problem."""
+    world.marks = Marks(tmp_path / "release-marks.json")
+    world.counts(0, WINDOW, {ET: 20})
+    assert world.releaser().run_once().published == 1
+    world.counts(0, WINDOW, {ET: 31})
+    assert world.releaser().run_once().published == 1  # the correction, charged too
+    topic = topology.table(world.domain, topology.RELEASES)
+    ledgers = [m for m in read_topic(world.consumer, topic) if m.key == LEDGER]
+    assert len(ledgers) == 2
+    world.put(topic, LEDGER, ledgers[0].value, ledgers[0].partition)
+    world.counts(0, WINDOW, {ET: 42})  # 11 more: refused by the budget, unless rolled back
+    draws, releases = list(world.draws), world.releases()
+    job = Releaser(world.settings, world.keys, world.consumer, world.producer_config,
+                   clock=lambda: world.clock[0], noise=lambda scale: 0.0,
+                   marks=Marks(tmp_path / "release-marks.json"))  # a restarted worker
+    run = job.run_once()
+    assert (run.published, run.refused) == (0, 0)
+    assert "releases state" in job.halted and "aggregate-releases" in job.halted
+    assert world.draws == draws and world.releases() == releases
+
+
 def test_a_stored_release_is_published_as_stored_after_a_crash(world):
     world.counts(0, WINDOW, {ET: 30})
     stored = aggregate.release({ET: 30}, epsilon=0.5, noise=lambda s: 7.0)  # 37 -> 35
@@ -173,7 +199,7 @@ def test_a_final_window_state_is_deleted_and_the_open_one_kept(world):
     assert set(counts) == {f"1|{LATER[0]}".encode()}
     assert set(world.table("counted")) == {b"m-oct"}
     state = world.table(topology.RELEASES)
-    assert set(state) == {str(LATER[0]).encode(), f"published|{LATER[0]}".encode()}
+    assert set(state) == {str(LATER[0]).encode(), f"published|{LATER[0]}".encode(), HEAD}
     assert [r["windowStart"] for r in world.releases()] == [WINDOW[0], LATER[0]]
     assert world.releaser(**plain).run_once().published == 0  # deleted stays deleted
 
