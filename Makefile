@@ -34,10 +34,12 @@ demo: $(STAMP)
 
 # benchmarks (about 10 minutes): the pipeline on Tansu and on Apache Kafka (SASL_SSL, ACLs) side by
 # side when java 17+ and mvn are on PATH, else on Tansu alone with a NOTE saying why;
-# `$(BIN)/python bench/pipeline.py --quick` takes about a minute; BENCH_ARGS='--brokers embedded'
+# `$(BIN)/python bench/pipeline.py --quick` takes about a minute; BENCH_ARGS='--brokers embedded';
+# bench/checks.py (what issue 12's checks cost, with against without) takes about 10 s
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
 
 # fault drills (about 25 minutes; `$(BIN)/python bench/drills.py --quick` takes about 5)
