@@ -28,7 +28,9 @@ experiments, November and December 2026; README, "Restarts"):
 - an offset guard (agents/offsets.py) re-reads what faust never handed over: after a restart
   faust drops events of a newly assigned partition that arrive before it seeks there;
 - under ``exactly_once`` (the apache profile) every record of an event goes into the
-  transaction of the event's partition, the one its offset commit ends (``FaustPublisher``);
+  transaction of the event's partition, the one its offset commit ends (``FaustPublisher``;
+  the audit checkpoints signed between events, on a timer and at a stop, go out on their own:
+  agents/checkpoints.py);
 - ``stream_wait_empty=False``: otherwise a worker told to stop (or to rebalance) first waits
   until every event it read is acked, and one whose produce is being retried (broker away)
   never is: seen as a worker that ignores SIGTERM. Cancelled instead, the event's offset is
@@ -53,6 +55,7 @@ import faust
 from faust.types import TP
 from kafka.errors import KafkaError
 
+from agents.checkpoints import Checkpoints
 from agents.offsets import OffsetGuard, PartitionReader
 from agents.publisher import FaustPublisher, PartitionLost
 from agents.state import Marks, PartitionHalted, StateGuard, table_map
@@ -142,6 +145,11 @@ class Forwarder:
         # (seq, at) of the last checkpoint written per partition; after a restart the first
         # audit record of a partition writes one
         self.checkpointed: dict[int, tuple[int, int]] = {}
+        # each partition's chain head after its last event whose records are committed (its
+        # offset commit ended: ``committed``), the only heads signed between events
+        # (agents/checkpoints.py); the event in hand's head and checkpoint, until then
+        self.heads_committed: dict[int, audit.Head] = {}
+        self._pending: dict[int, tuple[audit.Head, tuple[int, int] | None]] = {}
         self.counts: Counter[str] = Counter()  # by audit decision, and deadletter:<reason>
 
     def _final(self, window_start: int) -> bool:
@@ -230,8 +238,29 @@ class Forwarder:
                                     partition=partition, at=now)
             await self._deliver(self.checkpoint_topic, head_key, data, None, partition, where,
                                 effects.event_id, source)
-            self.checkpointed[partition] = (head.seq, now)
+            self._pending[partition] = (head, (head.seq, now))
+        elif effects.audit:
+            self._pending[partition] = (head, None)
         return [("audit-heads", head_key, head.to_bytes())] if effects.audit else []
+
+    def committed(self, partition: int) -> None:
+        """The offset of the partition's event in hand is committed (under exactly_once: its
+        transaction, with its audit records and checkpoint): its head is committed."""
+        head, checkpoint = self._pending.pop(partition, (None, None))
+        if head is not None:
+            self.heads_committed[partition] = head
+        if checkpoint is not None:
+            self.checkpoint_written(partition, *checkpoint)
+
+    def checkpoint_written(self, partition: int, seq: int, at: int) -> None:
+        """A checkpoint of ``seq`` records of the partition's chain is on the broker."""
+        if seq >= self.checkpointed.get(partition, (-1, 0))[0]:
+            self.checkpointed[partition] = (seq, at)
+
+    def reassigned(self) -> None:
+        """A new assignment: a partition held before may have moved on at another worker."""
+        self.heads_committed.clear()
+        self._pending.clear()
 
     async def _deliver(self, topic: str, key, value, headers, partition, where: str,
                        event_id: str | None, source: tuple[str, int]) -> None:
@@ -375,7 +404,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     ``topic_ensurer``. ``partition_secret`` is the domain's secret for the person's Kafka key
     (without it no member's referral or consent is accepted: refmesh.domain). ``reader`` reads group offsets and missing ranges for the offset guard
     (agents/offsets.py; default: a Kafka consumer in the domain's group, made at first use).
-    ``app.forwarder``, ``app.publisher`` and ``app.offset_guard`` are exposed for tests.
+    ``app.forwarder``, ``app.publisher``, ``app.offset_guard`` and ``app.checkpoints`` are
+    exposed for tests.
     """
     domain_id = settings.domain
     if keys.agency_id != domain_id:
@@ -440,6 +470,25 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     async def _assigned(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
         guard.reset()
         forwarder.state.reset()
+        forwarder.reassigned()
+
+    inbox = topology.domain_inbox(domain_id)
+
+    def held() -> set[int]:
+        if not app.in_worker:  # faust's test context: no group, every partition is ours
+            return set(range(partitions))
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox}
+
+    # signed chain heads between events: on a timer and at a clean stop (agents/checkpoints.py)
+    checkpoints = Checkpoints(forwarder, publisher, held, seconds=settings.audit_checkpoint_s)
+
+    @app.timer(interval=settings.audit_checkpoint_s / 2, name="audit_checkpoints")
+    async def _checkpoint_timer() -> None:
+        await checkpoints.tick()
+
+    @app.on_before_shutdown.connect  # after faust stopped fetching, before the producer closes
+    async def _stopping(sender, **kwargs) -> None:  # noqa: ARG001 (faust signal)
+        await checkpoints.stop()
 
     async def commit(message) -> None:
         """Commit the partition's next expected offset, once the table writes faust buffers
@@ -453,9 +502,13 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
             await app.producer.flush()
             # aiokafka's own TopicPartition: the transactional commit hands it on unconverted
             tp = aiokafka.TopicPartition(message.topic, message.partition)
-            await app.consumer._commit_offsets(  # noqa: SLF001 (see above)
+            done = await app.consumer._commit_offsets(  # noqa: SLF001 (see above)
                 {tp: guard.expected_at(message)})
+        else:
+            done = True
         forwarder.state.committed(message.partition)
+        if done:  # the event's audit records are committed: its head may be signed later
+            forwarder.committed(message.partition)
 
     async def handle(message):
         effects = await forwarder.handle(message)
@@ -465,28 +518,32 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     async def forward(stream):  # concurrency 1: events of a partition one after the other
         async for event in stream.noack().events():  # never acked: the agent commits itself
             message = event.message
-            try:
-                step = await guard.step(message)
-                if isinstance(step, offsets.Done):  # handled already
+            async with checkpoints.event() as go:  # a stopping worker starts no new event
+                if not go:
                     continue
-                if isinstance(step, offsets.Reread):  # faust skipped these: handle them first
-                    for missed in await guard.reread(message, step):
-                        await handle(missed)
-                        await commit(missed)
-                effects = await handle(message)
-                await commit(message)
-            except PartitionLost as exc:
-                log.info("left the event from %s/%d@%d to the partition's new owner (%s)",
-                         message.topic, message.partition, message.offset, exc)
-                continue
-            except PartitionHalted:  # logged once, named on /healthz; the offset stays
-                if app.in_worker:
-                    app.consumer.pause_partitions(
-                        {TP(message.topic, message.partition)})
-                continue
+                try:
+                    step = await guard.step(message)
+                    if isinstance(step, offsets.Done):  # handled already
+                        continue
+                    if isinstance(step, offsets.Reread):  # faust skipped these: first them
+                        for missed in await guard.reread(message, step):
+                            await handle(missed)
+                            await commit(missed)
+                    effects = await handle(message)
+                    await commit(message)
+                except PartitionLost as exc:
+                    log.info("left the event from %s/%d@%d to the partition's new owner (%s)",
+                             message.topic, message.partition, message.offset, exc)
+                    continue
+                except PartitionHalted:  # logged once, named on /healthz; the offset stays
+                    if app.in_worker:
+                        app.consumer.pause_partitions(
+                            {TP(message.topic, message.partition)})
+                    continue
             yield effects  # yielding lets faust's test context wait for the whole event
 
     app.agent(source, name="forward", concurrency=1)(forward)
     app.forwarder, app.publisher, app.refmesh_tables = forwarder, publisher, tables
+    app.checkpoints = checkpoints
     app.offset_guard = guard
     return app

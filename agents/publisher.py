@@ -27,6 +27,11 @@ class FaustPublisher:
     for topics co-partitioned with the source (its changelogs); a record to another topic (an
     agency's inbox, the audit and dead-letter topics) would go out with the plain producer,
     outside any transaction, and a restart would publish it a second time.
+
+    A record sent between events (``source=None``: the audit checkpoints of a timer or of a
+    stopping worker, agents/checkpoints.py) goes out with faust's plain producer, outside any
+    transaction (under ``exactly_once`` faust makes it idempotent, acks=all), and is visible
+    as soon as it is acknowledged.
     """
 
     def __init__(self, app: faust.App, partitions: int,
@@ -40,9 +45,12 @@ class FaustPublisher:
         self._ensured.update(names)
 
     async def __call__(self, name: str, key, value, headers, partition=None, *,
-                       source: tuple[str, int]) -> None:
+                       source: tuple[str, int] | None) -> None:
         if name not in self._ensured and await self.ensure_topic(name):
             self._ensured.add(name)
+        if source is None:  # between events: faust's plain producer (no transactional id)
+            await (await self.app.producer.send(name, key, value, partition, None, headers))
+            return
         if self.app.in_transaction:
             await self._send_in_transaction(name, key, value, headers, partition, source)
             return
