@@ -34,12 +34,19 @@ def per_op_us(fn, n: int) -> float:
 
 
 def mesh():
+    """(sender, recipient, {suite: directory}): the recipient marked X25519-only (its ML-KEM
+    key revoked) in the X25519 suite's directory, where that suite is the right one."""
     coord = keys.generate("BH/GOV/NCCTIP", 0)
     a, b = keys.generate("BH/NGO/HOTLINE", 0), keys.generate("BH/NGO/SHELTER", 0)
     d = directory.empty(coord.agency_id)
     for k, role in ((coord, "CentralGovernmentOrganisation"), (a, "NGO"), (b, "NGO")):
         d = directory.add_member(d, directory.member_entry(k, k.agency_id, role, "BH", None, 0))
-    return a, b, directory.load(directory.sign(d, coord, 0), directory.TrustAnchor.of(coord), 1)
+    hybrid_key = next(k.key_id for k in b.decryption if k.kind == directory.HYBRID_KIND)
+    x25519_only = directory.revoke_key(d, b.agency_id, hybrid_key, 0)
+    anchor = directory.TrustAnchor.of(coord)
+    return a, b, {envelope.HYBRID: directory.load(directory.sign(d, coord, 0), anchor, 1),
+                  envelope.CLASSIC: directory.load(directory.sign(x25519_only, coord, 0),
+                                                   anchor, 1)}
 
 
 def main() -> None:
@@ -60,7 +67,8 @@ def main() -> None:
         buf.seek(0)
         reader.read(avro.io.BinaryDecoder(buf))
 
-    sender, recipient, trusted = mesh()
+    sender, recipient, editions = mesh()
+    trusted = editions[envelope.HYBRID]
     status = samples.status()
     ops = {
         "encode+decode referral (fastavro, refmesh codec)":
@@ -69,10 +77,11 @@ def main() -> None:
     }
     for suite, name in ((envelope.HYBRID, "ML-KEM-768+X25519"), (envelope.CLASSIC, "X25519")):
         kind, hs = envelope.SUITES[suite]
-        pub = keys.hpke_public(kind, trusted.encryption_key(recipient.agency_id, kind, NOW)[1])
+        pub = keys.hpke_public(kind, editions[suite].encryption_key(recipient.agency_id, kind,
+                                                                    NOW)[1])
         priv = next(k for k in recipient.decryption if k.kind == kind).loaded
 
-        def seal_open(suite=suite):
+        def seal_open(suite=suite, trusted=editions[suite]):
             env = envelope.seal("Referral", referral, sender, recipient.agency_id, trusted, NOW,
                                 suite=suite)
             envelope.open(env, recipient, trusted, NOW)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import click
 
 from cli import common
-from refmesh import envelope, records
+from refmesh import directory, envelope, records
+from refmesh.errors import ConfigError
 from refmesh.records import EnvelopeHeader
 
 RECORD_TYPES = {"referral": "Referral", "status": "ReferralStatus", "consent": "Consent",
                 "erasure": "ErasureNotice"}
-SUITES = {"hybrid": envelope.HYBRID, "x25519": envelope.CLASSIC}
+SUITES = {"auto": None, "hybrid": envelope.HYBRID, "x25519": envelope.CLASSIC}
 
 
 @click.command("seal")
@@ -21,8 +22,10 @@ SUITES = {"hybrid": envelope.HYBRID, "x25519": envelope.CLASSIC}
 @common.directory_option()
 @common.anchor_option()
 @common.passphrase_option()
-@click.option("--suite", type=click.Choice(list(SUITES)), default="hybrid", show_default=True,
-              help="hybrid: ML-KEM-768 + X25519 (post-quantum); x25519: classic only.")
+@click.option("--suite", type=click.Choice(list(SUITES)), default="auto", show_default=True,
+              help="auto: hybrid, unless the directory marks the recipient X25519-only; "
+                   "hybrid: ML-KEM-768 + X25519 (post-quantum); x25519: classic only (refused "
+                   "by a recipient with a hybrid key).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the event here (mode 0600) instead of to stdout.")
 def seal(sender: str, recipient: str, kind: str, record_file: str, keystore_dir: str,
@@ -38,6 +41,11 @@ def seal(sender: str, recipient: str, kind: str, record_file: str, keystore_dir:
     keys = common.unlock(keystore_dir, sender, passphrase_env)
     # Fail here, not at the recipient, when the directory no longer accepts our signing key.
     trusted.signing_key(sender, keys.signing.key_id, now)
+    if SUITES[suite] is not None:  # the recipient would dead-letter a downgrade
+        downgrade = directory.suite_problem(trusted.member(recipient),
+                                            envelope.SUITES[SUITES[suite]][0])
+        if downgrade is not None:
+            raise ConfigError(f"--suite {suite}: {downgrade}; leave --suite out")
     event = envelope.seal(name, record.to_dict(), keys, recipient, trusted, now,
                           suite=SUITES[suite])
     if out is None:

@@ -129,8 +129,10 @@ def sign(draft: dict, coordinator: keys.AgencyKeys, now: int, valid_days: int = 
         "signature": keys.sign(coordinator.signing, LABEL + data)})
 
 
-def load(signed: bytes, anchor: TrustAnchor, now: int, min_serial: int = 0) -> "TrustedDirectory":
-    """Verify a signed directory and return it; raise DirectoryError when it cannot be trusted."""
+def verify(signed: bytes, anchor: TrustAnchor) -> "TrustedDirectory":
+    """Check a signed directory's signature against the trust anchor and return it, expired or
+    not (an edge that must know when to stop traffic decides that with ``expiry_problem``);
+    raise DirectoryError when it is not the coordinator's."""
     try:
         _, outer = codec.decode(signed, expect="SignedDirectory")
     except CodecError as exc:
@@ -147,13 +149,21 @@ def load(signed: bytes, anchor: TrustAnchor, now: int, min_serial: int = 0) -> "
     if body["coordinator"] != anchor.agency_id:
         raise DirectoryError(f"directory coordinator {body['coordinator']} is not the trust "
                              f"anchor's {anchor.agency_id}", "bad_signature")
-    if now >= body["expiresAt"]:
-        raise DirectoryError(f"directory serial {body['serial']} expired; ask the coordinator "
-                             "for a newly signed edition", "expired")
-    if body["serial"] < min_serial:
-        raise DirectoryError(f"directory serial {body['serial']} is older than serial "
-                             f"{min_serial} already seen; refusing a rollback", "stale")
     return TrustedDirectory(body)
+
+
+def load(signed: bytes, anchor: TrustAnchor, now: int, min_serial: int = 0) -> "TrustedDirectory":
+    """Verify a signed directory and return it; raise DirectoryError when it cannot be trusted:
+    not the coordinator's, expired at ``now`` (reason expired), or older than ``min_serial``
+    (reason stale)."""
+    trusted = verify(signed, anchor)
+    expired = expiry_problem(trusted.expires_at, now, trusted.serial)
+    if expired is not None:
+        raise DirectoryError(expired, "expired")
+    stale = rollback_problem(trusted.serial, min_serial)
+    if stale is not None:
+        raise DirectoryError(stale, "stale")
+    return trusted
 
 
 def load_draft(doc: dict, source: str = "draft") -> dict:
@@ -220,12 +230,15 @@ class TrustedDirectory:
 HYBRID_KIND = "MLKEM768X25519"
 
 
-def expiry_problem(expires_at: int, now: int) -> str | None:
-    """The /healthz reason when the directory has expired at ``now``, else None."""
+def expiry_problem(expires_at: int, now: int, serial: int | None = None,
+                   shown: str | None = None) -> str | None:
+    """The /healthz reason when the directory has expired at ``now``, else None. ``shown`` is
+    how to show ``expires_at`` (an edge passes a calendar time; default: epoch milliseconds)."""
     if now < expires_at:
         return None
-    return (f"signed directory expired at {expires_at} (ms since epoch): install a newer "
-            "edition from the coordinator")
+    edition = "signed directory" if serial is None else f"signed directory serial {serial}"
+    when = f"{expires_at} (ms since epoch)" if shown is None else shown
+    return f"{edition} expired at {when}: install a newer edition from the coordinator"
 
 
 def rollback_problem(serial: int, highest_seen: int) -> str | None:

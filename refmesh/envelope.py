@@ -12,9 +12,11 @@ Wire format: an ``Envelope`` record in Avro single-object encoding (README, "Env
 Opening checks, in order: the bytes decode and are canonical (re-encoding gives the same bytes,
 so no bit can change without changing a value), the recipient is us, the sender's signing key is
 in the trusted directory and not revoked, the signature verifies, the event is neither too old
-nor from the future, we hold the decryption key, decryption succeeds, and the inner record's
-type and fingerprint match the header. Any failure raises ``SealError`` whose ``reason`` says
-which check failed, for the audit log; the message a peer could see is always the same.
+nor from the future, the suite is the hybrid one if the directory gives us (the recipient) an
+unrevoked ML-KEM key (refmesh.directory.suite_problem: X25519 alone is then a downgrade), we
+hold the decryption key, decryption succeeds, and the inner record's type and fingerprint match
+the header. Any failure raises ``SealError`` whose ``reason`` says which check failed, for the
+audit log; the message a peer could see is always the same.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from refmesh import codec, keys
-from refmesh.directory import TrustedDirectory
+from refmesh.directory import TrustedDirectory, is_hybrid_member, suite_problem
 from refmesh.errors import CodecError, DirectoryError, SealError
 
 LABEL = b"refmesh-envelope-v1\0"
@@ -51,11 +53,17 @@ class Opened:
 
 
 def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str,
-         directory: TrustedDirectory, now: int, *, suite: str = HYBRID,
+         directory: TrustedDirectory, now: int, *, suite: str | None = None,
          event_id: str | None = None) -> bytes:
-    """Seal ``record`` (a dict of contract ``record_type``) from ``sender`` for ``recipient``."""
+    """Seal ``record`` (a dict of contract ``record_type``) from ``sender`` for ``recipient``.
+
+    The suite is the directory's choice (``suite_for``) unless ``suite`` names one: an explicit
+    X25519 suite for a recipient with a hybrid key is sealed as asked (tests and attackers), and
+    that recipient refuses it (``suite_downgrade``)."""
     if record_type not in EVENT_TYPES:
         raise SealError("inner_mismatch", f"{record_type} is not an event type")
+    if suite is None:
+        suite = suite_for(directory, recipient)
     if suite not in SUITES:
         raise SealError("unsupported_suite", f"unknown suite {suite}")
     kind, hpke_suite = SUITES[suite]
@@ -77,6 +85,12 @@ def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str
     ciphertext = hpke_suite.encrypt(inner, public_key, info=LABEL + framed(b"", b""))
     signature = keys.sign(sender.signing, LABEL + framed(ciphertext, b""))
     return framed(ciphertext, signature)
+
+
+def suite_for(directory: TrustedDirectory, recipient: str) -> str:
+    """The suite to seal with for ``recipient``: the hybrid one, unless its directory entry
+    publishes no unrevoked ML-KEM key (the directory's mark of an X25519-only member)."""
+    return HYBRID if is_hybrid_member(directory.member(recipient)) else CLASSIC
 
 
 def _framer(empty: bytes):
@@ -136,6 +150,13 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
     if -age > max_skew_ms:
         raise SealError("from_future", f"event {header['eventId']} is {-age} ms ahead")
     kind, hpke_suite = SUITES[header["suite"]]  # an unknown symbol cannot decode
+    # The recipient's entry decides: its KEM key is the one the envelope is sealed for. A
+    # recipient no longer in the directory publishes no key, so it is X25519-only.
+    me = directory.members.get(recipient.agency_id, {"agencyId": recipient.agency_id,
+                                                     "keys": []})
+    downgrade = suite_problem(me, kind)
+    if downgrade is not None:
+        raise SealError("suite_downgrade", f"event {header['eventId']}: {downgrade}")
     private = recipient.decryption_key(header["recipientKeyId"])
     if private is None or private.kind != kind:
         raise SealError("unknown_key", f"no decryption key {header['recipientKeyId']}")

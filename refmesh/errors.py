@@ -61,7 +61,7 @@ class SealError(MeshError):
     REASONS = (
         "malformed", "wrong_recipient", "unknown_sender", "unknown_key", "revoked_key",
         "bad_signature", "decrypt_failed", "too_old", "from_future", "inner_mismatch",
-        "unsupported_suite",
+        "unsupported_suite", "suite_downgrade",
     )
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -168,8 +168,31 @@ def test_worked_example(tmp_path: Path, runner: CliRunner, fast_kdf) -> None:
     assert line == "error: envelope rejected (wrong_recipient)"
 
 
-def test_status_with_classic_suite_from_stdin(mesh: Mesh, runner: CliRunner) -> None:
+def _x25519_only(mesh: Mesh, runner: CliRunner, agency_id: str) -> None:
+    """Mark ``agency_id`` X25519-only: revoke its ML-KEM key and sign the next edition."""
+    key_id = next(k["keyId"] for k in member_file(mesh.keystore, agency_id)["keys"]
+                  if k["kind"] == "MLKEM768X25519")
+    run(runner, "directory", "revoke-key", mesh.draft, "--agency", agency_id, "--key", key_id)
+    run(runner, "directory", "sign", mesh.draft, "--keystore", mesh.keystore, "--out",
+        mesh.directory)
+
+
+def test_x25519_for_a_hybrid_recipient_is_refused(mesh: Mesh, runner: CliRunner) -> None:
     status = mesh.write_json("status.json", samples.status())
+    line = fails(runner, 2, *mesh.seal(status, mesh.root / "s.bin", kind="status",
+                                       sender=SHELTER, to=HOTLINE), "--suite", "x25519")
+    assert line.startswith(f"error: --suite x25519: {HOTLINE} publishes a hybrid ML-KEM key")
+    assert not (mesh.root / "s.bin").exists()
+
+
+def test_status_with_classic_suite_from_stdin(mesh: Mesh, runner: CliRunner) -> None:
+    _x25519_only(mesh, runner, HOTLINE)
+    status = mesh.write_json("status.json", samples.status())
+    # the directory's choice for an X25519-only recipient, and the same asked for by name
+    result = run(runner, *mesh.seal(status, mesh.root / "auto.bin", kind="status",
+                                    sender=SHELTER, to=HOTLINE))
+    assert envelope.read_header((mesh.root / "auto.bin").read_bytes())["suite"] == \
+        envelope.CLASSIC
     result = run(runner, *mesh.seal(status, mesh.root / "s.bin", kind="status", sender=SHELTER,
                                     to=HOTLINE), "--suite", "x25519")
     assert result.stdout == ""
@@ -426,4 +449,4 @@ def test_expired_directory_and_old_event(mesh: Mesh, runner: CliRunner,
         "error: envelope rejected (too_old)")
     monkeypatch.setattr(common, "now_ms", lambda: sealed_at + 91 * DAY_MS)
     line = fails(runner, 1, "directory", "verify", mesh.directory, "--anchor", mesh.anchor)
-    assert "expired" in line and "newly signed" in line
+    assert "expired" in line and "newer edition" in line

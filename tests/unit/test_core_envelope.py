@@ -43,14 +43,30 @@ def sample(record_type: str) -> dict:
     return records.record_class(record_type).from_json(_JSON_VALUES[record_type]).to_dict()
 
 
+def x25519_only(draft: dict, agency_id: str, now: int = T0) -> dict:
+    """``draft`` with every ML-KEM key of ``agency_id`` revoked: the directory's mark of an
+    X25519-only member (refmesh.directory.is_hybrid_member)."""
+    member = next(m for m in draft["members"] if m["agencyId"] == agency_id)
+    for key in member["keys"]:
+        if key["kind"] == directory.HYBRID_KIND:
+            draft = directory.revoke_key(draft, agency_id, key["keyId"], now)
+    return draft
+
+
 class Mesh:
-    """A coordinator and three agencies, and a loaded directory of all four."""
+    """A coordinator and three agencies, and a loaded directory of all four; ``classic`` is the
+    same directory with SHELTER (the recipient of most tests) marked X25519-only, where the
+    X25519 suite is the right one for it."""
 
     def __init__(self) -> None:
         self.keys = {a: keys.generate(a, T0) for a in ROLES}
         self.anchor = directory.TrustAnchor.of(self.keys[COORD])
         self.draft = self.draft_of(self.keys)
         self.directory = self.load(self.draft)
+        self.classic = self.load(x25519_only(self.draft, SHELTER))
+
+    def trusted_for(self, suite: str | None) -> directory.TrustedDirectory:
+        return self.classic if suite == envelope.CLASSIC else self.directory
 
     @staticmethod
     def draft_of(agencies: dict[str, keys.AgencyKeys], now: int = T0) -> dict:
@@ -64,7 +80,7 @@ class Mesh:
         return directory.load(directory.sign(draft, self.keys[COORD], now), self.anchor, now)
 
     def seal(self, record_type="ReferralStatus", record=None, sender=HOTLINE, recipient=SHELTER,
-             now=T, suite=envelope.CLASSIC, sender_keys=None, trusted=None, **kw) -> bytes:
+             now=T, suite=None, sender_keys=None, trusted=None, **kw) -> bytes:
         return envelope.seal(record_type, sample(record_type) if record is None else record,
                              sender_keys or self.keys[sender], recipient,
                              trusted or self.directory, now, suite=suite, **kw)
@@ -110,8 +126,10 @@ def _shelter_public(mesh: Mesh, header: dict) -> bytes:
 @pytest.mark.parametrize("record_type", envelope.EVENT_TYPES)
 def test_round_trip(mesh, record_type, suite):
     value = sample(record_type)
-    data = mesh.seal(record_type, value, suite=suite, event_id=f"evt-{record_type}")
-    opened = mesh.open(data)
+    trusted = mesh.trusted_for(suite)
+    data = mesh.seal(record_type, value, suite=suite, event_id=f"evt-{record_type}",
+                     trusted=trusted)
+    opened = mesh.open(data, trusted=trusted)
     assert opened.record_type == record_type
     assert opened.record == value
     h = opened.header
@@ -123,6 +141,39 @@ def test_round_trip(mesh, record_type, suite):
                  "schemaFingerprint": schemas.contract(record_type).fingerprint,
                  "createdAt": T, "suite": suite}
     assert envelope.read_header(data) == h
+
+
+def test_the_directory_chooses_the_suite(mesh):
+    """Hybrid for a member with an unrevoked ML-KEM key, X25519 for one the directory marks
+    X25519-only; either opens where it was sealed for."""
+    assert envelope.suite_for(mesh.directory, SHELTER) == envelope.HYBRID
+    assert envelope.suite_for(mesh.classic, SHELTER) == envelope.CLASSIC
+    for trusted, suite in ((mesh.directory, envelope.HYBRID), (mesh.classic, envelope.CLASSIC)):
+        data = mesh.seal(trusted=trusted)
+        assert envelope.read_header(data)["suite"] == suite
+        assert mesh.open(data, trusted=trusted).record == samples.status()
+
+
+def test_the_recipients_entry_decides_not_the_senders(mesh):
+    """HOTLINE marked X25519-only changes nothing for what SHELTER (hybrid) accepts; SHELTER
+    marked X25519-only accepts X25519 from a hybrid sender."""
+    sender_classic = mesh.load(x25519_only(mesh.draft, HOTLINE))
+    data = mesh.seal(suite=envelope.CLASSIC, trusted=sender_classic)
+    with pytest.raises(SealError) as err:
+        mesh.open(data, trusted=sender_classic)
+    assert err.value.reason == "suite_downgrade"
+    assert mesh.open(mesh.seal(suite=envelope.CLASSIC, trusted=mesh.classic),
+                     trusted=mesh.classic).record
+
+
+def test_a_downgrade_is_refused_only_after_the_signature(mesh):
+    """An unsigned or forged X25519 envelope is refused for its signature first, so the audit
+    names what an outsider did; a sender's genuine downgrade is named as such."""
+    data = mesh.seal(suite=envelope.CLASSIC, trusted=mesh.classic)
+    parts = _parts(data)
+    with pytest.raises(SealError) as err:
+        mesh.open(_envelope_bytes(parts["header"], parts["ciphertext"], bytes(64)))
+    assert err.value.reason == "bad_signature"
 
 
 def test_every_event_type_has_a_sample():
@@ -195,7 +246,9 @@ def _recipient_lacks_key(mesh):
 
 def _suite_and_key_kind_disagree(mesh):
     honest = _parts(mesh.seal())
-    header = {**honest["header"], "recipientKeyId": mesh.keys[SHELTER].decryption[0].key_id}
+    kind = envelope.SUITES[honest["header"]["suite"]][0]
+    other = next(k for k in mesh.keys[SHELTER].decryption if k.kind != kind)
+    header = {**honest["header"], "recipientKeyId": other.key_id}
     return forge(header, b"", mesh.keys[HOTLINE].signing, b"", ciphertext=b"x" * 64), {}
 
 
@@ -256,6 +309,22 @@ def _fingerprint_mismatch(mesh):
     return forge(header, inner, mesh.keys[HOTLINE].signing, _shelter_public(mesh, header)), {}
 
 
+def _x25519_for_a_hybrid_recipient(mesh):
+    """Sealed with X25519 alone (as an edition that marked SHELTER X25519-only allowed), opened
+    by SHELTER under the directory that gives it an ML-KEM key: a downgrade."""
+    return mesh.seal(suite=envelope.CLASSIC, trusted=mesh.classic), {}
+
+
+def _x25519_forged_for_a_hybrid_recipient(mesh):
+    """A sender that builds the X25519 envelope itself, with a correct header and signature."""
+    honest = _parts(mesh.seal())
+    kind = "X25519"
+    key_id, public = mesh.directory.encryption_key(SHELTER, kind, T)
+    header = {**honest["header"], "suite": envelope.CLASSIC, "recipientKeyId": key_id}
+    inner = codec.encode("ReferralStatus", samples.status())
+    return forge(header, inner, mesh.keys[HOTLINE].signing, public), {}
+
+
 def _unknown_suite(mesh):
     mesh.seal(suite="X448_HKDFSHA512_CHACHA20POLY1305")
     raise AssertionError("seal accepted an unknown suite")
@@ -285,6 +354,9 @@ SCENARIOS = [
     ("header type differs from inner", "inner_mismatch", _type_mismatch),
     ("inner is not a record", "inner_mismatch", _inner_not_a_record),
     ("inner fingerprint differs", "inner_mismatch", _fingerprint_mismatch),
+    ("X25519 for a hybrid recipient", "suite_downgrade", _x25519_for_a_hybrid_recipient),
+    ("X25519 forged for a hybrid recipient", "suite_downgrade",
+     _x25519_forged_for_a_hybrid_recipient),
     ("unknown suite", "unsupported_suite", _unknown_suite),
 ]
 
@@ -310,14 +382,15 @@ def test_each_reason(mesh, build, reason):
 def test_every_single_bit_flip_is_rejected(mesh):
     """All 8 x len bits of one sealed X25519 ReferralStatus envelope (a few thousand opens,
     well under a second): each flip must raise SealError, never open, never another error."""
-    data = mesh.seal("ReferralStatus", samples.status(), suite=envelope.CLASSIC)
-    assert mesh.open(data).record == samples.status()
+    data = mesh.seal("ReferralStatus", samples.status(), suite=envelope.CLASSIC,
+                     trusted=mesh.classic)
+    assert mesh.open(data, trusted=mesh.classic).record == samples.status()
     reasons = collections.Counter()
     for bit in range(len(data) * 8):
         flipped = bytearray(data)
         flipped[bit // 8] ^= 1 << (bit % 8)
         try:
-            mesh.open(bytes(flipped))
+            mesh.open(bytes(flipped), trusted=mesh.classic)
         except SealError as err:
             reasons[err.reason] += 1
         else:
@@ -381,7 +454,8 @@ def test_canaries_cover_every_string_field(canary_referral):
 @pytest.mark.parametrize("suite", SUITES)
 def test_no_canary_in_sealed_bytes(mesh, canary_referral, suite):
     value, planted = canary_referral
-    data = mesh.seal("Referral", value, suite=suite)
+    trusted = mesh.trusted_for(suite)
+    data = mesh.seal("Referral", value, suite=suite, trusted=trusted)
     leaked = [p for p, c in planted.items() if c.encode("utf-8") in data]
     assert leaked == []
     assert b"CANARY" not in data
@@ -389,24 +463,27 @@ def test_no_canary_in_sealed_bytes(mesh, canary_referral, suite):
     assert HOTLINE.encode() in data and SHELTER.encode() in data
     header = envelope.read_header(data)
     assert (header["sender"], header["recipient"]) == (HOTLINE, SHELTER)
-    assert mesh.open(data).record == value
+    assert mesh.open(data, trusted=trusted).record == value
 
 
 # --- key rotation -------------------------------------------------------------------------------
 
 def test_recipient_key_rotation(mesh):
     before = mesh.seal("Referral", suite=envelope.HYBRID)
-    before_classic = mesh.seal("ReferralStatus", suite=envelope.CLASSIC)
+    before_classic = mesh.seal("ReferralStatus", suite=envelope.CLASSIC, trusted=mesh.classic)
     rotated = mesh.keys[SHELTER].with_new_keys(T0 + DAY)
     draft = directory.add_member(mesh.draft, directory.member_entry(
         rotated, SHELTER, "NGO", "BH", None, T0 + DAY))
-    trusted = mesh.load(draft, T0 + DAY)
+    # the same edition for each suite: SHELTER hybrid, or marked X25519-only
+    editions = {envelope.HYBRID: mesh.load(draft, T0 + DAY),
+                envelope.CLASSIC: mesh.load(x25519_only(draft, SHELTER, T0 + DAY), T0 + DAY)}
     now = T0 + DAY + 1
     # Events sealed for the old keys still open: the rotated keystore keeps them.
-    for data in (before, before_classic):
-        assert mesh.open(data, now=now, recipient_keys=rotated, trusted=trusted).record
+    for data, suite in ((before, envelope.HYBRID), (before_classic, envelope.CLASSIC)):
+        assert mesh.open(data, now=now, recipient_keys=rotated, trusted=editions[suite]).record
     # New events use the new keys ...
     for suite, fresh in zip(SUITES, rotated.decryption[:2]):
+        trusted = editions[suite]
         after = mesh.seal(suite=suite, now=now, trusted=trusted)
         assert envelope.read_header(after)["recipientKeyId"] == fresh.key_id
         assert mesh.open(after, now=now, recipient_keys=rotated, trusted=trusted).record
