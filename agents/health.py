@@ -27,6 +27,8 @@ class Watch:
         # the forward agent's state check (agents/state.py), when the app has one
         forwarder = getattr(app, "forwarder", None)
         self.state = None if forwarder is None else forwarder.state
+        # what the signed directory's reference says (kafkaedge.loading.DirectoryRef.problems)
+        self.directory = getattr(getattr(forwarder, "directory_ref", None), "problems", None)
         self.joined = False
         self.assigned: frozenset[int] = frozenset()
         app.on_partitions_revoked.connect(self._revoked)
@@ -54,7 +56,8 @@ class Watch:
             self.inbox, self.joined, tuple(sorted(self.assigned)),
             rebalancing=bool(self.app.rebalancing), recovering=bool(self.app.in_recovery),
             release_job=None if self.release_job is None else bool(self.release_job()),
-            halted=halted)
+            halted=halted,
+            directory=() if self.directory is None else tuple(self.directory()))
 
 
 def mount(app: faust.App, watch: Watch) -> None:

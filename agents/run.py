@@ -27,7 +27,7 @@ from agents.releases import Releaser
 from agents.state import Marks
 from kafkaedge import profiles
 from kafkaedge import loading
-from kafkaedge.loading import DirectoryRef, load_anchor, load_keys, now_ms, read_bytes
+from kafkaedge.loading import DirectoryRef, load_keys, now_ms, read_bytes
 from kafkaedge.policy_files import read_policy
 from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
 from refmesh import topology
@@ -74,7 +74,7 @@ def prepare_topics(settings: AgentSettings, directory) -> list[str]:
 def prepare_app(settings: AgentSettings) -> faust.App:
     """Load the domain's files, create its topics and return the app, ready to run."""
     keys = load_keys(settings.keystore, settings.domain, settings.passphrase_env)
-    directory_ref = DirectoryRef(settings.directory, load_anchor(settings.anchor))
+    directory_ref = DirectoryRef.of(settings)  # with the worker's highest serial seen
     directory = directory_ref()
     directory.member(settings.domain)  # a domain missing from its directory is misconfigured
     # The agents refuse to start on an unsigned, tampered or foreign policy (PolicyError).

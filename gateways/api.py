@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateways.gateway import Paused
 from gateways.openapi import OPENAPI
 from gateways.store import NotFound, StoreError
 from refmesh import records
@@ -60,6 +61,8 @@ async def guard(request: web.Request, handler):
         response = problem(409, str(exc))
     except NotFound as exc:
         response = problem(404, str(exc))
+    except Paused as exc:
+        response = problem(503, str(exc))
     except StoreError as exc:
         log.error("store refused a write: %s", exc)
         response = problem(503, "the gateway cannot store data right now (disk full or "
@@ -176,9 +179,11 @@ UNASSIGNED_GRACE_S = 20.0  # a group join takes a few seconds; longer means it i
 
 
 def problems(relay_alive: bool, inbox_alive: bool, unassigned_s: float,
-             write_error: str | None, topic: str) -> list[str]:
-    """What keeps a gateway from doing its work, in words for an operator (no case data)."""
-    out = []
+             write_error: str | None, topic: str, directory: list[str] = ()) -> list[str]:
+    """What keeps a gateway from doing its work, in words for an operator (no case data).
+    ``directory``: what the signed directory's reference says (an expired edition, a refused
+    file: kafkaedge.loading.DirectoryRef.problems)."""
+    out = list(directory)
     if not relay_alive:
         out.append("the relay thread stopped: nothing is published")
     if not inbox_alive:
@@ -197,7 +202,7 @@ async def health(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     found = problems(gateway.relay.thread.is_alive(), gateway.inbox.thread.is_alive(),
                      gateway.inbox.unassigned_s(), gateway.store.write_error,
-                     gateway.inbox.topic)
+                     gateway.inbox.topic, gateway.directory.problems())
     return web.json_response({"ok": not found, "problems": found},
                              status=503 if found else 200)
 

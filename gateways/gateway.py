@@ -16,14 +16,14 @@ from kafka import KafkaProducer
 
 from kafkaedge import profiles
 from gateways.inbox import Inbox
-from kafkaedge.loading import DirectoryRef, load_anchor, load_keys, now_ms
+from kafkaedge.loading import DirectoryRef, load_keys, now_ms
 from gateways.metrics import Metrics
 from gateways.relay import Relay
 from gateways.store import Store
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import records, topology
 from refmesh.access import gateway_group
-from refmesh.errors import ConfigError, DirectoryError, RecordError
+from refmesh.errors import ConfigError, DirectoryError, MeshError, RecordError
 from refmesh.loop import TransitionError
 from refmesh.settings import GatewaySettings
 
@@ -39,6 +39,11 @@ def env_secret(name: str, what: str) -> str:
     if not value:
         raise ConfigError(f"set the {what} in the environment variable {name}")
     return value
+
+
+class Paused(MeshError):
+    """New traffic is stopped (the signed directory in force has expired): the API answers 503
+    with this message, and nothing is accepted."""
 
 
 class KafkaLink:
@@ -78,7 +83,8 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.keys = load_keys(settings.keystore, settings.agency, settings.passphrase_env)
-        self.directory = DirectoryRef(settings.directory, load_anchor(settings.anchor))
+        # the highest serial seen is kept beside the database: an older edition is refused
+        self.directory = DirectoryRef.of(settings)
         self.directory().member(settings.agency)
         self.api_token = env_secret(settings.api_token_env, "API token")
         self.partition_secret = env_secret(settings.partition_secret_env,
@@ -114,6 +120,15 @@ class Gateway:
 
     # --- what case workers do ---------------------------------------------------------------
 
+    def _in_force(self) -> None:
+        """Refuse new content while the directory stops traffic (a withdrawal or a status of
+        what exists is kept and waits in the outbox instead: the person's decision is never
+        refused, and the relay sends nothing until a newer edition is in force)."""
+        reason = self.directory.stop_reason()
+        if reason is not None:
+            raise Paused(f"new referrals and consents are refused: {reason}; nothing was "
+                         "accepted")
+
     def submit_referral(self, referral: dict) -> dict:
         """Validate and keep a referral from a case worker; it goes out through the outbox.
 
@@ -121,6 +136,7 @@ class Gateway:
         """
         if not isinstance(referral, dict):
             raise RecordError("Referral", "expected a JSON object")
+        self._in_force()
         value = {"referralId": str(uuid.uuid4()), "createdAt": now_ms(), **referral,
                  "senderAgency": self.settings.agency}
         checked = records.Referral.from_dict(value).to_dict()
@@ -141,6 +157,7 @@ class Gateway:
         gateway fills in consentId, version 1, controller, validFrom and the Given event."""
         if not isinstance(consent, dict):
             raise RecordError("Consent", "expected a JSON object")
+        self._in_force()
         now, me = now_ms(), self.settings.agency
         value = {"consentId": str(uuid.uuid4()), "version": 1, "validFrom": now,
                  "events": [{"type": "Given", "at": now, "channel": "InPerson",

@@ -13,6 +13,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from kafka.errors import KafkaError
 
 from gateways.store import Store
+from kafkaedge.directory_gate import gated_poll
 from refmesh import envelope, receive, topology
 from refmesh.errors import DirectoryError, SealError
 
@@ -61,7 +62,9 @@ class Inbox:
 
     def _consume(self) -> None:
         while not self._stop.is_set():
-            batches = self.consumer.poll(timeout_ms=500, max_records=200)
+            # nothing is fetched while the directory in force has expired (kafkaedge)
+            batches = gated_poll(self.consumer, self.directory_ref, timeout_ms=500,
+                                 max_records=200)
             if self.consumer.assignment():
                 self.unassigned_since = None
             elif self.unassigned_since is None:

@@ -14,6 +14,7 @@ import time
 from kafka.errors import KafkaError
 
 from gateways.store import Store, StoreError
+from kafkaedge.directory_gate import stop_reason
 from refmesh import envelope, topology
 from refmesh.errors import DirectoryError, MeshError
 
@@ -59,7 +60,10 @@ class Relay:
 
     def tick(self) -> bool:
         """Publish every due entry once, in order; return True if there was work and the broker
-        took it (False makes the relay wait a poll interval before trying again)."""
+        took it (False makes the relay wait a poll interval before trying again). Nothing is
+        sent while the directory in force has expired: the entries wait, unattempted."""
+        if stop_reason(self.directory_ref) is not None:
+            return False
         now = self.clock()
         due = self.store.due(now)
         if not due:

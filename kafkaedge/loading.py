@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -63,42 +64,166 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class DirectoryRef:
-    """The current trusted directory, re-read when its file changes (never to an older serial).
+#: the file that keeps the highest directory serial a gateway or worker has seen
+SERIAL_FILE = "directory-serial"
+log = logging.getLogger("refmesh.directory")
 
-    Call it to get the directory; a replaced file that fails verification is refused and the
-    previous edition stays in force (the error is logged by the caller via ``last_error``).
+
+def serial_file_of(settings: GatewaySettings | AgentSettings) -> Path:
+    """Where a gateway (beside its database) or a worker of a domain's agents (in its data
+    directory, beside its state marks) keeps the highest directory serial it has seen."""
+    if isinstance(settings, AgentSettings):
+        return Path(settings.data_dir) / settings.worker_id / SERIAL_FILE
+    database = Path(settings.database)
+    return database.with_name(f"{database.name}.{SERIAL_FILE}")
+
+
+def read_serial(path: Path | None) -> int:
+    """The highest serial kept in ``path`` (0 when there is no file yet)."""
+    if path is None:
+        return 0
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return 0
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the highest directory serial in {path} ({exc}); "
+                          "check its permissions") from None
+    if not text.strip().isdigit():
+        raise ConfigError(f"{path} should hold the highest directory serial seen (a number), "
+                          f"not {text[:20]!r}; write the serial of the newest edition you "
+                          "trust into it (refmesh directory verify shows it)")
+    return int(text)
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC time (for operators' messages)."""
+    moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class DirectoryRef:
+    """The signed directory in force: the newest edition of its file that verifies against the
+    trust anchor, re-read when the file changes, never older than the highest serial seen.
+
+    Call it to get the edition in force. With ``serial_file`` the highest serial seen is kept
+    across restarts (a number, mode 0600, replaced whole): an older edition is refused at start
+    (DirectoryError, reason stale: the process exits with one error line) and at reload (the
+    edition in force stays, and ``problems`` names the refused file). An expired edition is not
+    a start failure (a crash loop would help nobody): it stays in force but stops new traffic,
+    ``stop_reason`` says why until a newer edition is placed, and the edges pause on it
+    (kafkaedge.directory_gate). The decisions are the core's (refmesh.directory
+    ``expiry_problem`` and ``rollback_problem``); ``clock`` is epoch milliseconds.
     """
 
-    def __init__(self, path: str | Path, anchor: directory.TrustAnchor) -> None:
+    def __init__(self, path: str | Path, anchor: directory.TrustAnchor, *,
+                 serial_file: str | Path | None = None, clock=None,
+                 recheck_s: float = 1.0) -> None:
         self.path, self.anchor = Path(path), anchor
+        self.serial_file = None if serial_file is None else Path(serial_file)
+        self.clock, self.recheck_s = clock or now_ms, recheck_s
         self._lock = threading.Lock()
-        self._mtime = 0.0
-        self._checked = 0.0
-        self.last_error: str | None = None
-        self.current = directory.load(read_bytes(self.path, "directory"), anchor, now_ms())
-        self._mtime = self.path.stat().st_mtime
+        self._checked = time.monotonic()
+        self.last_error: str | None = None  # a refused file, while the edition in force stays
+        self._stopped: str | None = None  # the stop reason last logged
+        self.floor = read_serial(self.serial_file)
+        self._seen = self._stamp()  # before reading: a file replaced meanwhile is read again
+        edition = directory.verify(read_bytes(self.path, "directory"), anchor)
+        stale = directory.rollback_problem(edition.serial, self.floor)
+        if stale is not None:
+            raise DirectoryError(self._refusal(stale), "stale")
+        self.current = edition
+        self._raise_floor(edition.serial)
+
+    @classmethod
+    def of(cls, settings: GatewaySettings | AgentSettings) -> "DirectoryRef":
+        """The directory of a gateway's or a domain worker's settings, with its serial file."""
+        return cls(settings.directory, load_anchor(settings.anchor),
+                   serial_file=serial_file_of(settings))
 
     def __call__(self) -> directory.TrustedDirectory:
         now = time.monotonic()
-        if now - self._checked > 1.0:
+        if now - self._checked >= self.recheck_s:
             with self._lock:
                 self._checked = now
                 self._maybe_reload()
         return self.current
 
-    def _maybe_reload(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime
-            if mtime == self._mtime and now_ms() < self.current.expires_at:
-                return
-            self._mtime = mtime
-            self.current = directory.load(self.path.read_bytes(), self.anchor, now_ms(),
-                                          min_serial=self.current.serial)
-            self.last_error = None
-        except (OSError, DirectoryError) as exc:
-            self.last_error = str(exc)
+    def stop_reason(self) -> str | None:
+        """Why no new traffic may flow now (the edition in force has expired), with the fix;
+        None while it may. A changed file is read first, so a newer edition ends the stop."""
+        trusted = self()
+        reason = directory.expiry_problem(trusted.expires_at, self.clock(), trusted.serial,
+                                          shown=iso(trusted.expires_at))
+        if reason is not None:
+            reason = (f"{reason} (the coordinator signs one with `refmesh directory sign`; "
+                      f"place it at {self.path}); no new traffic until then")
+        if reason != self._stopped:
+            if reason is None:
+                log.info("directory serial %d in force: traffic resumes", trusted.serial)
+            else:
+                log.error("%s", reason)
+            self._stopped = reason
+        return reason
 
+    def problems(self) -> list[str]:
+        """What /healthz says about the directory: an expired edition, a refused file."""
+        return [p for p in (self.stop_reason(), self.last_error) if p is not None]
+
+    def _stamp(self) -> tuple | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _refusal(self, problem: str) -> str:
+        kept = "" if self.serial_file is None else \
+            f" (the highest serial seen is kept in {self.serial_file})"
+        return f"directory file {self.path}: {problem}{kept}"
+
+    def _raise_floor(self, serial: int) -> None:
+        """Keep ``serial`` as the highest seen, when it is higher."""
+        if self.serial_file is None or serial <= self.floor:
+            return
+        try:
+            self.serial_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_file(self.serial_file, f"{serial}\n".encode(), mode=0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot keep the highest directory serial {serial} in "
+                              f"{self.serial_file} ({exc.strerror or exc}); check the folder's "
+                              "permissions and free space") from None
+        self.floor = serial
+
+    def _maybe_reload(self) -> None:
+        stamp = self._stamp()
+        if stamp is not None and stamp == self._seen:
+            return
+        self._seen = stamp
+        before, kept = self.last_error, f"; serial {self.current.serial} stays in force"
+        try:
+            edition = directory.verify(self.path.read_bytes(), self.anchor)
+        except OSError as exc:
+            self.last_error = (f"directory file {self.path} cannot be read "
+                               f"({exc.strerror or exc}){kept}")
+        except DirectoryError as exc:
+            self.last_error = f"directory file {self.path} refused: {exc}{kept}"
+        else:
+            stale = directory.rollback_problem(edition.serial,
+                                               max(self.floor, self.current.serial))
+            if stale is not None:
+                self.last_error = self._refusal(stale) + kept
+            else:
+                if edition.serial != self.current.serial:
+                    log.info("directory serial %d in force (was %d)", edition.serial,
+                             self.current.serial)
+                self.current, self.last_error = edition, None
+                try:
+                    self._raise_floor(edition.serial)
+                except ConfigError as exc:
+                    self.last_error = f"{exc}: a restart could go back to an older edition"
+        if self.last_error is not None and self.last_error != before:
+            log.error("%s", self.last_error)
 
 
 def write_file(path: str | Path, data: bytes, *, mode: int = 0o600,

@@ -25,12 +25,14 @@ class WorkerFacts:
     recovering: bool  # reading table changelogs
     release_job: bool | None  # the release job's thread is alive; None: no job in this worker
     halted: tuple[str, ...] = ()  # partitions whose state failed its check (refmesh.statehead)
+    # the signed directory: an expired edition (no event is forwarded), a refused file
+    directory: tuple[str, ...] = ()
 
 
 def problems(facts: WorkerFacts) -> list[str]:
     """What keeps the worker from handling the domain's events (and releasing its statistics);
     empty when it is ready."""
-    out = []
+    out = list(facts.directory)
     if not facts.joined:
         out.append("no partitions assigned: the worker has not joined its consumer group yet")
     elif not facts.assigned:

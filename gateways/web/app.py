@@ -31,6 +31,7 @@ import jinja2
 from aiohttp import web
 
 from kafkaedge.loading import now_ms
+from gateways.gateway import Paused
 from gateways.store import NotFound
 from gateways.web import forms, pages
 from gateways.web.auth import Accounts
@@ -116,6 +117,10 @@ async def guard(request: web.Request, handler):
     except NotFound:
         response = render(request, "message.html", status=404, title="notfound.title",
                           body="notfound.body")
+    except Paused as exc:  # the directory in force has expired: nothing was accepted
+        log.warning("web page %s refused: %s", name, exc)
+        response = render(request, "message.html", status=503, title="error.title",
+                          body="error.body")
     except web.HTTPException as exc:  # e.g. a body over the size limit
         response = render(request, "message.html", status=exc.status, title="error.title",
                           body="error.body")

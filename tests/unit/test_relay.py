@@ -51,3 +51,35 @@ def test_a_refused_entry_keeps_its_place_before_later_entries(tmp_path):
     assert relay.tick() is True
     kinds = [envelope.read_header(v)["eventType"] for v in producer.sent]
     assert kinds == ["Consent", "Referral"]
+
+
+class Expiring:
+    """The directory reference of a gateway whose edition has expired until ``renewed``."""
+
+    def __init__(self, trusted) -> None:
+        self.trusted, self.renewed = trusted, False
+
+    def __call__(self):
+        return self.trusted
+
+    def stop_reason(self):
+        return None if self.renewed else "signed directory serial 1 expired"
+
+
+def test_nothing_is_sent_while_the_directory_has_expired(tmp_path):
+    mesh = signed_mesh()
+    hotline = mesh.keys["BH/GOV/HOTLINE"]
+    store = Store(str(tmp_path / "gw.db"), hotline.agency_id, "BH/GOV/NCCTIP")
+    store.record_consent(samples.consent(1, controller=hotline.agency_id), b"k", NOW)
+    producer = FlakyProducer(refuse=0)
+    link = SimpleNamespace(producer=lambda: producer, reset=lambda: None)
+    settings = SimpleNamespace(resend_after_ms=5000, max_resend_after_ms=60000,
+                               poll_interval_ms=200)
+    ref = Expiring(mesh.directory)
+    relay = Relay(store, hotline, ref, link, Metrics(), settings, clock=lambda: NOW + 10)
+    assert relay.tick() is False and producer.sent == []
+    (entry,) = store.due(NOW + 10)
+    assert entry.attempts == 0  # waiting, not attempted: no backoff piles up meanwhile
+    ref.renewed = True
+    assert relay.tick() is True
+    assert [envelope.read_header(v)["eventType"] for v in producer.sent] == ["Consent"]
