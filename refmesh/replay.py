@@ -14,13 +14,17 @@ type and the inner record's encoding), what the domain did, and when it may forg
 The memory is the domain's table ``seen`` on the broker, like its other tables: values
 encrypted for the domain and bound to their key (``envelope.protect``), keys keyed hashes or
 numbers. It stays bounded: each partition keeps an expiry index, the entry keys by the ten
-minutes in which they expire, and a cursor; each accepted event removes the run-out index
+minutes in which they expire, in chunks of at most ``CHUNK`` keys (so an event re-encrypts one
+chunk, however busy the bucket), and a cursor; each accepted event removes the run-out index
 buckets of its partition with their entries (empty ones cost a look-up; at most
 ``PURGE_STEPS`` that hold entries at a time, which still removes faster than events add).
 
-    entry   b"e|" + keyed hash          -> Seen
-    index   b"x|<partition>|<bucket>"   -> entry keys that expire in that bucket
-    cursor  b"c|<partition>"            -> the first bucket not purged yet
+    entry   b"e|" + keyed hash                  -> Seen
+    index   b"x|<partition>|<bucket>"           -> how many chunks the bucket has
+    chunk   b"x|<partition>|<bucket>|<n>"       -> entry keys that expire in that bucket
+    cursor  b"c|<partition>"                    -> the first bucket not purged yet
+
+(An index value that is a list, as written before chunks, is read as the bucket's only chunk.)
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ SEEN_LABEL = b"refmesh-seen-v1\0"
 CONTEXT = b"seen|"  # associated data of every protected value, with its table key
 BUCKET_MS = 600_000  # the expiry index's granularity
 PURGE_STEPS = 64  # index buckets holding entries purged per accepted event, at most
+CHUNK = 128  # entry keys per index chunk
 
 Read = Callable[[bytes], "bytes | None"]
 Write = tuple[bytes, "bytes | None"]  # (table key, protected value, or None to delete)
@@ -85,12 +90,44 @@ def remember(owner: AgencyKeys, get: Read, key: bytes, seen: Seen, partition: in
     ``partition``) and forget what has run out there."""
     bucket = seen.until // BUCKET_MS
     index = b"x|%d|%d" % (partition, bucket)
-    listed = _open_json(owner, index, get(index)) or []
-    writes: list[Write] = [
-        (key, _protect(owner, key, asdict(seen))),
-        (index, _protect(owner, index, [*listed, key.decode()])),
-    ]
+    held = _open_json(owner, index, get(index))
+    writes: list[Write] = [(key, _protect(owner, key, asdict(seen)))]
+    if isinstance(held, list):  # before chunks: the bucket's only list
+        if len(held) < CHUNK:
+            writes.append((index, _protect(owner, index, [*held, key.decode()])))
+        else:  # full: the list becomes chunk 0, the key starts chunk 1
+            writes += [(_chunk(index, 0), _protect(owner, _chunk(index, 0), held)),
+                       (_chunk(index, 1), _protect(owner, _chunk(index, 1), [key.decode()])),
+                       (index, _protect(owner, index, 2))]
+    else:
+        chunks = held or 0
+        last = _chunk(index, chunks - 1) if chunks else None
+        listed = _open_json(owner, last, get(last)) if last is not None else None
+        if listed is not None and len(listed) < CHUNK:
+            writes.append((last, _protect(owner, last, [*listed, key.decode()])))
+        else:
+            new = _chunk(index, chunks)
+            writes += [(new, _protect(owner, new, [key.decode()])),
+                       (index, _protect(owner, index, chunks + 1))]
     return (*writes, *_purge(owner, get, partition, now))
+
+
+def _chunk(index: bytes, n: int) -> bytes:
+    return index + b"|%d" % n
+
+
+def _listed(owner: AgencyKeys, get: Read, index: bytes) -> tuple[list[str], list[bytes]] | None:
+    """The entry keys of a bucket and its chunk keys; None when the bucket holds nothing."""
+    held = _open_json(owner, index, get(index))
+    if held is None:
+        return None
+    if isinstance(held, list):
+        return held, []
+    names: list[str] = []
+    chunks = [_chunk(index, n) for n in range(held)]
+    for chunk in chunks:
+        names += _open_json(owner, chunk, get(chunk)) or []
+    return names, chunks
 
 
 def _purge(owner: AgencyKeys, get: Read, partition: int, now: int) -> list[Write]:
@@ -102,15 +139,17 @@ def _purge(owner: AgencyKeys, get: Read, partition: int, now: int) -> list[Write
     purged = 0
     while cursor < now // BUCKET_MS and purged < PURGE_STEPS:  # the buckets that ran out
         index = b"x|%d|%d" % (partition, cursor)
-        listed = _open_json(owner, index, get(index))
-        if listed is not None:
+        held = _listed(owner, get, index)
+        if held is not None:
             purged += 1
-            for name in listed:
+            names, chunks = held
+            for name in names:
                 key = name.encode()
                 seen = _load(owner, key, get(key))
                 # an entry remembered again later (after it ran out) expires in a later bucket
                 if seen is not None and seen.until < (cursor + 1) * BUCKET_MS:
                     writes.append((key, None))
+            writes += [(chunk, None) for chunk in chunks]
             writes.append((index, None))
         cursor += 1
     if held is None or cursor != start:

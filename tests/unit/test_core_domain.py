@@ -13,6 +13,7 @@ from refmesh import aggregate, audit, codec, domain, envelope, loop, minimise, s
 from refmesh import consent as consents
 from refmesh.errors import SealError
 from tests import policy_samples as S
+from tests.policy_samples import DAY
 from tests.domainfix import (ET_NCC, HOTLINE, IOM, KEY, MESH, NCC, POLICE, POLICIES, PSYCH,
                              RECEPTION, SHELTER, Tables, context, handle, key_of, opened,
                              sealed, with_consent, withdrawn)
@@ -334,24 +335,39 @@ def test_an_erasure_confirmation_is_audited_and_receipted():
 
 # --- counting for the regional statistics ---------------------------------------------------
 
+def slots(stage: str, start: int, key: bytes = KEY, m: int = 2) -> list[bytes]:
+    """The person's cap slots of ``stage`` in the window starting at ``start``."""
+    return aggregate.slot_keys(S.SECRET, key, start, stage, m)
+
+
+MONTH = aggregate.window_of(S.NOW, "month")  # September 2026
+
+
 def test_a_decided_referral_is_counted_once_in_coarse_values_only():
     tables = with_consent()
     first = handle(tables, sealed(S.referral(), HOTLINE))
-    once, start, cell = first.counted
-    assert once is None and first.log_put is not None  # the forwarding log recognises it
-    assert start == aggregate.window_of(S.referral()["createdAt"], "month")[0]
+    slot, start, cell = first.counted
+    assert start == aggregate.window_of(S.referral()["createdAt"], "month")[0] == MONTH[0]
+    assert slot == slots("decision", start)[0]  # the person's first decision slot
+    assert tables.counted == {slot: str(start).encode()}  # valued with its window
     assert cell["reportingCountry"] == "BH" and cell["finalStatus"] == "forwarded"
     assert set(v for v in cell.values() if v is not None) <= {
         "BH", "forwarded", *S.referral()["person"]["citizenship"], S.referral()["person"][
             "gender"], *S.referral()["victim"]["typeOfExploitation"], aggregate.UNKNOWN}
     again = handle(tables, sealed(S.referral(), HOTLINE))  # a re-send: forwarded, not counted
     assert again.counted is None and len(again.publish) == 1
-    refused_in = Tables()  # no consent here: refused, and marked as counted
-    refused = handle(refused_in, sealed(S.referral(), HOTLINE))
-    assert refused.counted[0] == domain.counted_key(
-        f"referral:{S.referral()['referralId']}", S.SECRET)
+    anew = handle(tables, sealed(S.referral(), HOTLINE, event_id="ev-new"))  # new event id
+    assert anew.counted is None and len(anew.publish) == 1  # the forwarding log knows it
+    refused_in = Tables()  # no consent here: refused, and counted in a decision slot
+    refused = handle(refused_in, sealed(S.referral(), HOTLINE, event_id="ev-r"))
+    assert refused.counted[0] == slots("decision", start)[0]
     assert refused.counted[2]["finalStatus"] == "refused"
-    assert handle(refused_in, sealed(S.referral(), HOTLINE)).counted is None
+    resent = handle(refused_in, sealed(S.referral(), HOTLINE, event_id="ev-r"))
+    assert resent.counted is None and resent.audit == ()  # a re-send: refused again, that's all
+    # submitted again under a new event id: decided again, and counted again within the cap
+    # (a refused referral leaves nothing in the forwarding log to know it by)
+    again_refused = handle(refused_in, sealed(S.referral(), HOTLINE, event_id="ev-r2"))
+    assert again_refused.counted[0] == slots("decision", start)[1]
     keyless = handle(with_consent(), sealed(S.referral(), HOTLINE), key=None)
     assert keyless.deadletter == "key_mismatch" and keyless.counted is None  # not decided
     # forwarded once, refused on a re-send after a withdrawal: still counted once
@@ -362,9 +378,42 @@ def test_a_decided_referral_is_counted_once_in_coarse_values_only():
     assert again_refused.audit[0]["decision"] == "Refused" and again_refused.counted is None
 
 
+def referral_n(i: int, recipient: str = SHELTER, at: int = S.NOW) -> dict:
+    """The sample person's i-th referral (its own id), created at ``at``."""
+    return S.referral(recipient=recipient, referral_id=f"00000000-0000-4000-8000-{i:012d}",
+                      created_at=at)
+
+
+def test_one_person_counts_at_most_m_decisions_per_window():
+    """The cap behind the sensitivity (refmesh.aggregate.cap): a third referral of the same
+    person in the same month is forwarded but not counted, nor are its outcomes; another
+    person, or the same person next month, counts again."""
+    tables = with_consent()
+    effects = [handle(tables, sealed(referral_n(i), HOTLINE, event_id=f"ev-{i}"))
+               for i in range(3)]
+    assert all(len(e.publish) == 1 and e.deadletter is None for e in effects)  # forwarded
+    assert [e.counted[0] if e.counted else None for e in effects] == [
+        *slots("decision", MONTH[0]), None]
+    log = domain.read_log(context(), tables.view(), KEY)
+    assert [bool(e["cell"]) for e in log] == [True, True, False]  # the third: no cell
+    status = samples.status(referral_id=referral_n(2)["referralId"], set_by=SHELTER,
+                            state="accepted")
+    copy = handle(tables, sealed(status, SHELTER, "ReferralStatus"))
+    assert copy.counted is None and len(copy.publish) == 1  # receipted, not counted
+    other = S.referral(referral_id="00000000-0000-4000-8000-0000000000ff", n=5)
+    tables_other = with_consent(S.consent(subjectId=other["subjectId"]))
+    counted = handle(tables_other, sealed(other, HOTLINE), key_of(other)).counted
+    assert counted[0] == slots("decision", MONTH[0], key_of(other))[0]
+    october = MONTH[1] + DAY
+    nxt = handle(tables, sealed(referral_n(3, at=october), HOTLINE, event_id="ev-3",
+                                at=october), now=october)
+    assert nxt.counted[0] == slots("decision", MONTH[1])[0]
+
+
 @pytest.mark.parametrize("state", aggregate.OUTCOMES)
 def test_an_outcome_copy_is_counted_once_receipted_and_not_audited(state):
-    tables = Tables()
+    tables = with_consent()
+    forwarded = handle(tables, sealed(S.referral(), HOTLINE))
     status = samples.status(set_by=SHELTER, state=state, reason=None)
     effects = handle(tables, sealed(status, SHELTER, "ReferralStatus", event_id="ev-s"))
     assert effects.deadletter is None and effects.audit == ()
@@ -372,33 +421,62 @@ def test_an_outcome_copy_is_counted_once_receipted_and_not_audited(state):
     assert receipt.topic == topology.agency_inbox(SHELTER)
     got = opened(receipt, SHELTER).record
     assert got["deliveryKey"] == f"{loop.delivery_key('ReferralStatus', status)}:{NCC}"
-    once, start, cell = effects.counted
+    slot, start, cell = effects.counted
+    assert cell == {**forwarded.counted[2], "finalStatus": state}
     assert aggregate.kind_of(cell) == "outcome"
-    assert (cell["reportingCountry"], cell["recipientRole"], cell["finalStatus"]) == (
-        "BH", "CentralGovernmentOrganisation", state)
     assert start == aggregate.window_of(status["at"], "month")[0]
+    assert slot == slots(aggregate.STAGE_OF[state], start)[0]
     again = handle(tables, sealed(status, SHELTER, "ReferralStatus", event_id="ev-s"))
     assert again.counted is None and len(again.publish) == 1  # receipted again, counted once
+    anew = handle(tables, sealed(status, SHELTER, "ReferralStatus", event_id="ev-s2"))
+    assert anew.counted is None and len(anew.publish) == 1  # the entry knows the stage
 
 
-def test_an_outcome_is_counted_in_the_cell_of_its_referral():
+def test_an_outcome_counts_only_for_a_counted_referral_once_per_stage():
     tables = with_consent()
     forwarded = handle(tables, sealed(S.referral(), HOTLINE))
     referral_cell = forwarded.counted[2]
     status = samples.status(referral_id=S.referral()["referralId"], set_by=SHELTER,
                             state="completed")
     copy = handle(tables, sealed(status, SHELTER, "ReferralStatus"))  # with the referral's key
-    once, _, cell = copy.counted
-    assert cell == {**referral_cell, "finalStatus": "completed"}
-    assert aggregate.kind_of(cell) == "outcome" and once is not None
-    # another agency's outcome for that referral, or one without the key: the coarse cell
+    assert copy.counted[2] == {**referral_cell, "finalStatus": "completed"}
+    assert domain.read_log(context(), tables.view(), KEY)[0]["counted"] == ["end"]
+    # a second end for the same referral (failed after completed): not counted again
+    failed = handle(tables, sealed({**status, "state": "failed", "reason": "Other"}, SHELTER,
+                                   "ReferralStatus"))
+    assert failed.counted is None and len(failed.publish) == 1
+    accepted = handle(tables, sealed({**status, "state": "accepted"}, SHELTER,
+                                     "ReferralStatus"))  # the response stage: counted
+    assert accepted.counted[2]["finalStatus"] == "accepted"
+    # another agency's outcome for that referral, one without the key, one for a referral
+    # the domain never counted: receipted, never counted
     elsewhere = handle(tables, sealed({**status, "setBy": PSYCH, "state": "accepted"}, PSYCH,
                                       "ReferralStatus"))
-    keyless = handle(tables, sealed({**status, "state": "failed", "reason": "Other"}, SHELTER,
-                                    "ReferralStatus"), key=None)
-    for effects in (elsewhere, keyless):
-        assert [d for d, v in effects.counted[2].items() if v is not None] == list(
-            aggregate.OUTCOME_DIMS)
+    keyless = handle(tables, sealed({**status, "state": "rejected", "reason": "Other"},
+                                    SHELTER, "ReferralStatus"), key=None)
+    unknown = handle(Tables(), sealed(status, SHELTER, "ReferralStatus"))
+    for effects in (elsewhere, keyless, unknown):
+        assert effects.counted is None and len(effects.publish) == 1
+
+
+def test_one_person_counts_at_most_m_outcomes_of_a_stage_per_window():
+    """Outcomes count in the window they were set in: four referrals of one person over two
+    months (two counted in each) all accepted in October count twice there, not four times."""
+    tables = with_consent()
+    october = MONTH[1] + DAY
+    for i, at in enumerate([S.NOW, S.NOW, october, october]):
+        effects = handle(tables, sealed(referral_n(i, at=at), HOTLINE, event_id=f"ev-{i}",
+                                        at=at), now=at)
+        assert effects.counted is not None
+    later = october + 3600_000
+    counted = []
+    for i in range(4):
+        status = samples.status(referral_id=referral_n(i)["referralId"], set_by=SHELTER,
+                                state="accepted", at=later)
+        counted.append(handle(tables, sealed(status, SHELTER, "ReferralStatus", at=later),
+                              now=later).counted)
+    assert [c[0] if c else None for c in counted] == [*slots("response", MONTH[1]), None,
+                                                      None]
 
 
 @pytest.mark.parametrize("status, signer, reason", [
@@ -420,7 +498,7 @@ def test_protected_table_values_and_keys_never_hold_the_ids_in_clear():
     handle(tables, sealed(withdrawn(consent), HOTLINE, "Consent"), key_of(referral))
     stored = list(tables.consents.items()) + list(tables.log.items())
     assert len(stored) == 2
-    assert len(tables.seen) == 3 + 1 + 1  # three events, their expiry index, the cursor
+    assert len(tables.seen) == 3 + 2 + 1  # three events, their expiry index and chunk, cursor
     for key, value in stored + list(tables.seen.items()):
         for clear in (consent["consentId"], consent["subjectId"], referral["referralId"],
                       SHELTER, *canaries):

@@ -2,6 +2,8 @@
 that a re-seal keeps, forgetting at the envelope's maximum age, and a table that stays bounded."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from refmesh import envelope, replay, samples
@@ -86,7 +88,7 @@ def test_the_table_stays_bounded_by_expiry():
         apply(table, replay.remember(OWNER, table.get, key, seen(until=now + DAY), 0, now))
     entries = [k for k in table if k.startswith(b"e|")]
     assert kept - 2 <= len(entries) <= kept + 2
-    assert len([k for k in table if k.startswith(b"x|")]) <= kept + 2
+    assert len([k for k in table if k.startswith(b"x|") and k.count(b"|") == 2]) <= kept + 2
     assert [k for k in table if k.startswith(b"c|")] == [b"c|0"]
     last = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, f"ev-{7 * kept - 1}")
     first = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "ev-0")
@@ -114,14 +116,15 @@ def test_each_partition_purges_its_own_index_a_bounded_step_at_a_time():
     writes = replay.remember(OWNER, table.get, b"e|x", seen(until=much_later + DAY), 2,
                              much_later)
     deleted = [key for key, value in writes if value is None]
-    assert len([k for k in deleted if k.startswith(b"x|")]) == replay.PURGE_STEPS
+    assert len([k for k in deleted if k.startswith(b"x|") and k.count(b"|") == 2]) == \
+        replay.PURGE_STEPS
     assert len([k for k in deleted if k.startswith(b"e|")]) == replay.PURGE_STEPS
     apply(table, writes)
     apply(table, replay.remember(OWNER, table.get, b"e|y", seen(until=much_later + DAY), 2,
                                  much_later))  # the next event purges the rest
     assert not [k for k in many if k in table]
-    assert [k for k in table if k.startswith(b"x|2|")] == [
-        b"x|2|%d" % ((much_later + DAY) // replay.BUCKET_MS)]
+    bucket = b"x|2|%d" % ((much_later + DAY) // replay.BUCKET_MS)
+    assert sorted(k for k in table if k.startswith(b"x|2|")) == [bucket, bucket + b"|0"]
 
 
 def test_an_entry_remembered_again_after_it_ran_out_is_not_purged_early():
@@ -135,3 +138,32 @@ def test_an_entry_remembered_again_after_it_ran_out_is_not_purged_early():
     apply(table, replay.remember(OWNER, table.get, b"e|other", seen(until=later + DAY), 0,
                                  later))  # purges partition 0's old bucket
     assert replay.read(OWNER, table.get, key, later) == seen(until=again + DAY)
+
+
+def test_a_busy_bucket_is_indexed_in_chunks_and_purged_whole():
+    """However many events expire in one bucket, an event re-encrypts one chunk of at most
+    CHUNK keys; a bucket written before chunks (one list) is read and extended too."""
+    table: dict = {}
+    n = 2 * replay.CHUNK + 3
+    keys = [replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, f"busy-{i}") for i in range(n)]
+    for key in keys:
+        writes = replay.remember(OWNER, table.get, key, seen(until=S.NOW + 1), 0, S.NOW)
+        assert len([k for k, _ in writes if k.startswith(b"x|")]) <= 2
+        apply(table, writes)
+    index = b"x|0|%d" % ((S.NOW + 1) // replay.BUCKET_MS)
+    assert sorted(k for k in table if k.startswith(index)) == [
+        index, index + b"|0", index + b"|1", index + b"|2"]
+    later = S.NOW + 3 * replay.BUCKET_MS
+    apply(table, replay.remember(OWNER, table.get, b"e|late", seen(until=later + DAY), 0, later))
+    assert not [k for k in keys if k in table]
+    assert not [k for k in table if k.startswith(index)]
+    # a bucket as written before chunks: a list under the index key
+    legacy = b"x|1|%d" % ((S.NOW + 1) // replay.BUCKET_MS)
+    old = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "old")
+    table[old] = replay._protect(OWNER, old, asdict(seen(until=S.NOW + 1)))
+    table[legacy] = replay._protect(OWNER, legacy, [old.decode()])
+    new = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "new")
+    apply(table, replay.remember(OWNER, table.get, new, seen(until=S.NOW + 1), 1, S.NOW))
+    apply(table, replay.remember(OWNER, table.get, b"e|late1", seen(until=later + DAY), 1,
+                                 later))
+    assert old not in table and new not in table and legacy not in table
