@@ -12,8 +12,8 @@ partition whose state was rolled back is **halted**: none of its events is handl
 does not move, and ``/healthz`` names it (agents/health.py) until an operator has looked
 (README, Security model).
 
-The marks file is ``<data_dir>/<worker_id>/state-marks.json`` (mode 0600), replaced whole at
-each write: a process killed at any point leaves the previous or the new file.
+The marks file is ``<data_dir>/<worker_id>/state-marks.json`` (mode 0600), a log of JSON lines
+(``Marks``): a process killed at any point leaves every complete line before it.
 """
 from __future__ import annotations
 
@@ -36,14 +36,31 @@ class PartitionHalted(Exception):
 
 
 class Marks:
-    """A worker's marks, one per partition; only in memory when ``path`` is None."""
+    """A worker's marks, one per partition; only in memory when ``path`` is None.
+
+    The file is a log: each mark is appended as one JSON line (a write of a few hundred bytes,
+    no rename: the two marks of every event cost microseconds); the last complete line of a
+    partition wins. At start the log is read, and rewritten whole (a new file, renamed) with
+    only the newest marks, which drops a line that a killed process left half written; it is
+    rewritten likewise once it grows past ``COMPACT_BYTES``."""
+
+    COMPACT_BYTES = 1 << 22
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.marks: dict[int, statehead.Mark] = {}
-        if path is not None and path.exists():
-            doc = json.loads(path.read_text())
-            self.marks = {int(p): statehead.Mark.from_json(m) for p, m in doc.items()}
+        self._fd: int | None = None
+        self._size = 0
+        if path is None:
+            return
+        if path.exists():
+            for line in path.read_bytes().split(b"\n"):
+                try:
+                    doc = json.loads(line)
+                    self.marks[int(doc["p"])] = statehead.Mark.from_json(doc["m"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line a killed process left half written
+        self._compact()
 
     def get(self, partition: int) -> statehead.Mark | None:
         return self.marks.get(partition)
@@ -52,12 +69,31 @@ class Marks:
         self.marks[partition] = mark
         if self.path is None:
             return
-        data = json.dumps({str(p): m.to_json() for p, m in sorted(self.marks.items())})
+        line = self._line(partition, mark)
+        os.write(self._fd, line)
+        self._size += len(line)
+        if self._size > self.COMPACT_BYTES:
+            self._compact()
+
+    @staticmethod
+    def _line(partition: int, mark: statehead.Mark) -> bytes:
+        return json.dumps({"p": partition, "m": mark.to_json()},
+                          separators=(",", ":")).encode() + b"\n"
+
+    def _compact(self) -> None:
+        data = b"".join(self._line(p, m) for p, m in sorted(self.marks.items()))
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, self.path)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._size = len(data)
 
 
 class StateGuard:

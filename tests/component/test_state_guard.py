@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from agents.state import PartitionHalted
+from agents.state import Marks, PartitionHalted
 from refmesh import health, statehead
 from tests.component.test_forward_agent import (BH, HOTLINE, KEY, RecordingProducer, consent,
                                                 make_app, put_all, seal, withdrawn)
@@ -45,7 +45,8 @@ def test_writes_carry_the_head_and_a_value_put_back_halts_the_partition(tmp_path
     assert head.seq == 2 and "consents" in head.digests
     marks = tmp_path / "1" / "state-marks.json"
     assert stat.S_IMODE(marks.stat().st_mode) == 0o600
-    assert json.loads(marks.read_text())["0"]["head"]["seq"] == 2
+    last = [json.loads(line) for line in marks.read_text().splitlines()][-1]
+    assert (last["p"], last["m"]["head"]["seq"], last["m"]["pending"]) == (0, 2, None)
 
     # the recorded consent comes back from the changelog, the withdrawal gone
     tables.consents.data[key] = recorded
@@ -75,3 +76,20 @@ def test_a_restarted_worker_checks_against_its_marks_file(tmp_path, mesh):
         again.refmesh_tables.state_heads.data[k] = v
     again.forwarder.state.reset()
     assert "consents" in again.forwarder.state.ready(0)
+
+
+def test_the_marks_log_survives_a_half_written_line_and_is_compacted(tmp_path):
+    path = tmp_path / "state-marks.json"
+    marks = Marks(path)
+    for seq in range(1, 4):
+        marks.put(seq % 2, statehead.Mark(statehead.Head(seq, {"consents": seq})))
+    assert len(path.read_text().splitlines()) == 3
+    with open(path, "ab") as f:  # a process killed in the middle of an append
+        f.write(b'{"p":0,"m":{"head":{"seq":9')
+    again = Marks(path)
+    assert again.get(0).head.seq == 2 and again.get(1).head.seq == 3
+    assert len(path.read_text().splitlines()) == 2  # rewritten with the newest marks only
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again.COMPACT_BYTES = 1
+    again.put(0, statehead.Mark(statehead.Head(4)))
+    assert len(path.read_text().splitlines()) == 2 and Marks(path).get(0).head.seq == 4
