@@ -37,14 +37,15 @@ class Attacker:
         self.producer = KafkaProducer(**{**config, "enable_idempotence": False})
 
     def send(self, record_type: str, record: dict, to: str, topic: str | None = None,
-             event_id: str | None = None) -> str:
+             event_id: str | None = None, suite: str | None = None) -> str:
         """Seal ``record`` with the attacker's keys for ``to`` (a sample id) and write it to
-        ``to``'s inbox (or ``topic``), under ``event_id`` if given (else a new one); return its
-        source, as a dead letter names it."""
+        ``to``'s inbox (or ``topic``), under ``event_id`` if given (else a new one), with
+        ``suite`` if given (else the directory's choice); return its source, as a dead letter
+        names it."""
         recipient = self.mesh.id(to)
         topic = topic or topology.agency_inbox(recipient)
         sealed = envelope.seal(record_type, record, self.keys, recipient, self.mesh.directory(),
-                               now_ms(), event_id=event_id)
+                               now_ms(), event_id=event_id, suite=suite)
         sent = self.producer.send(topic, value=sealed, key=b"attack").get(timeout=30)
         return f"{topic}/{sent.partition}@{sent.offset}"
 
@@ -52,12 +53,13 @@ class Attacker:
         self.producer.close()
 
 
-def dead_letter_reason(mesh: Mesh, sample_id: str, source: str, timeout: float = 60.0) -> str:
-    """The reason of the dead letter that ``sample_id``'s gateway wrote for the event at
-    ``source``; fails if there is none within ``timeout``."""
+def dead_letter_reason(mesh: Mesh, sample_id: str, source: str, timeout: float = 60.0,
+                       kind: str = "agency") -> str:
+    """The reason of the dead letter that ``sample_id``'s gateway (or with ``kind`` "domain",
+    its agents) wrote for the event at ``source``; fails if there is none within ``timeout``."""
     consumer = topic_reader.consumer(mesh.consumer_config())
     found: dict[str, str] = {}
-    topic = topology.deadletter(mesh.id(sample_id))
+    topic = topology.deadletter(mesh.id(sample_id), kind)
     try:
         topic_reader.assign(consumer, topic)
 
