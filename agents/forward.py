@@ -60,6 +60,7 @@ from agents.offsets import OffsetGuard, PartitionReader
 from agents.publisher import FaustPublisher, PartitionLost
 from agents.state import Marks, PartitionHalted, StateGuard, table_map
 from kafkaedge import profiles
+from kafkaedge.directory_gate import wait_in_force
 from kafkaedge.loading import now_ms
 from kafkaedge.topics import TopicError, TopicSpec, ensure_topics
 from refmesh import aggregate, audit, domain, offsets, topology
@@ -163,6 +164,9 @@ class Forwarder:
         halted = self.state.ready(message.partition)
         if halted is not None:
             raise PartitionHalted(halted)
+        # an expired directory holds the event here, neither handled nor committed, until a
+        # newer edition is in force (kafkaedge.directory_gate; README, Directory and suites)
+        await wait_in_force(self.directory_ref, where)
         now = self.clock()
         try:
             ctx = domain.Context(self.keys, self.directory_ref(), self.policy, self.secret, now,

@@ -93,3 +93,34 @@ def test_the_marks_log_survives_a_half_written_line_and_is_compacted(tmp_path):
     again.COMPACT_BYTES = 1
     again.put(0, statehead.Mark(statehead.Head(4)))
     assert len(path.read_text().splitlines()) == 2 and Marks(path).get(0).head.seq == 4
+
+
+def test_an_expired_directory_holds_the_event_until_a_newer_edition_is_in_force(tmp_path, mesh):
+    """The agent neither decides nor dead-letters an event while the directory is expired
+    (kafkaedge.directory_gate): it waits with it, and decides it once an edition is in force."""
+    app = make_app(tmp_path, mesh, RecordingProducer())
+    expired = ["signed directory serial 1 expired"]
+
+    class Ref:
+        def __call__(self):
+            return mesh.directory
+
+        def stop_reason(self):
+            return expired[0] if expired else None
+
+    app.forwarder.directory_ref = Ref()
+    sealed = seal(mesh, consent(), HOTLINE, BH, "Consent")
+
+    async def go():
+        async with app.agents["forward"].test_context() as agent:
+            put = asyncio.ensure_future(agent.put(sealed, key=KEY, partition=0))
+            with pytest.raises(asyncio.TimeoutError):  # the agent holds the event
+                await asyncio.wait_for(asyncio.shield(put), 0.2)
+            held = not put.done() and app.forwarder.counts["ConsentRecorded"] == 0
+            expired.clear()
+            await asyncio.wait_for(put, 10)
+            return held, agent.results[0]
+
+    held, effects = asyncio.run(go())
+    assert held
+    assert effects.deadletter is None and app.forwarder.counts["ConsentRecorded"] == 1
