@@ -2,23 +2,29 @@
 
 Every ``release_interval_s`` it reads the domain's aggregate-counts table (the changelog of the
 agent's faust table: the latest protected counts per partition and window), merges the
-partitions, and for every window that is due (closed at least ``aggregate_grace_ms`` ago) asks
-``refmesh.aggregate.decide_release`` what to do: publish the first release or a correction
-after late events (only cells that moved by at least k change), refuse it (the region's epsilon
-budget would run out), or nothing.
+partitions, and for every window the schedule has reached asks
+``refmesh.aggregate.plan_window`` what to do: publish the scheduled revision (the first when
+the window is due, ``aggregate_revisions`` corrections until it is final, each recomputed with
+fresh noise), refuse it (the region's epsilon or delta budget would run out), or nothing. Every
+window from the job's cursor on is released on that schedule, with or without referrals
+(refmesh.aggregate.job): whether a release appears depends on the clock only.
 
 Order, so that a crash never publishes two different noisy versions of one release (which a
-reader could average) nor spends epsilon unrecorded: the ledger is charged and the release
+reader could average) nor spends budget unrecorded: the ledger is charged and the release
 stored first (encrypted, on the compacted ``refmesh.domain.<D>.aggregate-releases``), then the
 signed release is published, unencrypted, on ``refmesh.region.<R>.aggregates``, then it is marked
 published and audited (ReleasePublished) on the release job's own hash chain,
 ``refmesh.domain.<D>.release-audit``. A stored release not yet marked published is published
 as stored at the next run. A refusal is audited once per window and revision
-(ReleaseRefused, reason epsilon_budget_exhausted).
+(ReleaseRefused, reason epsilon_budget_exhausted or delta_budget_exhausted).
 
 Once a window is final (no event can count in it any more: ``aggregate_max_late_ms`` after it
-closed) and its last release is out, its counts, its counted-once marks and its release state
-are deleted (tombstones on their compacted topics).
+closed) and its last release is out, its counts, its cap slots and its release state are
+deleted (tombstones on their compacted topics), and the cursor moves past it.
+
+The ledger, the cursor and the release state sit under a sealed head (refmesh.statehead): a
+state rolled back on the broker (to draw fresh noise on budget already spent, or to release a
+window again) stops the job before anything is drawn (``halted``, named on /healthz).
 
 One worker runs it: the one that holds partition 0 of the domain's inbox (``leader``).
 It reads whole topics rather than faust's partitioned tables so that the release covers every
@@ -43,24 +49,15 @@ from refmesh.errors import SealError
 log = logging.getLogger("refmesh.agents.releases")
 RELEASE_CONTEXT = b"aggregate-releases|"
 LEDGER = b"ledger"
+CURSOR = b"cursor"  # the start of the first window not done (refmesh.aggregate.job)
 HEAD = b"state-head"  # the release state's head (refmesh.statehead), on its own topic
 SCOPE = "releases"
-_system = secrets.SystemRandom()
 
 
-def noise_source(mechanism: str, rng=_system) -> Callable[[float], float]:
-    """``noise(scale)`` drawing from the operating system's cryptographic generator: a Laplace
-    sample of scale b (inverse CDF of a uniform draw), or a Normal sample of deviation sigma."""
-    if mechanism == "gaussian":
-        return lambda sigma: rng.gauss(0.0, sigma)
-
-    def laplace(scale: float) -> float:
-        while True:
-            u = rng.random() - 0.5
-            if u != -0.5:
-                return aggregate.laplace(u, scale)
-
-    return laplace
+def noise_source() -> aggregate.Sampler:
+    """``draw(noise)``: exact integer noise (discrete Laplace or Gaussian,
+    refmesh.aggregate.sampling) from the operating system's cryptographic generator."""
+    return aggregate.sampler(secrets.randbelow)
 
 
 @dataclass
@@ -74,11 +71,14 @@ class Run:
 
 class Releaser:
     def __init__(self, settings, keys, consumer_config: dict, producer_config: dict,
-                 clock=now_ms, noise: Callable[[float], float] | None = None,
+                 clock=now_ms, noise: aggregate.Sampler | None = None,
                  leader: Callable[[], bool] = lambda: True, marks: Marks | None = None) -> None:
         self.settings, self.keys, self.clock, self.leader = settings, keys, clock, leader
         self.consumer_config, self.producer_config = consumer_config, producer_config
-        self.noise = noise or noise_source(settings.aggregate_noise)
+        self.noise = noise or noise_source()
+        # the noise of every release, calibrated once from the rule (None: no noise)
+        self.privacy = settings.aggregate_privacy()
+        self.delta_budget = settings.delta_budget()
         self.domain = settings.domain
         self.region = aggregate.check_region(settings.region)
         self.counts_topic = topology.table(self.domain, "aggregate-counts")
@@ -91,6 +91,7 @@ class Releaser:
         # one run's view (run_once): release state, ledger, chain head, counts and marks
         self._state: dict[bytes, bytes] = {}
         self._ledger: aggregate.Ledger = {}
+        self._cursor = 0
         self._head = audit.Head()
         self._count_messages: dict[int, list[Message]] = {}
         self._marks: dict[bytes, Message] | None = None
@@ -216,9 +217,20 @@ class Releaser:
                  or () if m.partition == 0]
         self._head = audit.head_after(chain[-1].value if chain else None)
         self._marks = None  # the counted table, read when a window is deleted
+        s = self.settings
+        held_cursor = self._state.get(CURSOR)
+        self._cursor = int(held_cursor) if held_cursor is not None else aggregate.first_cursor(
+            now, s.aggregate_unit, s.aggregate_max_late_ms)
+        clock = {w[0] for w in aggregate.windows_due(self._cursor, now, s.aggregate_unit,
+                                                      s.aggregate_grace_ms)}
         try:
-            for start in sorted(set(counts) | {int(k) for k in self._state if k.isdigit()}):
+            for start in sorted(clock | set(counts) |
+                                {int(k) for k in self._state if k.isdigit()}):
                 self._window(start, aggregate.merge(*counts.get(start, [])), now)
+            cursor = aggregate.next_cursor(self._cursor, now, s.aggregate_unit,
+                                           s.aggregate_max_late_ms)
+            if held_cursor is None or cursor != self._cursor:  # after the windows it passes
+                self._store(CURSOR, str(cursor).encode())
         finally:
             self._close()
         return self._done
@@ -234,10 +246,10 @@ class Releaser:
         plan = aggregate.plan_window(
             counts, held, domain=self.domain, region=self.region, window=window, now=now,
             ledger=self._ledger, grace_ms=s.aggregate_grace_ms,
-            max_late_ms=s.aggregate_max_late_ms, k=s.aggregate_k,
-            resolution=s.aggregate_resolution, epsilon=s.aggregate_epsilon,
-            budget=s.aggregate_budget, noise=self.noise, sensitivity=s.aggregate_sensitivity,
-            mechanism=s.aggregate_noise, delta=s.aggregate_delta)
+            max_late_ms=s.aggregate_max_late_ms, revisions=s.aggregate_revisions,
+            releasable=start >= self._cursor, k=s.aggregate_k,
+            resolution=s.aggregate_resolution, noise=self.privacy, draw=self.noise,
+            budget=s.aggregate_budget, delta_budget=self.delta_budget)
         if plan.republish is not None:
             self._publish(plan.republish, window)
         out = plan.outcome
@@ -259,6 +271,10 @@ class Releaser:
             if self._marks is None:
                 self._marks = self._read(self.counted_topic)
             self._delete(skey, self._count_messages.get(start, []), self._marks)
+            ledger = aggregate.forget_window(self._ledger, self.region, start)
+            if ledger != self._ledger:  # the region's total keeps what the window spent
+                self._store(LEDGER, aggregate.dumps_ledger(ledger))
+                self._ledger = ledger
             self._done.deleted += 1
 
     def _publish(self, rel: aggregate.Release, window) -> None:
@@ -273,7 +289,7 @@ class Releaser:
     def _delete(self, skey: bytes, count_messages: list[Message],
                 marks: dict[bytes, Message]) -> None:
         """Tombstones for a final window: its counts (in the partition each was written to,
-        which is where faust restores them from), its counted-once marks, its release state."""
+        which is where faust restores them from), its cap slots, its release state."""
         for m in count_messages:
             self._send(self.counts_topic, m.key, None, partition=m.partition)
         for key, m in list(marks.items()):

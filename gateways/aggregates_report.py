@@ -152,10 +152,14 @@ def _rule(releases: list[dict]) -> str:
     low = k // step * step  # the smallest number a release can show
     mixed = "" if len({(r["k"], r["resolution"]) for r in releases}) == 1 else (
         " (some releases use another rule: see the table below)")
-    noise = ("<li><b>Random noise.</b> Releases that show an epsilon had a small random amount "
+    noisy = [r for r in releases if r["epsilon"] is not None]
+    noise = ("<li><b>Random noise.</b> Releases that show an epsilon had random whole numbers "
              "added to every count before the steps above (differential privacy); the smaller "
-             "epsilon, the more noise.</li>") if any(r["epsilon"] is not None
-                                                      for r in releases) else ""
+             "epsilon, the more noise. A combination then needs a noisy count of at least the "
+             "release's threshold (shown per period) to appear, so that one person's presence "
+             "changes what is published only within the stated epsilon and delta. The table "
+             "below shows each release's noise and the privacy budget the region has left."
+             "</li>") if noisy else ""
     return f"""<section class="panel rule"><h2>How to read these numbers</h2><ul>
 <li><b>What is counted.</b> Referrals decided by each policy domain (forwarded, or refused by
 policy), by reporting country, citizenship, gender, age band, type of exploitation, TRM stage
@@ -167,9 +171,11 @@ referrals{mixed}: a combination with fewer is suppressed, as the CTDC does.</li>
 {max(low, k)} to {low + step - 1} referrals.</li>
 <li><b>Totals and breakdowns add up the published numbers only</b>, so no total can be used to
 work out a suppressed group. They are lower bounds: the true figures are somewhat higher.</li>
-<li><b>Late referrals</b> lead to a corrected release of a period (marked
-<span class="tag">corrected</span>), but a number changes only when at least {k} referrals
-arrived in it, so comparing two releases never points to one person.</li>{noise}
+<li><b>Corrections</b> of a period (marked <span class="tag">corrected</span>) come on a
+fixed schedule, whatever arrived, and recount everything. Without noise they can differ from
+the earlier release by a few referrals in a published combination; combinations below {k}
+never enter any published number, so no comparison of releases points to one person in
+them.</li>{noise}
 </ul></section>"""
 
 
@@ -198,6 +204,13 @@ def _period_table(releases: list[dict]) -> str:
         rule = f"k={r['k']}, rounded to {r['resolution']}"
         if r["epsilon"] is not None:
             rule += f", {r.get('mechanism') or 'laplace'} noise, epsilon {r['epsilon']:g}"
+            if r.get("delta") is not None:
+                rule += f", delta {r['delta']:.2g}"
+            if r.get("threshold") is not None:
+                rule += f", threshold {r['threshold']}"
+            if r.get("epsilonRemaining") is not None:
+                rule += (f" (region's budget left: epsilon {r['epsilonRemaining']:g}, "
+                         f"delta {r['deltaRemaining']:.2g})")
         tag = f'<span class="tag">corrected, revision {r["revision"]}</span>' \
             if r["revision"] else ""
         body.append(f"<tr><td>{label((r['windowStart'], r['windowEnd']))}</td>"

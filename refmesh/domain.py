@@ -30,8 +30,14 @@ as the first time without a second decision: ``_again``) or it is a replay
   set and copied to its domain): counted for the regional statistics and receipted; never
   audited or forwarded (it decides nothing about the person).
 
-Counting is once per delivery key: a re-sent forwarded referral is recognised by the forwarding
-log; a refused referral or an outcome copy leaves its keyed hash in the ``counted`` table.
+Counting (``Counting``; refmesh.aggregate.cap): a decision on a member's referral counts in its
+window, an outcome in the window it was set, and per person (the checked Kafka key) and window
+at most ``max_per_person`` decisions, responses (accepted, rejected) and ends (completed,
+failed), each taking a slot in the ``counted`` table. An outcome counts only for a referral
+whose decision was counted (its forwarding-log entry holds the cell), at most one response and
+one end per referral (the entry records the stages counted). A re-send is never counted again:
+``_again`` answers it from the replay memory, and a forwarded referral re-sent under a new
+event id is recognised by the forwarding log.
 """
 from __future__ import annotations
 
@@ -84,6 +90,9 @@ class Counting:
     dims: tuple[str, ...] = ("reportingCountry", "citizenship", "gender", "exploitationType",
                              "finalStatus")
     max_late_ms: int = 30 * 86_400_000
+    # m: events counted per person, window and stage (refmesh.aggregate.cap); the release
+    # job's noise is calibrated to it (AgentSettings.aggregate_max_referrals_per_person)
+    max_per_person: int = 2
 
 
 @dataclass(frozen=True)
@@ -108,16 +117,6 @@ class View:
     log: Callable[[bytes], bytes | None]
     counted: Callable[[bytes], bytes | None] = lambda key: None  # noqa: ARG005
     seen: Callable[[bytes], bytes | None] = lambda key: None  # noqa: ARG005
-
-
-COUNTED_LABEL = b"refmesh-counted-v1\0"
-
-
-def counted_key(delivery_key: str, secret: bytes) -> bytes:
-    """The counted table's key for an event counted once: a keyed hash of its delivery key
-    (which names a referral id, a join key across agencies)."""
-    mac = hmac.new(secret, COUNTED_LABEL + delivery_key.encode("utf-8"), hashlib.sha256)
-    return mac.hexdigest()[:32].encode()
 
 
 CONSENT_KEY_LABEL = b"refmesh-consent-key-v1\0"
@@ -316,11 +315,10 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     cell = _cell(referral, "forwarded" if allowed else "refused", ctx)
     entries = read_log(ctx, view, key) if key is not None else []
     logged = _entry(entries, referral["referralId"], recipient) is not None
-    # a referral in the forwarding log was counted when it was forwarded: a re-send is not
-    # counted again (and needs no counted mark: the log is written anyway)
-    counted = None if logged or cell is None else _once(
-        loop.delivery_key("Referral", referral), referral["createdAt"], cell, ctx, view,
-        mark=key is None or not allowed)
+    # a referral in the forwarding log was decided (and counted, if it was) when it was
+    # forwarded: a re-send is not counted again
+    counted = None if logged or cell is None or key is None else _counted(
+        key, "decision", referral["createdAt"], cell, ctx, view)
     if not allowed:
         return Effects(event_id, publish=(_refusal(referral, decision.reason, key, ctx),),
                        counted=counted, audit=(_audit(ctx, event_id, "Refused",
@@ -334,8 +332,11 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
     if key is not None and not logged:
         # the coarse cell rides along, encrypted, so that the recipient's outcome is counted
         # in the same cell (refmesh.aggregate: outcome_of)
+        # (None when the person's decisions of the window are all counted: its outcomes
+        # are then not counted either)
         entry = {"recipient": recipient, "referralId": referral["referralId"],
-                 "consentId": referral["consentId"], "sender": sender, "cell": cell}
+                 "consentId": referral["consentId"], "sender": sender,
+                 "cell": cell if counted is not None else None}
         log_put = (key, envelope.protect(ctx.keys, b"log|" + key,
                                          json.dumps([*entries, entry]).encode()))
     return Effects(event_id, publish=(Publish(hop.topic, key, value),), log_put=log_put,
@@ -392,33 +393,41 @@ def _cell(referral: dict, decision: str, ctx: Context) -> dict | None:
     return aggregate.cell_of(referral, decision, sender, recipient, ctx.now, ctx.counting.dims)
 
 
-def _once(delivery_key: str, at: int, cell: dict, ctx: Context, view: View,
-          mark: bool = True) -> tuple[bytes | None, int, dict] | None:
-    key = counted_key(delivery_key, ctx.secret)
-    if view.counted(key) is not None:
-        return None
+def _counted(person: bytes, stage: str, at: int, cell: dict, ctx: Context,
+             view: View) -> tuple[bytes, int, dict] | None:
+    """(slot, window start, cell) when the event counts: the person still has a free slot
+    for ``stage`` in the window of ``at`` (refmesh.aggregate.cap); None when they have not."""
     c = ctx.counting
     start, _ = aggregate.window_of(aggregate.event_time(at, ctx.now, c.max_late_ms), c.unit)
-    return key if mark else None, start, cell
+    slot = aggregate.free_slot(view.counted, ctx.secret, person, start, stage,
+                               c.max_per_person)
+    return None if slot is None else (slot, start, cell)
 
 
 def _outcome(status: dict, key: bytes | None, signer: str, event_id: str, ctx: Context,
              view: View) -> Effects:
-    """A member gateway's copy of an outcome it set: counted once, receipted, not audited.
+    """A member gateway's copy of an outcome it set: receipted, not audited, and counted when
+    its referral's decision was counted.
 
-    Counted in the cell its referral counted in, with the outcome as finalStatus, when the
-    forwarding log (the copy travels with the referral's key) still holds that referral's
-    cell; else by the recipient's country and role only (``aggregate.outcome_cell``). The key
-    (unsigned) only says which log to search: the entry must name the signed referral id and
-    the signer as its recipient."""
-    entry = _entry(read_log(ctx, view, key), status["referralId"], signer) if key else None
-    if entry is not None and entry.get("cell"):
-        cell = aggregate.outcome_of(entry["cell"], status["state"])
-    else:
-        cell = aggregate.outcome_cell(status, ctx.directory.member(signer))
+    The copy travels with the referral's key, which (unsigned) only says which forwarding log
+    to search: the entry must name the signed referral id and the signer as its recipient, and
+    hold the referral's cell (its decision was counted). The outcome counts in that cell with
+    the outcome as finalStatus, in the window of its own time, once per referral and stage
+    (the entry records the stages counted) and within the person's cap; else not at all."""
     receipt = _receipt("ReferralStatus", status, event_id, signer, ctx)
-    return Effects(event_id, publish=(receipt,), counted=_once(
-        loop.delivery_key("ReferralStatus", status), status["at"], cell, ctx, view))
+    entries = read_log(ctx, view, key) if key is not None else []
+    entry = _entry(entries, status["referralId"], signer)
+    stage = aggregate.STAGE_OF[status["state"]]
+    if entry is None or not entry.get("cell") or stage in entry.get("counted", ()):
+        return Effects(event_id, publish=(receipt,))
+    cell = aggregate.outcome_of(entry["cell"], status["state"])
+    counted = _counted(key, stage, status["at"], cell, ctx, view)
+    if counted is None:
+        return Effects(event_id, publish=(receipt,))
+    entries = [{**e, "counted": [*e.get("counted", ()), stage]} if e is entry else e
+               for e in entries]
+    log_put = (key, envelope.protect(ctx.keys, b"log|" + key, json.dumps(entries).encode()))
+    return Effects(event_id, publish=(receipt,), log_put=log_put, counted=counted)
 
 
 def _present(record: dict, prefix: str = "") -> tuple[str, ...]:

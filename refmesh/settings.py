@@ -12,7 +12,10 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from refmesh.aggregate.job import MAX_OPEN_WINDOWS, check_schedule, open_windows
+from refmesh.aggregate.privacy import MECHANISMS, Noise, calibrate, sensitivity
 from refmesh.aggregate.rule import check_rule
+from refmesh.aggregate.windows import window_of
 from refmesh.directory import check_agency_id
 from refmesh.errors import ConfigError
 
@@ -142,13 +145,20 @@ class AgentSettings(Common):
     aggregate_resolution: int = 5  # counts are rounded down to a multiple of this
     release_interval_s: int = 60  # how often due windows are checked
     aggregate_max_late_ms: int = 30 * 86_400_000  # later events count in the oldest open window
-    # Differential privacy (off unless aggregate_epsilon is set): noise added per release, and
-    # the total epsilon the region's readers may receive from this domain (the ledger).
+    # corrections per window after the first release, evenly until the window is final
+    aggregate_revisions: int = 1
+    # m: decisions, responses and ends counted per person and window (each at most m); the
+    # noise's sensitivity follows from it: L1 = 3m, L2 = sqrt(3) m (refmesh.aggregate.privacy)
+    aggregate_max_referrals_per_person: int = 2
+    # Differential privacy (off unless aggregate_epsilon is set): epsilon and delta of each
+    # release, and the totals the region's readers may receive from this domain (the ledger,
+    # basic composition). aggregate_delta_budget defaults to as many releases' delta as
+    # aggregate_budget allows of epsilon.
     aggregate_epsilon: float | int | None = None
+    aggregate_delta: float | None = None  # e.g. 1e-6; required with aggregate_epsilon
     aggregate_budget: float | int | None = None
-    aggregate_noise: str = "laplace"  # laplace or gaussian
-    aggregate_delta: float | None = None  # the Gaussian mechanism's delta, e.g. 1e-6
-    aggregate_sensitivity: int = 1  # most referrals one person adds to a window's counts
+    aggregate_delta_budget: float | None = None
+    aggregate_noise: str = "laplace"  # laplace or gaussian (discrete, exact samplers)
     web_port: int = 0  # faust's web server; 0 = off
     worker_id: str = "1"
     # a signed checkpoint of each audit chain's head every this many records, or this many
@@ -167,12 +177,49 @@ class AgentSettings(Common):
         if not self.policy:
             raise ValueError("setting 'policy' is required: the path of the domain's signed "
                              "policy (refmesh policy sign)")
-        check_rule(self.aggregate_k, self.aggregate_resolution, self.aggregate_epsilon,
-                   self.aggregate_sensitivity, self.aggregate_noise, self.aggregate_delta)
-        if self.aggregate_epsilon is not None and not (
-                self.aggregate_budget is not None
-                and self.aggregate_budget >= self.aggregate_epsilon):
-            raise ValueError("aggregate_epsilon needs aggregate_budget (the epsilon the region "
-                             "may receive in total), at least aggregate_epsilon")
         if self.aggregate_max_late_ms < 0 or self.release_interval_s < 1:
             raise ValueError("aggregate_max_late_ms must be >= 0 and release_interval_s >= 1")
+        check_rule(self.aggregate_k, self.aggregate_resolution)
+        sensitivity(self.aggregate_max_referrals_per_person)
+        check_schedule(self.aggregate_grace_ms, self.aggregate_max_late_ms,
+                       self.aggregate_revisions)
+        window_of(0, self.aggregate_unit)  # names a wrong unit
+        if open_windows(self.aggregate_unit, self.aggregate_max_late_ms) > MAX_OPEN_WINDOWS:
+            raise ValueError(f"aggregate_max_late_ms {self.aggregate_max_late_ms} keeps more "
+                             f"than {MAX_OPEN_WINDOWS} {self.aggregate_unit} windows open, each "
+                             "released on schedule: use a longer aggregate_unit or a shorter "
+                             "aggregate_max_late_ms")
+        noise = self.aggregate_privacy()
+        if noise is not None:
+            if self.aggregate_budget is None or not (
+                    self.aggregate_budget >= self.aggregate_epsilon):
+                raise ValueError("aggregate_epsilon needs aggregate_budget (the epsilon the "
+                                 "region may receive in total), at least aggregate_epsilon")
+            if self.delta_budget() < noise.delta:
+                raise ValueError("aggregate_delta_budget must be at least one release's delta")
+        elif self.aggregate_noise not in MECHANISMS:
+            raise ValueError(f"noise mechanism {self.aggregate_noise!r} is not one of "
+                             f"{', '.join(MECHANISMS)}")
+
+    def aggregate_privacy(self) -> Noise | None:
+        """The calibrated noise of one release (None without aggregate_epsilon): scale,
+        threshold and delta from the rule (refmesh.aggregate.privacy.calibrate)."""
+        if self.aggregate_epsilon is None:
+            return None
+        if self.aggregate_delta is None:
+            raise ConfigError("aggregate_epsilon needs aggregate_delta (each release's delta, "
+                              "e.g. 1e-6): it pays for the noisy threshold, and for the "
+                              "Gaussian mechanism's conversion")
+        return calibrate(epsilon=self.aggregate_epsilon, delta=self.aggregate_delta,
+                         mechanism=self.aggregate_noise, k=self.aggregate_k,
+                         resolution=self.aggregate_resolution,
+                         max_per_person=self.aggregate_max_referrals_per_person)
+
+    def delta_budget(self) -> float | None:
+        """The region's delta budget: aggregate_delta_budget, or by default as many releases'
+        aggregate_delta as aggregate_budget allows of aggregate_epsilon."""
+        if self.aggregate_delta_budget is not None:
+            return self.aggregate_delta_budget
+        if self.aggregate_epsilon is None or self.aggregate_budget is None:
+            return None
+        return self.aggregate_budget / self.aggregate_epsilon * self.aggregate_delta

@@ -45,6 +45,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from refmesh.aggregate.sampling import RandBelow, discrete_gaussian, discrete_laplace
 from refmesh.errors import ConfigError
 
 MECHANISMS = ("laplace", "gaussian")
@@ -209,3 +210,14 @@ def accuracy_bound(epsilon: float, delta: float) -> float:
     (e^eps + delta)/(1 + e^eps) (Kairouz, Oh and Viswanath 2015 give the whole region)."""
     e = math.exp(epsilon)
     return min(1.0, (e + delta) / (1 + e))
+
+
+def sampler(randbelow: RandBelow):
+    """``draw(noise)``: one exact integer sample of a release's noise, from ``randbelow``
+    (the edge passes ``secrets.randbelow``)."""
+    def draw(noise: Noise) -> int:
+        if noise.mechanism == "gaussian":
+            return discrete_gaussian(noise.scale, randbelow)
+        return discrete_laplace(noise.scale, randbelow)
+
+    return draw

@@ -1,27 +1,30 @@
 """The release rule: what a policy domain may publish of one window's counts.
 
-1. Optional differential privacy: noise is added to every recomputed count, before anything
-   else: Laplace of scale sensitivity/epsilon, or Gaussian of standard deviation
-   sensitivity * sqrt(2 ln(1.25/delta)) / epsilon (epsilon <= 1). The noise source is
-   injected: the core draws no random numbers.
-2. A cell below k (default 11) is suppressed.
+1. Optional differential privacy: integer noise is added to every count the window holds,
+   before anything else, drawn exactly (refmesh.aggregate.sampling: discrete Laplace or
+   discrete Gaussian) at the scale ``privacy.calibrate`` derives from the rule: the sensitivity
+   of one person (L1 = 3m, L2 = sqrt(3) m, m from the per-person cap), epsilon and delta. The
+   random source is injected: the core draws nothing itself.
+2. A cell whose (noisy) count is below the threshold is suppressed: k (default 11) without
+   noise; with noise the larger threshold tau >= k that pays for cells only one person is in
+   (``privacy``), so that their appearing is covered by delta.
 3. A count is rounded DOWN to a multiple of the resolution (default 5): a released 10 with
-   k=11 means 11 to 14 referrals.
+   k=11 and no noise means 11 to 14 referrals.
 4. Marginal totals (per value of one dimension, and the grand total) are sums of the RELEASED
    cells, so no total minus released cells can reveal a suppressed one: changing any
-   suppressed count leaves every released number as it was.
-5. Corrected releases: after the first release of a window, a cell is recomputed only when its
-   true count moved by at least k since it was last computed; otherwise its previous released
-   value (or its suppression) is kept. Two releases of one window therefore differ only in
-   cells where at least k referrals arrived, so differencing them never isolates one person:
-   fewer than k late referrals leave the release exactly as it was.
+   suppressed count leaves every released number as it was. With noise they are functions of
+   the noisy released cells (post-processing: no further privacy cost).
+5. Revisions on a fixed schedule (refmesh.aggregate.job: the first when the window is due,
+   then ``revisions`` corrections spread evenly until it is final): each recomputes every
+   cell from the window's counts at that time with fresh noise, and is charged to the ledger.
+   Whether and when a revision appears depends on the clock only, never on the counts.
 
-Counts are of referrals, so k and the noise's sensitivity hold per referral; a person with
-several referrals in one window adds to several counts (``sensitivity`` bounds that for the
-noise). With Laplace noise, releasing only the cells seen in the data whose noisy count
-reaches k is (epsilon, delta)-DP with delta about exp(-epsilon (k - 1)) / 2 per release; with
-Gaussian noise, delta is the one configured plus that term. Epsilon (and delta) add up over the
-releases a consumer reads (basic composition), which ``charge`` keeps in a ledger.
+Guarantees. Without noise: no released number depends on a count below k, and a person whose
+cells all stay below k leaves every release (every revision, marginal and total) exactly as it
+would be without them. With noise: each release is (epsilon, delta)-DP for adding or removing
+one person (``privacy``; delta includes the threshold's term); the releases of a region
+compose by basic composition (``ledger``), and the ledger refuses a release that would pass the
+region's epsilon or delta budget.
 """
 from __future__ import annotations
 
@@ -32,160 +35,156 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from refmesh.aggregate.cells import DIMS, cell_from_key, cell_key, kind_of
-from refmesh.aggregate.state import Ledger, _int_map, _json
+from refmesh.aggregate.ledger import Ledger, charge, spent, window_spent
+from refmesh.aggregate.privacy import MECHANISMS, Noise
+from refmesh.aggregate.state import _int_map, _json
 from refmesh.aggregate.windows import Window, label
-from refmesh.aggregate.wire import record_of
+from refmesh.aggregate.wire import NOISE_FIELDS, ACCOUNT_FIELDS, record_of
 from refmesh.errors import AggregateError, ConfigError
 
 BUDGET_EXHAUSTED = "epsilon_budget_exhausted"
-MECHANISMS = ("laplace", "gaussian")
+DELTA_BUDGET_EXHAUSTED = "delta_budget_exhausted"
+Sampler = Callable[[Noise], int]  # one integer noise sample of a release's noise
 
 
 @dataclass(frozen=True)
 class Release:
-    """One release of one window: what was published and what it was computed from.
+    """One release of one window: what was published, with everything needed to publish the
+    same record again (a crash between storing and publishing).
 
     ``released``: cell key -> released count of the referral and outcome cells that passed (the
-    marginals and total are derived from these, in ``cells``). ``basis``: cell key -> the true
-    count each cell was last computed from (for the k-move rule of corrections; internal, keep
-    it encrypted like the counts). ``recomputed``: the keys computed afresh in this revision.
+    marginals and total are derived from these, in ``cells``). ``noise``: the record's noise
+    fields (``wire.NOISE_FIELDS``: mechanism, epsilon, delta, sensitivity, scale...), None
+    without noise. ``account``: the ledger after it (``wire.ACCOUNT_FIELDS``), None without noise.
     """
 
     revision: int
     k: int
     resolution: int
-    epsilon: float | None  # spent on this release (noise added to a recomputed cell), or None
     released: dict = field(hash=False)
-    basis: dict = field(hash=False, repr=False)
-    recomputed: tuple[str, ...] = field(default=(), compare=False)  # not stored
-    mechanism: str | None = None  # laplace or gaussian when noise was added, else None
-    delta: float | None = None  # the Gaussian mechanism's delta
+    threshold: int = 0  # the (noisy) count a cell needed; 0: max(k, resolution)
+    final_revision: int = 0  # the window's last scheduled revision
+    noise: dict | None = field(default=None, hash=False)
+    account: dict | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.threshold:
+            object.__setattr__(self, "threshold", max(self.k, self.resolution))
+
+    @property
+    def epsilon(self) -> float | None:
+        return None if self.noise is None else self.noise.get("epsilon")
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.noise is None else self.noise.get("delta")
+
+    @property
+    def mechanism(self) -> str | None:
+        return None if self.noise is None else self.noise.get("mechanism")
 
     @cached_property
     def cells(self) -> list[dict]:
         """The Aggregate cells: total, marginals, then the released cells and outcomes."""
-        return _with_marginals(self.released)
+        return with_marginals(self.released)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"revision": self.revision, "k": self.k, "resolution": self.resolution,
-                           "epsilon": self.epsilon, "released": self.released,
-                           "basis": self.basis, "mechanism": self.mechanism,
-                           "delta": self.delta},
+                           "released": self.released, "threshold": self.threshold,
+                           "finalRevision": self.final_revision, "noise": self.noise,
+                           "account": self.account},
                           sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Release:
+        """A stored release, checked; one stored before revisions were scheduled (with the
+        k-move rule's ``basis``, and epsilon, mechanism and delta at the top) is read too."""
         doc = _json(data, "stored release")
         try:
             ints = [doc[n] for n in ("revision", "k", "resolution")]
-            epsilon = doc["epsilon"]
             released = _int_map(doc["released"], "stored release")
-            basis = _int_map(doc["basis"], "stored release")
-            mechanism, delta = doc.get("mechanism"), doc.get("delta")
+            threshold, final = doc.get("threshold", 0), doc.get("finalRevision", ints[0])
+            noise, account = doc.get("noise"), doc.get("account")
+            if "basis" in doc and doc.get("epsilon") is not None:  # the form before issue 13
+                noise = {"mechanism": doc.get("mechanism") or "laplace",
+                         "epsilon": doc["epsilon"], "delta": doc.get("delta")}
         except (KeyError, TypeError, AttributeError) as exc:
             raise AggregateError(f"stored release lacks {exc}") from None
-        if not all(isinstance(i, int) and i >= 0 for i in ints) or not all(
-                v is None or isinstance(v, (int, float)) for v in (epsilon, delta)) or not (
-                mechanism is None or mechanism in MECHANISMS):
-            raise AggregateError("stored release: revision, k, resolution, epsilon, delta or "
-                                 "mechanism invalid")
-        return cls(*ints, epsilon, released, basis, (), mechanism, delta)
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                   for i in (*ints, threshold, final)) or not _fields(noise, NOISE_FIELDS) \
+                or not _fields(account, ACCOUNT_FIELDS) or (
+                noise is not None and noise.get("mechanism") not in MECHANISMS):
+            raise AggregateError("stored release: revision, k, resolution, threshold, noise "
+                                 "or account invalid")
+        return cls(*ints, released, threshold, final, noise, account)
 
 
-def check_rule(k: int = 11, resolution: int = 5, epsilon: float | None = None,
-               sensitivity: int = 1, mechanism: str = "laplace",
-               delta: float | None = None) -> None:
+def _fields(doc, names: tuple[str, ...]) -> bool:
+    """None, or an object of known names whose values are numbers (or the mechanism)."""
+    if doc is None:
+        return True
+    return isinstance(doc, dict) and set(doc) <= set(names) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and math.isfinite(v)) or (n == "mechanism" and isinstance(v, str))
+        for n, v in doc.items())
+
+
+def check_rule(k: int = 11, resolution: int = 5) -> None:
     """Raise ConfigError naming the first parameter of the release rule that is not valid."""
-    if not isinstance(k, int) or k < 2:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ConfigError(f"k must be an integer of at least 2, not {k!r}")
-    if not isinstance(resolution, int) or resolution < 1:
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise ConfigError(f"resolution must be a positive integer, not {resolution!r}")
-    if epsilon is not None and (not isinstance(epsilon, (int, float)) or not epsilon > 0
-                                or math.isinf(epsilon)):
-        raise ConfigError(f"epsilon must be a positive number, not {epsilon!r}")
-    if not isinstance(sensitivity, int) or sensitivity < 1:
-        raise ConfigError(f"sensitivity must be a positive integer, not {sensitivity!r}")
-    if mechanism not in MECHANISMS:
-        raise ConfigError(f"noise mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
-    if mechanism == "gaussian" and epsilon is not None:
-        if epsilon > 1:
-            raise ConfigError(f"the Gaussian mechanism holds for epsilon <= 1, not {epsilon}; "
-                              "use laplace or a smaller epsilon")
-        if not isinstance(delta, (int, float)) or not 0 < delta < 1:
-            raise ConfigError(f"the Gaussian mechanism needs a delta between 0 and 1 (e.g. "
-                              f"1e-6), not {delta!r}")
 
 
-def noise_scale(epsilon: float, sensitivity: int = 1, mechanism: str = "laplace",
-                delta: float | None = None) -> float:
-    """The Laplace scale b, or the Gaussian standard deviation sigma, of the noise added to a
-    count: b = sensitivity/epsilon; sigma = sensitivity * sqrt(2 ln(1.25/delta)) / epsilon
-    (Dwork and Roth 2014, theorem A.1, for epsilon <= 1)."""
-    if mechanism == "gaussian":
-        return sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
-    return sensitivity / epsilon
+def noise_fields(noise: Noise) -> dict:
+    """What a release records of its noise, so that a reader can check the claim."""
+    return {"mechanism": noise.mechanism, "epsilon": float(noise.epsilon),
+            "delta": noise.delta, "maxPerPerson": noise.max_per_person,
+            "sensitivityL1": noise.l1, "sensitivityL2": math.sqrt(noise.l2_squared),
+            "noiseScale": noise.noise_scale,
+            "rho": None if noise.rho is None else float(noise.rho)}
 
 
-def laplace(u: float, scale: float) -> float:
-    """A Laplace(0, scale) sample from ``u`` uniform in (-0.5, 0.5) (inverse CDF); the agent
-    supplies ``u`` from a cryptographic source (secrets.SystemRandom)."""
-    if not -0.5 < u < 0.5:
-        raise ValueError("u must lie strictly between -0.5 and 0.5")
-    return -scale * math.copysign(1.0, u) * math.log1p(-2 * abs(u))
-
-
-def _protect(n: int, k: int, resolution: int, epsilon, noise, scale: float) -> int | None:
+def _protect(n: int, threshold: int, resolution: int, noise: Noise | None,
+             draw: Sampler | None) -> int | None:
     """The released value of a true count ``n``, or None when suppressed."""
-    value = float(n) + noise(scale) if epsilon is not None else n
-    if not math.isfinite(value):
-        raise ValueError(f"the noise source returned {value}; it must return finite numbers")
-    if value < k:
+    value = n
+    if noise is not None:
+        z = draw(noise)
+        if isinstance(z, bool) or not isinstance(z, int):
+            raise ValueError(f"the noise source returned {z!r}; it must return integers")
+        value += z
+    if value < threshold:
         return None
-    rounded = math.floor(value / resolution) * resolution
-    return rounded if rounded > 0 else None
+    return value // resolution * resolution  # > 0: threshold >= resolution
 
 
-def release(counts: Mapping[str, int], *, k: int = 11, resolution: int = 5,
-            previous: Release | None = None, epsilon: float | None = None,
-            noise: Callable[[float], float] | None = None, sensitivity: int = 1,
-            mechanism: str = "laplace", delta: float | None = None) -> Release:
-    """Apply the release rule (module doc) to one window's ``counts``.
+def release(counts: Mapping[str, int], *, k: int = 11, resolution: int = 5, revision: int = 0,
+            final_revision: int = 0, noise: Noise | None = None, draw: Sampler | None = None,
+            account: dict | None = None) -> Release:
+    """Apply the release rule (module doc) to one window's ``counts``: every cell recomputed.
 
-    ``previous``: the last release of this window, for a corrected release (revision + 1, same
-    k and resolution); a cell is then recomputed only if its count moved by >= k since.
-    ``noise(scale)`` returns one sample of the ``mechanism``'s noise of that scale (Laplace:
-    Laplace(0, scale); Gaussian: Normal(0, scale)); required when ``epsilon`` is set.
+    ``noise``: the calibrated noise (``privacy.calibrate``), or None for none; ``draw(noise)``
+    returns one sample of it (``privacy.sampler`` over a cryptographic ``randbelow``); required
+    with ``noise``. ``account``: the ledger fields to record (``decide_release`` sets them).
     """
-    check_rule(k, resolution, epsilon, sensitivity, mechanism, delta)
-    if epsilon is not None and noise is None:
-        raise ConfigError("epsilon is set but no noise source was given: pass noise= (e.g. "
-                          "laplace over a cryptographic uniform source)")
-    scale = noise_scale(epsilon, sensitivity, mechanism, delta) if epsilon is not None else 0.0
-    if previous is not None and (previous.k, previous.resolution) != (k, resolution):
-        raise ConfigError(f"a corrected release keeps the rule of the first (k={previous.k}, "
-                          f"resolution={previous.resolution}); changing it would let the two "
-                          "be differenced")
-    basis = dict(previous.basis) if previous else {}
-    released = dict(previous.released) if previous else {}
-    recomputed = []
-    for key in sorted(set(counts) | set(basis)):
-        n = counts.get(key, 0)
+    check_rule(k, resolution)
+    if noise is not None and draw is None:
+        raise ConfigError("noise is set but no noise source was given: pass draw= (e.g. "
+                          "privacy.sampler(secrets.randbelow))")
+    if noise is not None and noise.threshold < max(k, resolution):
+        raise ConfigError(f"the noise's threshold {noise.threshold} is below k={k} or the "
+                          f"resolution {resolution}: calibrate it with this rule")
+    threshold = noise.threshold if noise is not None else max(k, resolution)
+    released = {}
+    for key in sorted(counts):
         cell_from_key(key)
-        if previous is not None and abs(n - basis.get(key, 0)) < k:
-            continue  # keep the previous value: fewer than k referrals moved
-        recomputed.append(key)
-        basis[key] = n
-        value = _protect(n, k, resolution, epsilon, noise, scale)
-        if value is None:
-            released.pop(key, None)
-        else:
+        value = _protect(counts[key], threshold, resolution, noise, draw)
+        if value is not None:
             released[key] = value
-    spent = epsilon if epsilon is not None and (recomputed or previous is None) else None
-    noisy = spent is not None
-    return Release(0 if previous is None else previous.revision + 1, k, resolution,
-                   float(spent) if noisy else None, released, basis, tuple(recomputed),
-                   mechanism if noisy else None,
-                   float(delta) if noisy and mechanism == "gaussian" else None)
+    return Release(revision, k, resolution, released, threshold, final_revision,
+                   None if noise is None else noise_fields(noise), account)
 
 
 def covers(total: Mapping, cell: Mapping) -> bool:
@@ -198,7 +197,9 @@ def covers(total: Mapping, cell: Mapping) -> bool:
     return kind_of(cell) in ("cell", "outcome") and all(cell.get(d) == total[d] for d in fixed)
 
 
-def _with_marginals(released: Mapping[str, int]) -> list[dict]:
+def with_marginals(released: Mapping[str, int]) -> list[dict]:
+    """The rows of a release of ``released`` (cell key -> count): the total, the marginals
+    (sums of the given cells), then the cells."""
     base = sorted(((cell_from_key(key), n) for key, n in released.items()),
                   key=lambda pair: (kind_of(pair[0]) == "outcome", cell_key(pair[0])))
     sums: dict[tuple[str, str], int] = {}
@@ -212,20 +213,6 @@ def _with_marginals(released: Mapping[str, int]) -> list[dict]:
     return [total, *marginals, *({**cell, "count": n} for cell, n in base)]
 
 
-def charge(ledger: Mapping[str, float], consumer: str, epsilon: float | None,
-           budget: float | None) -> tuple[Ledger, bool]:
-    """(new ledger, True) after charging ``epsilon`` to ``consumer``; (ledger unchanged, False)
-    when that would exceed ``budget``. Nothing is charged for a release without noise."""
-    if epsilon is None:
-        return dict(ledger), True
-    if budget is None:
-        raise ConfigError("a release with noise needs an epsilon budget per consumer")
-    spent = ledger.get(consumer, 0.0) + epsilon
-    if spent > budget * (1 + 1e-9):  # tolerance: 0.1 + 0.1 + 0.1 must fit a budget of 0.3
-        return dict(ledger), False
-    return {**ledger, consumer: spent}, True
-
-
 @dataclass(frozen=True)
 class Refused:
     """A release that may not be published (audited as ReleaseRefused with ``reason``)."""
@@ -237,7 +224,7 @@ class Refused:
 @dataclass(frozen=True)
 class Publish:
     """Publish ``record`` (an unsigned Aggregate dict: sign it with ``sign_release``) on
-    ``topic(region)``; then store ``release`` (as the window's ``previous``) and ``ledger``."""
+    ``topic(region)``; then store ``release`` and ``ledger``."""
 
     record: dict = field(hash=False)
     release: Release
@@ -245,21 +232,31 @@ class Publish:
 
 
 def decide_release(counts: Mapping[str, int], *, domain: str, region: str, window: Window,
-                   previous: Release | None = None, ledger: Mapping[str, float] | None = None,
-                   k: int = 11, resolution: int = 5, epsilon: float | None = None,
-                   budget: float | None = None, noise: Callable[[float], float] | None = None,
-                   sensitivity: int = 1, mechanism: str = "laplace",
-                   delta: float | None = None) -> Publish | Refused | None:
-    """What to do for a window that is due: Publish the first release or a correction,
-    Refused when the region's epsilon budget would be exceeded, or None when a correction
-    would change nothing (fewer than k referrals moved in every cell). The consumer charged
-    is the region: every reader of the region's topic sees every release."""
-    rel = release(counts, k=k, resolution=resolution, previous=previous, epsilon=epsilon,
-                  noise=noise, sensitivity=sensitivity, mechanism=mechanism, delta=delta)
-    if previous is not None and not rel.recomputed:
-        return None
-    ledger, ok = charge(ledger or {}, region, rel.epsilon, budget)
-    if not ok:
-        return Refused(BUDGET_EXHAUSTED, f"epsilon {rel.epsilon} for {label(window)} would "
-                                         f"exceed the budget {budget} of region {region}")
+                   revision: int = 0, final_revision: int = 0,
+                   ledger: Mapping[str, dict] | None = None, k: int = 11, resolution: int = 5,
+                   noise: Noise | None = None, draw: Sampler | None = None,
+                   budget: float | None = None, delta_budget: float | None = None
+                   ) -> Publish | Refused:
+    """Revision ``revision`` of ``window``: Publish it (charged to the region's ledger first),
+    or Refused when it would pass the region's epsilon or delta budget (nothing is drawn then).
+    The consumer charged is the region: every reader of the region's topic sees every release."""
+    ledger = dict(ledger or {})
+    account = None
+    if noise is not None:
+        after, over = charge(ledger, region, window[0], float(noise.epsilon), noise.delta,
+                             budget, delta_budget)
+        if over is not None:
+            amount, limit = (float(noise.epsilon), budget) if over == "epsilon" else (
+                noise.delta, delta_budget)
+            return Refused(BUDGET_EXHAUSTED if over == "epsilon" else DELTA_BUDGET_EXHAUSTED,
+                           f"{over} {amount:g} for {label(window)} revision {revision} would "
+                           f"exceed the {over} budget {limit:g} of region {region}")
+        ledger = after
+        eps_total, delta_total = spent(ledger, region)
+        eps_window, delta_window = window_spent(ledger, region, window[0])
+        account = {"windowEpsilon": eps_window, "windowDelta": delta_window,
+                   "epsilonRemaining": max(0.0, budget - eps_total),
+                   "deltaRemaining": max(0.0, delta_budget - delta_total)}
+    rel = release(counts, k=k, resolution=resolution, revision=revision,
+                  final_revision=final_revision, noise=noise, draw=draw, account=account)
     return Publish(record_of(rel, domain=domain, region=region, window=window), rel, ledger)

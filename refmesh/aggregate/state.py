@@ -1,5 +1,6 @@
 """The aggregation state, as plain values the agents keep in faust tables (JSON bytes, checked
-on every load; never pickle): per window, cell key -> count; per domain, consumer -> epsilon."""
+on every load; never pickle): per window, cell key -> count. (The release job's privacy ledger
+is refmesh.aggregate.ledger.)"""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from refmesh.aggregate.windows import Window
 from refmesh.errors import AggregateError
 
 Counts = dict[str, int]  # cell key -> number of referrals (or outcomes)
-Ledger = dict[str, float]  # consumer -> epsilon spent
 
 
 def count(counts: Mapping[str, int], cell: Mapping, n: int = 1) -> Counts:
@@ -59,15 +59,3 @@ def _json(data: bytes, what: str):
 def loads(data: bytes | None) -> Counts:
     """Counts from ``dumps`` (empty for None), checked: every key a cell, every value >= 0."""
     return {} if not data else _int_map(_json(data, "aggregate counts"), "aggregate counts")
-
-
-def dumps_ledger(ledger: Mapping[str, float]) -> bytes:
-    return json.dumps(dict(ledger), sort_keys=True).encode()
-
-
-def loads_ledger(data: bytes | None) -> Ledger:
-    doc = {} if not data else _json(data, "epsilon ledger")
-    if not isinstance(doc, dict) or not all(
-            isinstance(v, (int, float)) and v >= 0 for v in doc.values()):
-        raise AggregateError("epsilon ledger: expected an object of consumer -> epsilon spent")
-    return {str(c): float(v) for c, v in doc.items()}

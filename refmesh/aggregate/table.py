@@ -21,10 +21,17 @@ from refmesh.minimise import DAY_MS, _civil
 
 #: Export columns: CTDC names where CTDC has the field (yearOfRegistration, citizenship,
 #: gender, ageBroad), HTCDS names otherwise (typeOfExploitation after vic_TypeOfExploitation).
+#: Then the rule and, with noise, the claim a reader can check (Aggregate v3): the threshold,
+#: the mechanism and its parameters, and the budget spent on the window and left to the region.
 COLUMNS = ("yearOfRegistration", "monthOfRegistration", "period", "windowStart", "windowEnd",
-           "domain", "region", "revision", "cellType", "reportingCountry", "citizenship",
-           "gender", "ageBroad", "typeOfExploitation", "trmStage", "recipientRole",
-           "finalStatus", "count", "k", "resolution", "epsilon", "noise", "delta")
+           "domain", "region", "revision", "finalRevision", "cellType", "reportingCountry",
+           "citizenship", "gender", "ageBroad", "typeOfExploitation", "trmStage",
+           "recipientRole", "finalStatus", "count", "k", "resolution", "threshold", "epsilon",
+           "noise", "delta", "maxPerPerson", "sensitivityL1", "sensitivityL2", "noiseScale",
+           "rho", "windowEpsilon", "windowDelta", "epsilonRemaining", "deltaRemaining")
+CLAIM = ("threshold", "finalRevision", "maxPerPerson", "sensitivityL1", "sensitivityL2",
+         "noiseScale", "rho", "windowEpsilon", "windowDelta", "epsilonRemaining",
+         "deltaRemaining")  # null in releases older than v3
 COLUMN_OF = {"ageBand": "ageBroad", "exploitationType": "typeOfExploitation"}
 _KIND_ORDER = {"total": 0, "marginal": 1, "cell": 2, "outcome": 3}
 
@@ -87,7 +94,7 @@ def rows(aggregates: Iterable[dict]) -> list[dict]:
                   "domain": agg["domain"], "region": agg["region"],
                   "revision": agg["revision"], "k": agg["k"], "resolution": agg["resolution"],
                   "epsilon": agg["epsilon"], "noise": agg.get("mechanism"),
-                  "delta": agg.get("delta")}
+                  "delta": agg.get("delta"), **{name: agg.get(name) for name in CLAIM}}
         cells = sorted(agg["cells"], key=lambda c: (_KIND_ORDER.get(kind_of(c), 9),
                                                     [c[d] or "" for d in DIMS]))
         for cell in cells:
@@ -145,16 +152,38 @@ def outcomes(aggregates: Iterable[dict]) -> dict[str, int]:
     return {state: found[state] for state in OUTCOMES if state in found}
 
 
+def claim(agg: dict) -> str:
+    """The privacy claim of a release in one line, from its own fields ("" without noise)."""
+    if agg["epsilon"] is None:
+        return ""
+    parts = [f"{agg.get('mechanism') or 'laplace'} epsilon={agg['epsilon']:g}"]
+    if agg.get("delta") is not None:
+        parts.append(f"delta={agg['delta']:.3g}")
+    if agg.get("sensitivityL1") is not None:
+        parts.append(f"m={agg['maxPerPerson']} L1={agg['sensitivityL1']} "
+                     f"L2={agg['sensitivityL2']:.3g} scale={agg['noiseScale']:.4g}")
+    if agg.get("rho") is not None:
+        parts.append(f"rho={agg['rho']:.4g}")
+    if agg.get("windowEpsilon") is not None:
+        parts.append(f"window spent epsilon={agg['windowEpsilon']:g} "
+                     f"delta={agg['windowDelta']:.3g}; region left "
+                     f"epsilon={agg['epsilonRemaining']:g} delta={agg['deltaRemaining']:.3g}")
+    return " ".join(parts)
+
+
 def describe(agg: dict) -> list[str]:
-    """A few lines for a terminal: the release, then its released cells and outcomes."""
+    """A few lines for a terminal: the release and its claim, then its released cells and
+    outcomes."""
     total = next((c["count"] for c in agg["cells"] if kind_of(c) == "total"), 0)
-    corrected = f"  corrected (revision {agg['revision']})" if agg["revision"] else ""
-    noise = f" {agg.get('mechanism') or 'laplace'} epsilon={agg['epsilon']:g}" + (
-        f" delta={agg['delta']:g}" if agg.get("delta") is not None else "") \
-        if agg["epsilon"] is not None else ""
+    last = agg.get("finalRevision")
+    corrected = f"  corrected (revision {agg['revision']}" + (
+        f" of {last})" if last is not None else ")") if agg["revision"] else ""
+    threshold = f" threshold={agg['threshold']}" if agg.get("threshold") is not None else ""
     head = (f"{agg['domain']}  {label((agg['windowStart'], agg['windowEnd']))}  "
-            f"k={agg['k']} resolution={agg['resolution']}{noise}  total {total}{corrected}")
+            f"k={agg['k']} resolution={agg['resolution']}{threshold}  total {total}{corrected}")
     lines = [head]
+    if claim(agg):
+        lines.append(f"  {claim(agg)}")
     for cell in agg["cells"]:
         if kind_of(cell) in ("cell", "outcome"):
             values = " ".join(cell[d] or "*" for d in DIMS)

@@ -6,6 +6,7 @@ signed directory lists as valid.
 """
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import TYPE_CHECKING
@@ -40,12 +41,23 @@ def release_id(domain: str, region: str, window: Window, revision: int) -> str:
     return str(uuid.uuid5(RELEASE_NS, f"{domain}|{region}|{window[0]}|{window[1]}|{revision}"))
 
 
+#: the Aggregate fields (v3) that state a release's noise: a reader can recompute the scale
+#: from epsilon and the sensitivity, and the sensitivity from maxPerPerson (3m, sqrt(3) m)
+NOISE_FIELDS = ("mechanism", "epsilon", "delta", "maxPerPerson", "sensitivityL1",
+                "sensitivityL2", "noiseScale", "rho")
+#: ... and what the region had spent after it (basic composition)
+ACCOUNT_FIELDS = ("windowEpsilon", "windowDelta", "epsilonRemaining", "deltaRemaining")
+
+
 def record_of(rel: Release, *, domain: str, region: str, window: Window) -> dict:
     """The Aggregate record of ``rel`` without signerKeyId and signature."""
+    noise, account = rel.noise or {}, rel.account or {}
     return {"releaseId": release_id(domain, region, window, rel.revision), "domain": domain,
             "region": check_region(region), "windowStart": window[0], "windowEnd": window[1],
             "revision": rel.revision, "k": rel.k, "resolution": rel.resolution,
-            "epsilon": rel.epsilon, "mechanism": rel.mechanism, "delta": rel.delta,
+            **{name: noise.get(name) for name in NOISE_FIELDS},
+            "threshold": rel.threshold, "finalRevision": rel.final_revision,
+            **{name: account.get(name) for name in ACCOUNT_FIELDS},
             "cells": [dict(c) for c in rel.cells]}
 
 
@@ -99,6 +111,13 @@ def _check_shape(value: dict) -> None:
             value["resolution"] < 1 or value["revision"] < 0:
         raise AggregateError(f"release {value['releaseId']}: window, k, resolution or revision "
                              "out of range")
+    numbers = [value.get(n) for n in (*NOISE_FIELDS[1:], "threshold", "finalRevision",
+                                      *ACCOUNT_FIELDS)]
+    if any(n is not None and not (math.isfinite(n) and n >= 0) for n in numbers) or (
+            value.get("finalRevision") is not None and value["finalRevision"] < value[
+                "revision"]):
+        raise AggregateError(f"release {value['releaseId']}: a noise or budget figure is "
+                             "negative or not finite, or the revision is past the last")
     for cell in value["cells"]:
         if cell["count"] < 0 or kind_of(cell) == "invalid":
             raise AggregateError(f"release {value['releaseId']}: a cell has a negative count "

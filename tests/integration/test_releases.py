@@ -1,14 +1,19 @@
-"""The release job on the real broker, with a clock the test moves: differential privacy with
-an epsilon ledger (a release that would exceed the budget is refused and audited, once), the
-release job's own audit chain, a stored release published as stored after a crash, and the
-deletion of a window's state once it is final."""
+"""The release job on the real broker, with a clock the test moves: revisions on a fixed
+schedule (every window, with or without referrals; nothing in between, whatever the counts
+do), differential privacy with a ledger of epsilon and delta (a release that would exceed the
+budget is refused and audited, once), the release job's own audit chain, a stored release
+published as stored after a crash, a rolled-back ledger that stops the job, and the deletion of
+a window's state once it is final."""
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 from kafka import KafkaProducer
 
-from agents.releases import HEAD, LEDGER, RELEASE_CONTEXT, Releaser, noise_source
+import random
+import secrets
+
+from agents.releases import CURSOR, HEAD, LEDGER, RELEASE_CONTEXT, Releaser, noise_source
 from agents.state import Marks
 from agents.run import domain_topics
 from cli import cli
@@ -57,16 +62,17 @@ class World:
         self.settings = AgentSettings(
             keystore="-", directory="-", anchor="-", domain=self.domain, policy="-",
             region=self.region, aggregate_grace_ms=DAY, aggregate_max_late_ms=30 * DAY,
-            aggregate_epsilon=0.5, aggregate_budget=1.0, broker=kafka.kind)
-        self.draws: list[float] = []
+            aggregate_epsilon=0.5, aggregate_delta=1e-6, aggregate_budget=1.0,
+            broker=kafka.kind)
+        self.draws: list[aggregate.Noise] = []
         self.marks = Marks(None)  # the worker's marks of the release state, across its runs
 
     def releaser(self, **overrides) -> Releaser:
         settings = AgentSettings(**{**self.settings.__dict__, **overrides})
 
-        def noise(scale: float) -> float:
-            self.draws.append(scale)
-            return 0.0
+        def noise(params: aggregate.Noise) -> int:
+            self.draws.append(params)
+            return 0
 
         return Releaser(settings, self.keys, self.consumer, self.producer_config,
                         clock=lambda: self.clock[0], noise=noise, marks=self.marks)
@@ -106,28 +112,43 @@ def decisions(chain: list[bytes]) -> list[tuple[str, str | None]]:
     return [(r["decision"], r["reason"]) for r in (codec.decode(d)[1] for d in chain)]
 
 
+def revision_time(n: int, revisions: int) -> int:
+    """When revision ``n`` of September is due (refmesh.aggregate.schedule)."""
+    return aggregate.schedule(WINDOW, DAY, 30 * DAY, revisions)[n]
+
+
 def test_noise_the_ledger_and_a_refusal_audited_once(world):
-    world.counts(0, WINDOW, {ET: 20})
+    world.counts(0, WINDOW, {ET: 200})
     world.counts(1, WINDOW, {ET: 5, PH: 4})
-    run = world.releaser().run_once()
+    three = {"aggregate_revisions": 3}  # revisions at Oct 2, 11, 21 and 31
+    run = world.releaser(**three).run_once()
     assert (run.published, run.refused) == (1, 0)
     (first,) = world.releases()
     assert (first["epsilon"], first["mechanism"], first["revision"]) == (0.5, "laplace", 0)
     assert [(c["citizenship"], c["count"]) for c in first["cells"]
-            if aggregate.kind_of(c) == "cell"] == [("ET", 25)]  # partitions merged; PH's 4 out
-    assert world.draws == [2.0, 2.0]  # Laplace scale 1/epsilon, one draw per cell
-    # 11 late ET referrals: a correction, charged too; the budget of 1.0 is now spent
-    world.counts(0, WINDOW, {ET: 31})
-    assert world.releaser().run_once().published == 1
-    # 11 more: refused, audited once however often the job runs
-    world.counts(0, WINDOW, {ET: 42})
+            if aggregate.kind_of(c) == "cell"] == [("ET", 205)]  # partitions merged; PH's 4 out
+    # the claim, on the record: L1 = 3m = 6, b = 6/0.5, the threshold that pays for new cells
+    assert (first["maxPerPerson"], first["sensitivityL1"], first["noiseScale"],
+            first["threshold"], first["finalRevision"]) == (2, 6, 12.0, 187, 3)
+    assert first["delta"] <= 1e-6 and first["epsilonRemaining"] == 0.5
+    assert [d.scale for d in world.draws] == [12, 12]  # one draw per cell
+    # more referrals: nothing until the next revision is due, then a correction, charged too
+    world.counts(0, WINDOW, {ET: 231})
+    assert world.releaser(**three).run_once().published == 0
+    world.clock[0] = revision_time(1, 3)
+    assert world.releaser(**three).run_once().published == 1  # the budget of 1.0 is spent
+    # the next revision: refused, audited once however often the job runs
+    world.clock[0] = revision_time(2, 3)
     for _ in range(2):
-        run = world.releaser().run_once()
+        run = world.releaser(**three).run_once()
         assert (run.published, run.refused) == (0, 1)
     assert [r["revision"] for r in world.releases()] == [0, 1]
-    ledger = world.table(topology.RELEASES)[b"ledger"]
-    assert aggregate.loads_ledger(envelope.unprotect(
-        world.keys, RELEASE_CONTEXT + b"ledger", ledger.value)) == {world.region: 1.0}
+    assert world.releases()[1]["epsilonRemaining"] == 0.0
+    ledger = aggregate.loads_ledger(envelope.unprotect(
+        world.keys, RELEASE_CONTEXT + LEDGER, world.table(topology.RELEASES)[LEDGER].value))
+    delta = first["delta"]
+    assert ledger == {world.region: {"epsilon": 1.0, "delta": 2 * delta,
+                                     "windows": {str(WINDOW[0]): [1.0, 2 * delta]}}}
     chain = world.chain()
     assert audit.verify(chain) is None
     assert decisions(chain) == [("ReleasePublished", None), ("ReleasePublished", None),
@@ -137,23 +158,46 @@ def test_noise_the_ledger_and_a_refusal_audited_once(world):
         assert b"ET" not in m.value and b"forwarded" not in m.value
 
 
+def test_every_window_is_released_on_schedule_whatever_its_counts(world):
+    """Whether a release appears depends on the clock only: a window without a referral is
+    released like one with referrals, and counts that move between revisions publish nothing."""
+    plain = {"aggregate_epsilon": None, "aggregate_budget": None}
+    run = world.releaser(**plain).run_once()  # September is due; nothing was counted
+    assert run.published == 1
+    (empty,) = world.releases()
+    assert empty["windowStart"] == WINDOW[0] and [c["count"] for c in empty["cells"]] == [0]
+    world.counts(0, WINDOW, {ET: 40})  # 40 late referrals: no correction before its time
+    assert world.releaser(**plain).run_once().published == 0
+    world.clock[0] = revision_time(1, 1)  # September final: the last revision, then deleted
+    run = world.releaser(**plain).run_once()
+    assert (run.published, run.deleted) == (1, 1)
+    last = world.releases()[-1]
+    assert (last["revision"], last["finalRevision"]) == (1, 1)
+    assert [(c["citizenship"], c["count"]) for c in last["cells"]
+            if aggregate.kind_of(c) == "cell"] == [("ET", 40)]
+
+
 def test_a_ledger_rolled_back_on_the_broker_stops_the_release_job(world, tmp_path):
     """An outsider who can write the release state puts back the ledger as it was before the
     last charge, to have the job draw fresh noise on budget it already spent: the job notices
     (refmesh.statehead), publishes nothing and names the problem."""
     world.marks = Marks(tmp_path / "release-marks.json")
-    world.counts(0, WINDOW, {ET: 20})
-    assert world.releaser().run_once().published == 1
-    world.counts(0, WINDOW, {ET: 31})
-    assert world.releaser().run_once().published == 1  # the correction, charged too
+    two = {"aggregate_revisions": 2}  # September's revisions: Oct 2, Oct 16, Oct 31
+    world.counts(0, WINDOW, {ET: 200})
+    assert world.releaser(**two).run_once().published == 1
+    world.counts(0, WINDOW, {ET: 231})
+    world.clock[0] = revision_time(1, 2)
+    assert world.releaser(**two).run_once().published == 1  # the correction, charged too
     topic = topology.table(world.domain, topology.RELEASES)
     ledgers = [m for m in read_topic(world.consumer, topic) if m.key == LEDGER]
     assert len(ledgers) == 2
     world.put(topic, LEDGER, ledgers[0].value, ledgers[0].partition)
-    world.counts(0, WINDOW, {ET: 42})  # 11 more: refused by the budget, unless rolled back
+    world.counts(0, WINDOW, {ET: 242})  # more: the last revision is refused by the budget,
+    world.clock[0] = revision_time(2, 2)  # unless the ledger is rolled back
     draws, releases = list(world.draws), world.releases()
-    job = Releaser(world.settings, world.keys, world.consumer, world.producer_config,
-                   clock=lambda: world.clock[0], noise=lambda scale: 0.0,
+    job = Releaser(AgentSettings(**{**world.settings.__dict__, **two}), world.keys,
+                   world.consumer, world.producer_config, clock=lambda: world.clock[0],
+                   noise=lambda params: 0,
                    marks=Marks(tmp_path / "release-marks.json"))  # a restarted worker
     run = job.run_once()
     assert (run.published, run.refused) == (0, 0)
@@ -162,26 +206,29 @@ def test_a_ledger_rolled_back_on_the_broker_stops_the_release_job(world, tmp_pat
 
 
 def test_a_stored_release_is_published_as_stored_after_a_crash(world):
-    world.counts(0, WINDOW, {ET: 30})
-    stored = aggregate.release({ET: 30}, epsilon=0.5, noise=lambda s: 7.0)  # 37 -> 35
+    world.counts(0, WINDOW, {ET: 300})
+    stored = aggregate.release({ET: 300}, noise=world.settings.aggregate_privacy(),
+                               draw=lambda params: 7)  # 307 -> 305
     key = str(WINDOW[0]).encode()
     world.put(topology.table(world.domain, topology.RELEASES), key, envelope.protect(
         world.keys, RELEASE_CONTEXT + key, stored.to_bytes()), 0)
     run = world.releaser().run_once()  # stored, never published: out as it was, no new draw
     assert run.published == 1 and world.draws == []
     (out,) = world.releases()
-    assert [c["count"] for c in out["cells"] if aggregate.kind_of(c) == "cell"] == [35]
+    assert [c["count"] for c in out["cells"] if aggregate.kind_of(c) == "cell"] == [305]
     assert world.releaser().run_once().published == 0  # and only once
 
 
-def test_gaussian_noise_is_drawn_with_its_deviation():
-    draw = noise_source("gaussian")
-    samples = [draw(10.0) for _ in range(4000)]
-    mean = sum(samples) / len(samples)
-    deviation = (sum((x - mean) ** 2 for x in samples) / len(samples)) ** 0.5
-    assert abs(mean) < 1.0 and 9.0 < deviation < 11.0
-    laplace = [noise_source("laplace")(2.0) for _ in range(4000)]
-    assert 1.7 < sum(abs(x) for x in laplace) / len(laplace) < 2.3  # E|X| = b
+def test_the_job_draws_exact_integer_noise_from_the_system_generator(monkeypatch):
+    """``noise_source`` samples through ``secrets.randbelow`` (here replaced by a seeded
+    generator, so that the draws can be compared with the core's sampler on the same seed)."""
+    for mechanism in aggregate.MECHANISMS:
+        params = aggregate.calibrate(epsilon=1.0, delta=1e-6, mechanism=mechanism)
+        monkeypatch.setattr(secrets, "randbelow", random.Random(11).randrange)
+        got = [noise_source()(params) for _ in range(50)]
+        seeded = aggregate.sampler(random.Random(11).randrange)
+        want = [seeded(params) for _ in range(50)]
+        assert got == want and all(type(x) is int for x in got) and len(set(got)) > 5
 
 
 def test_a_final_window_state_is_deleted_and_the_open_one_kept(world):
@@ -194,13 +241,15 @@ def test_a_final_window_state_is_deleted_and_the_open_one_kept(world):
     assert world.releaser(**plain).run_once().published == 1  # September
     world.clock[0] = LATER[1] + DAY  # September final; October due, not final
     run = world.releaser(**plain).run_once()
-    assert (run.published, run.deleted) == (1, 1)
+    assert (run.published, run.deleted) == (2, 1)  # September's last revision, October's first
     counts = world.table("aggregate-counts")
     assert set(counts) == {f"1|{LATER[0]}".encode()}
     assert set(world.table("counted")) == {b"m-oct"}
     state = world.table(topology.RELEASES)
-    assert set(state) == {str(LATER[0]).encode(), f"published|{LATER[0]}".encode(), HEAD}
-    assert [r["windowStart"] for r in world.releases()] == [WINDOW[0], LATER[0]]
+    assert set(state) == {str(LATER[0]).encode(), f"published|{LATER[0]}".encode(), HEAD,
+                          CURSOR}
+    assert [(r["windowStart"], r["revision"]) for r in world.releases()] == [
+        (WINDOW[0], 0), (WINDOW[0], 1), (LATER[0], 0)]
     assert world.releaser(**plain).run_once().published == 0  # deleted stays deleted
 
 

@@ -63,9 +63,9 @@ def world(tmp_path_factory):
     (root / "anchor.json").write_text(json.dumps(anchor.to_json()))
     trusted = directory.load((root / "directory.bin").read_bytes(), anchor, NOW)
 
-    def signed(counts, window, *, domain=BH, region="GCC", previous=None) -> tuple:
+    def signed(counts, window, *, domain=BH, region="GCC", revision=0) -> tuple:
         out = agg.decide_release(counts, domain=domain, region=region, window=window,
-                                 previous=previous)
+                                 revision=revision, final_revision=1)
         return out, agg.sign_release(out.record, ks[domain])
 
     messages = []
@@ -74,7 +74,7 @@ def world(tmp_path_factory):
         out, data = signed(referrals(m), window)
         firsts.append(out)
         messages.append(data)
-    correction, data = signed(referrals(1, extra=12), MONTHS[1], previous=firsts[1].release)
+    correction, data = signed(referrals(1, extra=12), MONTHS[1], revision=1)
     messages.append(data)
     messages.append(messages[1])  # the older revision again, after the correction: ignored
     _, foreign = signed(referrals(2), MONTHS[2], region="EAC")
@@ -164,7 +164,7 @@ def test_tail_once_prints_the_newest_release_of_each_window(runner, world):
     assert result.exit_code == 0, result.output
     heads = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
     assert [h.split()[1] for h in heads] == ["2026-07", "2026-08", "2026-09"]
-    assert "corrected (revision 1)" in heads[1]
+    assert "corrected (revision 1 of 1)" in heads[1]
     assert CANARY not in result.stdout
 
 

@@ -1,10 +1,12 @@
 """refmesh.aggregate: coarse cells only, calendar windows, the release rule (suppression,
-rounding down, marginals from released cells, noise, corrections that cannot be differenced),
-the epsilon ledger, and signed releases.
+rounding down, marginals from released cells, noise), the privacy ledger, the revision
+schedule, and signed releases.
 
 Property tests state the guarantees regional releases rest on: every marginal is the sum of
-the released cells it covers; no suppressed count changes any released number; and a
-corrected release after fewer than k late referrals (one person, say) equals the original.
+the released cells it covers; no suppressed count changes any released number; a person whose
+cells stay below k changes no released number of any revision; no region is charged beyond its
+epsilon or delta budget. (The noise's distributions: test_core_aggregate_noise.py; the
+sensitivity: test_core_aggregate_sensitivity.py; the attacker: tests/adversary.)
 """
 from __future__ import annotations
 
@@ -300,8 +302,8 @@ def test_no_suppressed_count_changes_any_released_number(counts, data):
 
 
 def test_the_canary_person_never_appears_in_any_release():
-    """A person whose combination is unique (count 1 < k): no cell, no marginal, no corrected
-    release names their citizenship or age band."""
+    """A person whose combination is unique (count 1 < k): no cell, no marginal, no revision
+    names their citizenship or age band."""
     crowd = [agg.cell_of(referral(i, citizenship=c), d, BH, NGO, NOW)
              for i, (c, d) in enumerate([("ET", "forwarded")] * 40 + [("PH", "forwarded")] * 25
                                         + [("ET", "refused")] * 12)]
@@ -309,7 +311,7 @@ def test_the_canary_person_never_appears_in_any_release():
                                   birthdate="1960-01-01", exploitation="OrganRemoval"),
                          "forwarded", BH, NGO, NOW)
     first = agg.release(counts_of(crowd + [canary]))
-    late = agg.release(counts_of(crowd + [canary] * 2), previous=agg.release(counts_of(crowd)))
+    late = agg.release(counts_of(crowd + [canary] * 2), revision=1)
     for rel in (first, late):
         text = json.dumps(rel.cells)
         for value in ("KE", "Masculine", "48+", "OrganRemoval"):
@@ -317,53 +319,44 @@ def test_the_canary_person_never_appears_in_any_release():
 
 
 @PROPERTY
-@given(COUNTS, st.lists(CELLS, min_size=1, max_size=10))
-def test_fewer_than_k_late_referrals_leave_the_corrected_release_as_it_was(counts, extra):
-    """The differencing attack: the original and the corrected release of one window, which
-    differ by one person (or up to k - 1 referrals), are equal in every released number."""
-    original = agg.release(counts)
+@given(COUNTS, st.lists(CELLS, min_size=1, max_size=6))
+def test_a_person_whose_cells_stay_below_k_changes_no_released_number(counts, person):
+    """Without noise, the differencing attack finds nothing: adding one person (up to 3m = 6
+    counted events) whose cells all stay below k leaves every released number (cells,
+    marginals, total) of every revision exactly as it was, so no difference or sum of
+    released numbers gives their cells' counts."""
     grown = dict(counts)
-    for cell in extra:
+    for cell in person:
         grown = agg.count(grown, cell)
-    corrected = agg.release(grown, previous=original)
-    assert corrected.cells == original.cells
-    assert corrected.revision == 1 and corrected.recomputed == ()
+    if all(grown[agg.cell_key(c)] < 11 for c in person):
+        for revision in (0, 1):
+            assert agg.release(grown, revision=revision).cells == agg.release(
+                counts, revision=revision).cells
 
 
-def test_without_the_correction_rule_one_person_would_show():
-    """Why corrections hold values: releasing the grown counts afresh would reveal the late
-    person's whole combination (a cell of 10 becomes 11 and appears)."""
-    cell = agg.cell_of(referral(citizenship="KE"), "forwarded", BH, NGO, NOW)
-    crowd = agg.cell_of(referral(), "forwarded", BH, NGO, NOW)
-    base = {agg.cell_key(cell): 10, agg.cell_key(crowd): 50}
-    original = agg.release(base)
-    grown = agg.count(base, cell)
-    assert "KE" in json.dumps(agg.release(grown).cells)  # naive re-release: revealed
-    assert agg.release(grown, previous=original).cells == original.cells  # the rule: not
-
-
-@settings(PROPERTY, max_examples=100)
-@given(COUNTS, CELLS, st.lists(st.floats(-30, 30), min_size=1, max_size=40))
-def test_one_more_person_leaves_a_noisy_release_as_it_was_too(counts, person, draws):
-    noise = iter(draws * 50).__next__
-    original = agg.release(counts, epsilon=0.5, noise=lambda scale: noise())
-    corrected = agg.release(agg.count(counts, person), previous=original, epsilon=0.5,
-                            noise=lambda scale: noise())
-    assert corrected.cells == original.cells and corrected.epsilon is None
-
-
-def test_k_late_referrals_in_a_cell_do_update_it():
+def test_every_revision_recomputes_every_cell_from_the_counts():
+    """No k-move rule (its decision was itself an exact-count signal): a revision shows the
+    counts of its time, whatever moved; only its schedule decides that it appears."""
     cell = agg.cell_of(referral(), "forwarded", BH, NGO, NOW)
     other = agg.cell_of(referral(citizenship="PH"), "forwarded", BH, NGO, NOW)
-    original = agg.release({agg.cell_key(cell): 30, agg.cell_key(other): 5})
-    corrected = agg.release({agg.cell_key(cell): 41, agg.cell_key(other): 15},
-                            previous=original)
-    assert corrected.recomputed == (agg.cell_key(cell),)
-    assert corrected.released == {agg.cell_key(cell): 40}  # other moved by 10 < k: kept out
-    again = agg.release({agg.cell_key(cell): 41, agg.cell_key(other): 16}, previous=corrected)
-    assert again.released == {agg.cell_key(cell): 40, agg.cell_key(other): 15}
-    assert again.revision == 2
-    assert agg.Release.from_bytes(again.to_bytes()) == again
+    first = agg.release({agg.cell_key(cell): 30, agg.cell_key(other): 5})
+    assert first.released == {agg.cell_key(cell): 30}
+    corrected = agg.release({agg.cell_key(cell): 36, agg.cell_key(other): 11}, revision=1,
+                            final_revision=1)
+    assert corrected.released == {agg.cell_key(cell): 35, agg.cell_key(other): 10}
+    assert (corrected.revision, corrected.final_revision, corrected.threshold) == (1, 1, 11)
+    assert agg.Release.from_bytes(corrected.to_bytes()) == corrected
+
+
+def test_a_release_stored_before_the_schedule_is_still_read():
+    old = json.dumps({"revision": 1, "k": 11, "resolution": 5, "epsilon": 0.5,
+                      "mechanism": "laplace", "delta": None, "released": {},
+                      "basis": {}}).encode()
+    rel = agg.Release.from_bytes(old)
+    assert (rel.revision, rel.final_revision, rel.threshold, rel.epsilon, rel.mechanism) == (
+        1, 1, 11, 0.5, "laplace")
+    record = agg.record_of(rel, domain="BH/GOV/NCCT", region="GCC", window=agg.window_of(NOW))
+    codec.encode("Aggregate", {**record, "signerKeyId": "sig-x", "signature": b""})
 
 
 def test_release_rule_parameters_are_checked():
@@ -372,71 +365,66 @@ def test_release_rule_parameters_are_checked():
     with pytest.raises(ConfigError, match="resolution"):
         agg.release({}, resolution=0)
     with pytest.raises(ConfigError, match="noise source"):
-        agg.release({}, epsilon=1.0)
-    with pytest.raises(ConfigError, match="epsilon"):
-        agg.release({}, epsilon=0, noise=lambda s: 0.0)
-    with pytest.raises(ConfigError, match="keeps the rule"):
-        agg.release({}, previous=agg.release({}), k=20)
+        agg.release({}, noise=agg.calibrate(epsilon=1, delta=1e-6))
+    with pytest.raises(ConfigError, match="calibrate it with this rule"):
+        agg.release({}, k=200, noise=agg.calibrate(epsilon=1, delta=1e-6), draw=lambda n: 0)
     with pytest.raises(AggregateError):
         agg.release({"garbage": 3})
     with pytest.raises(AggregateError):
         agg.Release.from_bytes(b'{"revision": 0}')
+    with pytest.raises(AggregateError):
+        agg.Release.from_bytes(json.dumps({"revision": 0, "k": 11, "resolution": 5,
+                                           "released": {}, "noise": {"epsilon": "x"}}).encode())
 
 
 # --- differential privacy -------------------------------------------------------------------
 
-def test_noise_is_added_before_suppression_and_rounding():
+def test_noise_is_added_before_the_threshold_and_rounding():
+    noise = agg.calibrate(epsilon=1.0, delta=1e-6)  # Laplace b = 6, threshold 97
     low = agg.cell_of(referral(citizenship="ET"), "forwarded", BH, NGO, NOW)
     high = agg.cell_of(referral(citizenship="PH"), "forwarded", BH, NGO, NOW)
-    scales, draws = [], iter([4.2, -3.5])
+    seen, draws = [], iter([4, -3])
 
-    def noise(scale: float) -> float:
-        scales.append(scale)
+    def draw(n: agg.Noise) -> int:
+        seen.append(n)
         return next(draws)
 
-    rel = agg.release({agg.cell_key(low): 8, agg.cell_key(high): 12}, epsilon=0.5,
-                      noise=noise, sensitivity=2)
-    assert scales == [4.0, 4.0]  # sensitivity / epsilon, one draw per cell
-    assert rel.released == {agg.cell_key(low): 10}  # 8 + 4.2 -> 12.2 -> 10; 12 - 3.5 < 11
-    assert rel.epsilon == 0.5
-    with pytest.raises(ValueError, match="finite"):
-        agg.release({agg.cell_key(low): 8}, epsilon=1, noise=lambda s: math.nan)
+    rel = agg.release({agg.cell_key(low): 95, agg.cell_key(high): 99}, noise=noise, draw=draw)
+    assert seen == [noise, noise]  # one draw per cell
+    assert rel.released == {agg.cell_key(low): 95}  # 95 + 4 -> 99 -> 95; 99 - 3 < 97
+    assert rel.threshold == 97 and rel.epsilon == 1.0 and rel.mechanism == "laplace"
+    assert rel.noise["sensitivityL1"] == 6 and rel.noise["noiseScale"] == 6.0
+    with pytest.raises(ValueError, match="integers"):
+        agg.release({agg.cell_key(low): 8}, noise=noise, draw=lambda n: 0.5)
 
 
-def test_gaussian_noise_has_the_analytic_scale_and_is_recorded_with_its_delta():
+def test_gaussian_noise_is_recorded_with_its_parameters():
     cell = agg.cell_of(referral(), "forwarded", BH, NGO, NOW)
-    scales = []
-    rel = agg.release({agg.cell_key(cell): 30}, epsilon=0.5, mechanism="gaussian", delta=1e-6,
-                      noise=lambda scale: scales.append(scale) or 2.0)
-    sigma = math.sqrt(2 * math.log(1.25 / 1e-6)) / 0.5  # Dwork and Roth, theorem A.1
-    assert scales == [pytest.approx(sigma)] and sigma == pytest.approx(10.6, abs=0.1)
-    assert rel.released == {agg.cell_key(cell): 30}  # 30 + 2 -> 32 -> 30
-    assert (rel.mechanism, rel.delta, rel.epsilon) == ("gaussian", 1e-6, 0.5)
+    noise = agg.calibrate(epsilon=0.5, delta=1e-6, mechanism="gaussian")
+    rel = agg.release({agg.cell_key(cell): 300}, noise=noise, draw=lambda n: 2)
+    assert rel.released == {agg.cell_key(cell): 300}  # 300 + 2 -> 302 -> 300
+    assert (rel.mechanism, rel.epsilon) == ("gaussian", 0.5) and rel.delta <= 1e-6
+    assert rel.noise["rho"] == float(noise.rho) and rel.noise["noiseScale"] == pytest.approx(
+        math.sqrt(noise.scale))
+    assert rel.noise["sensitivityL2"] == pytest.approx(2 * math.sqrt(3))
     assert agg.Release.from_bytes(rel.to_bytes()) == rel
-    record = agg.decide_release({agg.cell_key(cell): 30}, domain="BH/GOV/NCCT", region="GCC",
-                                window=agg.window_of(NOW), epsilon=0.5, budget=1.0,
-                                mechanism="gaussian", delta=1e-6, noise=lambda s: 0.0).record
-    assert (record["mechanism"], record["delta"]) == ("gaussian", 1e-6)
-    assert "gaussian epsilon=0.5 delta=1e-06" in table.describe(record)[0]
+    out = agg.decide_release({agg.cell_key(cell): 300}, domain="BH/GOV/NCCT", region="GCC",
+                             window=agg.window_of(NOW), noise=noise, draw=lambda n: 0,
+                             budget=1.0, delta_budget=2e-6)
+    record = out.record
+    assert (record["mechanism"], record["delta"], record["threshold"]) == (
+        "gaussian", noise.delta, noise.threshold)
+    assert (record["epsilonRemaining"], record["deltaRemaining"]) == pytest.approx(
+        (0.5, 2e-6 - noise.delta))
+    assert (record["windowEpsilon"], record["windowDelta"]) == (0.5, noise.delta)
+    head, line = table.describe(record)[:2]
+    assert "threshold=" in head and "gaussian epsilon=0.5" in line and "rho=" in line
+    assert "region left epsilon=0.5" in line
     assert {(r["noise"], r["delta"], r["epsilon"]) for r in table.rows([record])} == {
-        ("gaussian", 1e-6, 0.5)}
+        ("gaussian", noise.delta, 0.5)}
     codec.encode("Aggregate", {**record, "signerKeyId": "sig-x", "signature": b""})
     plain = agg.release({agg.cell_key(cell): 30})
-    assert (plain.mechanism, plain.delta, plain.epsilon) == (None, None, None)
-    laplace = agg.release({agg.cell_key(cell): 30}, epsilon=0.5, noise=lambda s: 0.0)
-    assert (laplace.mechanism, laplace.delta) == ("laplace", None)
-    assert agg.noise_scale(0.5, 2) == 4.0
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mechanism": "gaussian", "epsilon": 2.0, "delta": 1e-6}, "epsilon <= 1"),
-    ({"mechanism": "gaussian", "epsilon": 0.5, "delta": None}, "delta between"),
-    ({"mechanism": "gaussian", "epsilon": 0.5, "delta": 1.5}, "delta between"),
-    ({"mechanism": "uniform", "epsilon": 0.5}, "not one of laplace, gaussian"),
-])
-def test_noise_settings_are_checked(kwargs, message):
-    with pytest.raises(ConfigError, match=message):
-        agg.release({}, noise=lambda s: 0.0, **kwargs)
+    assert (plain.mechanism, plain.delta, plain.epsilon, plain.noise) == (None,) * 4
 
 
 def test_an_outcome_keeps_its_referrals_cell():
@@ -456,56 +444,60 @@ def test_an_outcome_keeps_its_referrals_cell():
     assert total["count"] == 20 and [c["count"] for c in accepted] == [15]
 
 
-def test_laplace_from_a_uniform_draw():
-    assert agg.laplace(0.0, 2.0) == 0.0
-    assert agg.laplace(0.25, 2.0) == pytest.approx(-2.0 * math.log(0.5))  # upper quartile
-    assert agg.laplace(-0.25, 2.0) == pytest.approx(2.0 * math.log(0.5))
-    with pytest.raises(ValueError):
-        agg.laplace(0.5, 1.0)
+# --- the privacy ledger ---------------------------------------------------------------------
 
-
-# --- the epsilon ledger ---------------------------------------------------------------------
-
-def test_the_ledger_charges_each_consumer_up_to_its_budget():
-    ledger, ok = agg.charge({}, "GCC", 0.4, 1.0)
-    assert ok and ledger == {"GCC": 0.4}
-    ledger, ok = agg.charge(ledger, "GCC", 0.6, 1.0)
-    assert ok and ledger["GCC"] == pytest.approx(1.0)
-    refused, ok = agg.charge(ledger, "GCC", 0.1, 1.0)
-    assert not ok and refused == ledger
-    other, ok = agg.charge(ledger, "EAC", 0.5, 1.0)
-    assert ok and other["EAC"] == 0.5  # another consumer has its own budget
-    assert agg.charge(ledger, "GCC", None, 1.0) == (ledger, True)  # no noise, nothing spent
-    tenths = {}
-    for _ in range(3):
-        tenths, ok = agg.charge(tenths, "GCC", 0.1, 0.3)
-        assert ok
-    assert agg.loads_ledger(agg.dumps_ledger(tenths)) == tenths
-    with pytest.raises(AggregateError):
-        agg.loads_ledger(b'{"GCC": -1}')
+def test_the_ledger_charges_epsilon_and_delta_per_region_and_window():
+    sep, october = agg.window_of(NOW)[0], agg.window_of(NOW)[1]
+    ledger, over = agg.charge({}, "GCC", sep, 0.4, 1e-7, 1.0, 3e-7)
+    assert over is None and ledger == {"GCC": {"epsilon": 0.4, "delta": 1e-7,
+                                               "windows": {str(sep): [0.4, 1e-7]}}}
+    ledger, over = agg.charge(ledger, "GCC", october, 0.6, 1e-7, 1.0, 3e-7)
+    assert over is None and ledger["GCC"]["epsilon"] == pytest.approx(1.0)
+    refused, over = agg.charge(ledger, "GCC", october, 0.1, 1e-7, 1.0, 3e-7)
+    assert over == "epsilon" and refused == ledger
+    _, over = agg.charge(ledger, "GCC", october, 0.0, 2e-7, 2.0, 3e-7)
+    assert over == "delta"
+    other, over = agg.charge(ledger, "EAC", sep, 0.5, 1e-7, 1.0, 3e-7)
+    assert over is None and other["EAC"]["epsilon"] == 0.5  # another region: its own budget
+    assert agg.loads_ledger(agg.dumps_ledger(ledger)) == ledger
+    forgot = agg.forget_window(ledger, "GCC", sep)
+    assert forgot["GCC"]["windows"] == {str(october): [0.6, 1e-7]}
+    assert forgot["GCC"]["epsilon"] == ledger["GCC"]["epsilon"]  # the total keeps it
+    assert agg.loads_ledger(b'{"GCC": 0.7}') == {"GCC": {"epsilon": 0.7, "delta": 0.0,
+                                                         "windows": {}}}  # the old form
+    for bad in (b'{"GCC": -1}', b'{"GCC": {"epsilon": 1}}', b"[]", b"x"):
+        with pytest.raises(AggregateError):
+            agg.loads_ledger(bad)
     with pytest.raises(ConfigError, match="budget"):
-        agg.charge({}, "GCC", 0.1, None)
+        agg.charge({}, "GCC", sep, 0.1, 0.0, None, 1.0)
 
 
 @settings(PROPERTY, max_examples=200)
-@given(st.lists(st.sampled_from(["GCC", "EAC"]), min_size=1, max_size=30),
-       st.lists(st.floats(0.01, 2.0), min_size=1, max_size=30), st.floats(0.05, 5.0))
-def test_no_consumer_is_ever_charged_beyond_its_budget(consumers, epsilons, budget):
+@given(st.lists(st.tuples(st.sampled_from(["GCC", "EAC"]), st.integers(0, 3),
+                          st.floats(0.01, 2.0), st.floats(0, 1e-6)), min_size=1, max_size=30),
+       st.floats(0.05, 5.0), st.floats(1e-7, 1e-5))
+def test_no_region_is_ever_charged_beyond_its_budget(charges, budget, delta_budget):
     ledger: dict = {}
-    spent = {"GCC": 0.0, "EAC": 0.0}
-    for consumer, epsilon in zip(consumers, epsilons):
-        after, ok = agg.charge(ledger, consumer, epsilon, budget)
-        if ok:
-            spent[consumer] += epsilon
-            assert after[consumer] == pytest.approx(spent[consumer])
+    spent = {"GCC": [0.0, 0.0], "EAC": [0.0, 0.0]}
+    for region, window, epsilon, delta in charges:
+        after, over = agg.charge(ledger, region, window, epsilon, delta, budget, delta_budget)
+        if over is None:
+            spent[region][0] += epsilon
+            spent[region][1] += delta
+            assert after[region]["epsilon"] == pytest.approx(spent[region][0])
+            assert after[region]["delta"] == pytest.approx(spent[region][1])
+            assert sum(e for e, _ in after[region]["windows"].values()) == pytest.approx(
+                spent[region][0])  # the windows add up to the total (basic composition)
         else:
-            assert after == ledger and spent[consumer] + epsilon > budget  # refused: unchanged
+            assert after == ledger and (spent[region][0] + epsilon > budget
+                                        or spent[region][1] + delta > delta_budget)
         ledger = after
-        assert all(v <= budget * (1 + 1e-9) for v in ledger.values())
+        assert all(v["epsilon"] <= budget * (1 + 1e-9) and v["delta"] <= delta_budget *
+                   (1 + 1e-9) for v in ledger.values())
         assert agg.loads_ledger(agg.dumps_ledger(ledger)) == ledger
 
 
-def test_decide_release_publishes_corrects_skips_and_refuses():
+def test_decide_release_publishes_and_refuses_before_drawing():
     window = agg.window_of(NOW)
     cell = agg.cell_of(referral(), "forwarded", BH, NGO, NOW)
     counts = {agg.cell_key(cell): 30}
@@ -514,21 +506,25 @@ def test_decide_release_publishes_corrects_skips_and_refuses():
     record = first.record
     assert (record["windowStart"], record["windowEnd"], record["revision"]) == (*window, 0)
     assert record["releaseId"] == agg.release_id("BH/GOV/NCCT", "GCC", window, 0)
+    assert (record["threshold"], record["epsilon"], record["epsilonRemaining"]) == (11, None,
+                                                                                    None)
     codec.encode("Aggregate", {**record, "signerKeyId": "sig-x", "signature": b""})  # valid
-    same = agg.decide_release({agg.cell_key(cell): 31}, domain="BH/GOV/NCCT", region="GCC",
-                              window=window, previous=first.release)
-    assert same is None  # one late referral: nothing to publish
-    moved = agg.decide_release({agg.cell_key(cell): 45}, domain="BH/GOV/NCCT", region="GCC",
-                               window=window, previous=first.release)
-    assert moved.record["revision"] == 1 and moved.record["cells"][0]["count"] == 45
 
-    noisy = {"epsilon": 0.6, "budget": 1.0, "noise": lambda scale: 0.0}
+    noise = agg.calibrate(epsilon=0.6, delta=1e-6)
+    drawn = []
+    noisy = {"noise": noise, "draw": lambda n: drawn.append(n) or 0, "budget": 1.0,
+             "delta_budget": 1e-5}
     spent = agg.decide_release(counts, domain="BH/GOV/NCCT", region="GCC", window=window,
                                **noisy)
-    assert spent.ledger == {"GCC": 0.6} and spent.record["epsilon"] == 0.6
+    assert spent.ledger["GCC"]["epsilon"] == 0.6 and spent.record["epsilon"] == 0.6
+    assert spent.record["epsilonRemaining"] == pytest.approx(0.4) and len(drawn) == 1
     over = agg.decide_release(counts, domain="BH/GOV/NCCT", region="GCC", window=window,
-                              ledger=spent.ledger, **noisy)
+                              revision=1, ledger=spent.ledger, **noisy)
     assert over == agg.Refused(agg.BUDGET_EXHAUSTED, over.detail) and "GCC" in over.detail
+    assert len(drawn) == 1  # refused before any draw
+    tight = agg.decide_release(counts, domain="BH/GOV/NCCT", region="GCC", window=window,
+                               **{**noisy, "delta_budget": noise.delta / 2})
+    assert tight.reason == agg.DELTA_BUDGET_EXHAUSTED
 
 
 # --- the topic and signed releases ----------------------------------------------------------
@@ -631,26 +627,67 @@ def test_region_topic():
             agg.topic(bad)
 
 
-# --- the release job's plan for one window --------------------------------------------------
+# --- the schedule ---------------------------------------------------------------------------
+
+def test_revisions_follow_a_fixed_schedule_from_due_to_final():
+    window = agg.window_of(NOW)
+    day = 86_400_000
+    assert agg.schedule(window, 2 * day, 30 * day, 1) == [window[1] + 2 * day,
+                                                          window[1] + 30 * day]
+    assert agg.schedule(window, 2 * day, 30 * day, 2) == [
+        window[1] + 2 * day, window[1] + 16 * day, window[1] + 30 * day]
+    assert agg.schedule(window, 2 * day, 30 * day, 0) == [window[1] + 2 * day]
+    assert agg.scheduled_revision(window, window[1] + day, 2 * day, 30 * day, 2) is None
+    assert agg.scheduled_revision(window, window[1] + 20 * day, 2 * day, 30 * day, 2) == 1
+    assert agg.scheduled_revision(window, window[1] + 99 * day, 2 * day, 30 * day, 2) == 2
+    with pytest.raises(ConfigError, match="no later than"):
+        agg.schedule(window, 3 * day, 2 * day, 1)
+    with pytest.raises(ConfigError, match="integer >= 0"):
+        agg.schedule(window, 0, day, -1)
+
+
+def test_every_window_from_the_cursor_is_visited_whatever_its_counts():
+    minute = 60_000
+    t = agg.window_of(NOW, "minute")[0]
+    now = t + 10 * minute + 5
+    cursor = agg.first_cursor(now, "minute", 3 * minute)
+    assert cursor == t + 7 * minute  # the oldest window not final
+    due = agg.windows_due(cursor, now, "minute", minute)
+    assert [w[0] for w in due] == [t + 7 * minute, t + 8 * minute]  # t+9 closes at t+10: grace
+    assert agg.next_cursor(cursor, now, "minute", 3 * minute) == cursor
+    later = now + 2 * minute
+    assert agg.next_cursor(cursor, later, "minute", 3 * minute) == t + 9 * minute
+    assert agg.open_windows("minute", 3 * minute) == 4 and agg.open_windows("month", 0) == 2
+
 
 def test_the_release_job_plans_each_window_from_what_it_holds():
     window = agg.window_of(NOW)
     cell = agg.cell_key(agg.cell_of(referral(), "forwarded", BH, NGO, NOW))
     day = 86_400_000
     common = {"domain": "BH/GOV/NCCT", "region": "GCC", "window": window, "ledger": {},
-              "grace_ms": day, "max_late_ms": 30 * day}
+              "grace_ms": day, "max_late_ms": 30 * day, "revisions": 1}
     open_now, due_now, final_now = window[1] - 1, window[1] + day, window[1] + 30 * day
     assert agg.plan_window({cell: 30}, agg.Held(), now=open_now, **common) == agg.Plan()
     first = agg.plan_window({cell: 30}, agg.Held(), now=due_now, **common)
     assert isinstance(first.outcome, agg.Publish) and not first.delete
     stored = first.outcome.release
+    assert (stored.revision, stored.final_revision) == (0, 1)
     # stored but never published (a crash in between): out as stored, even before it is due
     crashed = agg.plan_window({cell: 30}, agg.Held(stored), now=open_now, **common)
     assert crashed == agg.Plan(republish=stored)
+    # published: nothing more until the next revision is due, whatever the counts do
+    quiet = agg.plan_window({cell: 300}, agg.Held(stored, published=0), now=due_now + day,
+                            **common)
+    assert quiet == agg.Plan()
     done = agg.plan_window({cell: 31}, agg.Held(stored, published=0), now=final_now, **common)
-    assert done == agg.Plan(delete=True)  # nothing moved by k; final: delete
-    noisy = {"epsilon": 0.5, "budget": 0.5, "noise": lambda scale: 0.0}
-    spent = {"GCC": 0.5}
+    assert done.outcome.release.revision == 1 and done.delete  # the last revision, then delete
+    empty = agg.plan_window({}, agg.Held(), now=due_now, **common)
+    assert isinstance(empty.outcome, agg.Publish) and empty.outcome.release.released == {}
+    gone = agg.plan_window({cell: 30}, agg.Held(), now=final_now, releasable=False, **common)
+    assert gone == agg.Plan(delete=True)  # before the cursor: deleted, never released again
+    noisy = {"noise": agg.calibrate(epsilon=0.5, delta=1e-6), "budget": 0.5,
+             "delta_budget": 1e-5, "draw": lambda n: 0}
+    spent, _ = agg.charge({}, "GCC", 0, 0.5, 0.0, 0.5, 1e-5)
     refused = agg.plan_window({cell: 30}, agg.Held(), now=due_now, **{**common,
                               "ledger": spent}, **noisy)
     assert isinstance(refused.outcome, agg.Refused) and refused.audit_refusal == 0
