@@ -457,7 +457,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     publisher = FaustPublisher(app, partitions, ensure_topic or topic_ensurer(settings))
     counting = domain.Counting(settings.aggregate_unit,
                                aggregate.check_dims(settings.aggregate_dims),
-                               settings.aggregate_max_late_ms)
+                               settings.aggregate_max_late_ms,
+                               settings.aggregate_max_referrals_per_person)
     worker_dir = Path(settings.data_dir) / settings.worker_id
     worker_dir.mkdir(parents=True, exist_ok=True)
     forwarder = Forwarder(keys, directory_ref, policy, secret, publisher, tables, clock=clock,
