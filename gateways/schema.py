@@ -15,6 +15,15 @@ refmesh 0.2): ``open_schema`` migrates it (to 2, then 3) in one transaction, or,
 leaves it as it was and says so. Migrating to 3 remembers what the inbox accepted within the
 maximum age of its newest event, so that the memory starts with what the gateway already holds.
 A database of a newer schema is refused (upgrade the gateway).
+
+Schema 4 (issue 14) holds the web page's accounts and sessions (before, gateways/web/auth.py
+created them beside the schema), now with a role, a team and a disabled time per account; API
+tokens with scopes (``api_tokens``: the SHA-256 of each token, never the token); who assigned a
+referral to whom (``assignments``); who submitted a referral or recorded a consent here
+(``authors``); and the record of access (``access_log``, a hash chain: refmesh.accesslog).
+Accounts made before schema 4 become case workers of the team ``intake``
+(refmesh.permissions.DEFAULT_TEAM); referrals and consents from before name no author, so only
+supervisors (and ``admin`` tokens, for consents) act on them until one is assigned.
 """
 from __future__ import annotations
 
@@ -24,7 +33,7 @@ from refmesh import codec, envelope, loop, replay
 from refmesh.errors import CodecError, MeshError
 from refmesh.settings import GatewaySettings
 
-VERSION = 3
+VERSION = 4
 #: the most event ids the replay memory holds, unless the settings say otherwise
 REMEMBER_MAX = GatewaySettings.replay_memory_max
 
@@ -112,6 +121,65 @@ CREATE INDEX IF NOT EXISTS events_until ON events (until_ms);
 CREATE TABLE IF NOT EXISTS events_held (
     n INTEGER NOT NULL                -- the rows of events (one row, kept by the triggers)
 );
+CREATE TABLE IF NOT EXISTS web_users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,      -- Argon2id, PHC string
+    language TEXT NOT NULL,           -- en or ar: the language of the page for this user
+    failures INTEGER NOT NULL DEFAULT 0,  -- sign-in attempts counted since the last success
+    locked_until_ms INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    password_changed_ms INTEGER NOT NULL,
+    role TEXT NOT NULL DEFAULT 'caseworker',  -- refmesh.permissions.ROLES
+    team TEXT NOT NULL DEFAULT 'intake',      -- '' for none
+    disabled_ms INTEGER               -- when the account was disabled (NULL: it is not)
+);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    token_hash TEXT PRIMARY KEY,      -- SHA-256 of the cookie value, never the value
+    username TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL,
+    flash TEXT                        -- one message for the next page: an i18n key and ids
+);
+CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions (username);
+CREATE TABLE IF NOT EXISTS web_erasure_acks (
+    notice_id TEXT PRIMARY KEY,       -- an erasure request a case worker has confirmed
+    username TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,  -- SHA-256 of the token, never the token
+    scopes TEXT NOT NULL,             -- comma-separated refmesh.permissions.SCOPES
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER                -- NULL while it works
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    sender TEXT NOT NULL,             -- the referral, as in referrals
+    referral_id TEXT NOT NULL,
+    username TEXT,                    -- assigned to a case worker, and/or
+    team TEXT,                        -- to a team
+    assigned_by TEXT NOT NULL,
+    assigned_ms INTEGER NOT NULL,
+    PRIMARY KEY (sender, referral_id)
+);
+CREATE TABLE IF NOT EXISTS authors (
+    kind TEXT NOT NULL,               -- referral (sent from here) or consent (recorded here)
+    ref TEXT NOT NULL,                -- its id
+    actor TEXT NOT NULL,              -- a username, or token:<name>
+    PRIMARY KEY (kind, ref)
+);
+CREATE TABLE IF NOT EXISTS access_log (
+    seq INTEGER PRIMARY KEY,          -- refmesh.accesslog: a hash chain, ids only
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
 """
 
 #: statements with semicolons of their own (TABLES is split at each), run after TABLES
@@ -146,9 +214,11 @@ def _create(db: sqlite3.Connection, split: bool = True) -> None:
         db.execute(statement)
 
 
-def open_schema(db: sqlite3.Connection, agency: str, path: str,
+def open_schema(db: sqlite3.Connection, agency: str | None, path: str,
                 remember_max: int = REMEMBER_MAX) -> None:
-    """Create the tables of a new database, migrate one of schema 1 or 2, check any other."""
+    """Create the tables of a new database, migrate one of schema 1 to 3, check any other.
+    ``agency`` None (the accounts alone, `refmesh users`): a database with referrals of an older
+    schema is left to the gateway to migrate."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > VERSION:
         raise SchemaError(f"the gateway database {path} is of schema {version}, written by a "
@@ -158,10 +228,15 @@ def open_schema(db: sqlite3.Connection, agency: str, path: str,
         _create(db, split=False)  # idempotent
         return
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if agency is None and "referrals" in tables:
+        raise SchemaError(f"the gateway database {path} is of schema {version}: start the "
+                          "gateway (refmesh gateway run) once to migrate it, then try again")
     db.execute("BEGIN IMMEDIATE")
     try:
         if version < 2 and "referrals" in tables:
             _from_1(db, agency)
+        if "web_users" in tables:
+            _roles(db)
         _create(db)
         if "inbox" in tables:
             _remember_inbox(db, remember_max)
@@ -222,6 +297,17 @@ def _from_1(db: sqlite3.Connection, me: str) -> None:
                    "record, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)", (origin, *row))
     for name in REBUILT:
         db.execute(f"DROP TABLE {name}_v1")
+
+
+def _roles(db: sqlite3.Connection) -> None:
+    """Schema 3 -> 4, inside the caller's transaction: the accounts get a role, a team and a
+    disabled time (every one made before is a case worker of the team intake)."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(web_users)")}
+    for column, kind in (("role", "TEXT NOT NULL DEFAULT 'caseworker'"),
+                         ("team", "TEXT NOT NULL DEFAULT 'intake'"),
+                         ("disabled_ms", "INTEGER")):
+        if column not in have:
+            db.execute(f"ALTER TABLE web_users ADD COLUMN {column} {kind}")
 
 
 def _remember_inbox(db: sqlite3.Connection, remember_max: int) -> None:
