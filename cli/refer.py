@@ -1,6 +1,7 @@
 """`refmesh refer ...`: case workers' commands, talking to their gateway's HTTP API."""
 from __future__ import annotations
 
+import functools
 import os
 
 import click
@@ -14,6 +15,31 @@ STATES = schemas.symbols("ReferralState")
 REASONS = schemas.symbols("StatusReason")
 
 
+class GatewayLink:
+    """How to reach the case worker's gateway, as the group's options say. The client is made
+    when a command needs it, not when the group is parsed: ``--help`` of any command works
+    without a token."""
+
+    def __init__(self, url: str, token_env: str, ca_file: str | None) -> None:
+        self.url, self.token_env, self.ca_file = url, token_env, ca_file
+
+    def client(self) -> GatewayClient:
+        token = os.environ.get(self.token_env)
+        if not token:
+            raise click.UsageError(f"set your gateway's API token in the environment "
+                                   f"variable {self.token_env}")
+        return GatewayClient(self.url, token, ca_file=self.ca_file)
+
+
+def pass_client(command):
+    """Call ``command`` with the GatewayClient of its group's options as first argument."""
+    @click.pass_context
+    @functools.wraps(command)
+    def with_client(ctx: click.Context, *args, **kwargs):
+        return command(ctx.find_object(GatewayLink).client(), *args, **kwargs)
+    return with_client
+
+
 def gateway_group(name: str, doc: str):
     """A command group whose commands get a GatewayClient for the case worker's gateway."""
     def decorate(fn):
@@ -23,13 +49,12 @@ def gateway_group(name: str, doc: str):
                       help="Your gateway's URL (env REFMESH_GATEWAY).")
         @click.option("--token-env", default="REFMESH_API_TOKEN", show_default=True,
                       metavar="VAR", help="Environment variable holding your gateway's token.")
+        @click.option("--ca-file", envvar="REFMESH_CA_FILE", type=click.Path(dir_okay=False),
+                      help="PEM file of the CA that signed an https:// gateway's certificate "
+                           "(env REFMESH_CA_FILE) [default: the system's CAs].")
         @click.pass_context
-        def group(ctx: click.Context, url: str, token_env: str) -> None:
-            token = os.environ.get(token_env)
-            if not token:
-                raise click.UsageError(f"set your gateway's API token in the environment "
-                                       f"variable {token_env}")
-            ctx.obj = GatewayClient(url, token)
+        def group(ctx: click.Context, url: str, token_env: str, ca_file: str | None) -> None:
+            ctx.obj = GatewayLink(url, token_env, ca_file)
         return group
     return decorate
 
@@ -43,7 +68,7 @@ def refer() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--to", "recipient", required=True, type=common.AGENCY)
 @click.option("--purpose", required=True, type=click.Choice(PURPOSES))
-@click.pass_obj
+@pass_client
 def send(client: GatewayClient, file: str, recipient: str, purpose: str) -> None:
     """Send the referral in FILE (JSON, schemas/Referral.avsc) to an agency."""
     referral = common.read_json(file, "referral", "write the referral as JSON")
@@ -63,14 +88,14 @@ def _table(rows: list[dict]) -> None:
 
 
 @refer.command("inbox")
-@click.pass_obj
+@pass_client
 def inbox(client: GatewayClient) -> None:
     """Referrals your agency received, newest first."""
     _table(client.inbox())
 
 
 @refer.command("outbox")
-@click.pass_obj
+@pass_client
 def outbox(client: GatewayClient) -> None:
     """Referrals your agency sent, with their state."""
     _table(client.outbox())
@@ -84,7 +109,7 @@ SENDER = click.option("--sender", metavar="AGENCY",
 @refer.command("show")
 @click.argument("referral_id")
 @SENDER
-@click.pass_obj
+@pass_client
 def show(client: GatewayClient, referral_id: str, sender: str | None) -> None:
     """One referral, as your agency holds it, with its status history."""
     common.echo_json(client.show(referral_id, sender))
@@ -95,7 +120,7 @@ def show(client: GatewayClient, referral_id: str, sender: str | None) -> None:
 @click.option("--set", "state", required=True, type=click.Choice(STATES))
 @click.option("--reason", type=click.Choice(REASONS))
 @SENDER
-@click.pass_obj
+@pass_client
 def status(client: GatewayClient, referral_id: str, state: str, reason: str | None,
            sender: str | None) -> None:
     """Change a referral's state (the other agency is told)."""
@@ -110,7 +135,7 @@ def consent() -> None:
 
 @consent.command("record")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.pass_obj
+@pass_client
 def consent_record(client: GatewayClient, file: str) -> None:
     """Record the consent in FILE (JSON, schemas/Consent.avsc) and send it to your domain."""
     record = common.read_json(file, "consent", "write the consent as JSON")
@@ -124,7 +149,7 @@ def consent_record(client: GatewayClient, file: str) -> None:
 @click.argument("consent_id")
 @click.option("--channel", type=click.Choice(schemas.symbols("ConsentChannel")),
               default="InPerson", show_default=True)
-@click.pass_obj
+@pass_client
 def consent_withdraw(client: GatewayClient, consent_id: str, channel: str) -> None:
     """Record that the person withdrew consent CONSENT_ID."""
     client.withdraw_consent(consent_id, channel)
@@ -133,7 +158,7 @@ def consent_withdraw(client: GatewayClient, consent_id: str, channel: str) -> No
 
 
 @consent.command("list")
-@click.pass_obj
+@pass_client
 def consent_list(client: GatewayClient) -> None:
     """Consents recorded at your gateway."""
     for c in client.consents():
@@ -143,7 +168,7 @@ def consent_list(client: GatewayClient) -> None:
 
 
 @consent.command("erasures")
-@click.pass_obj
+@pass_client
 def consent_erasures(client: GatewayClient) -> None:
     """Erasure requests received and erasure confirmations from other agencies."""
     rows = client.erasures()

@@ -3,6 +3,7 @@ reader of any refmesh process's /healthz."""
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,9 +23,26 @@ def _sender(sender: str | None) -> str:
     return "" if sender is None else "?" + urllib.parse.urlencode({"sender": sender})
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """The TLS context for an https:// gateway: the system's trusted CAs, or only the CA
+    certificate(s) in ``ca_file`` (PEM) when given; None (urllib's default) without one."""
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise GatewayError(f"cannot read the CA file {ca_file} ({exc}); give a PEM file of "
+                           "the CA that signed the gateway's certificate") from None
+
+
 class GatewayClient:
-    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+    """``ca_file``: a PEM file of the CA(s) to trust for an https:// gateway (default: the
+    system's)."""
+
+    def __init__(self, url: str, token: str, timeout: float = 10.0,
+                 ca_file: str | None = None) -> None:
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+        self.ca_file, self._tls = ca_file, tls_context(ca_file)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -33,7 +51,8 @@ class GatewayClient:
             headers={"Authorization": f"Bearer {self.token}",
                      "Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout,
+                                        context=self._tls) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             try:
@@ -48,6 +67,10 @@ class GatewayClient:
                                doc.get("field")) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError):
+                raise GatewayError(f"no trusted TLS connection to {self.url} ({reason}); give "
+                                   "the CA that signed the gateway's certificate (the CLI's "
+                                   "--ca-file, env REFMESH_CA_FILE)") from None
             raise GatewayError(f"no gateway answers at {self.url} ({reason}); is "
                                "'refmesh gateway run' running there?") from None
 
@@ -83,17 +106,19 @@ class GatewayClient:
 
     def health(self) -> dict:
         """/healthz as {"ok": bool, "problems": [...]} (503 is an answer too)."""
-        return health_report(self.url)
+        return health_report(self.url, ca_file=self.ca_file)
 
     def healthy(self) -> bool:
         return self.health()["ok"] is True
 
 
-def health_report(url: str, timeout: float = 2.0) -> dict:
+def health_report(url: str, timeout: float = 2.0, ca_file: str | None = None) -> dict:
     """``url``/healthz of a gateway or of a domain's agents, as {"ok": bool, "problems": [...]};
-    a 503 is an answer too, and no answer is reported as a problem rather than raised."""
+    a 503 is an answer too, and no answer is reported as a problem rather than raised.
+    ``ca_file``: the CA to trust for an https:// gateway (GatewayClient)."""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=timeout) as response:
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=timeout,
+                                    context=tls_context(ca_file)) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:  # a 503 names the problems
         try:
