@@ -43,14 +43,20 @@ def bernoulli_exp(gamma, randbelow: RandBelow) -> bool:
     gamma = _fraction(gamma, "gamma")
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, not {gamma}")
-    while gamma > 1:  # exp(-gamma) = exp(-1)^floor(gamma) * exp(-(gamma - floor(gamma)))
-        whole = math.floor(gamma)
+    return _bernoulli_exp(gamma.numerator, gamma.denominator, randbelow)
+
+
+def _bernoulli_exp(num: int, den: int, randbelow: RandBelow) -> bool:
+    """Bernoulli(exp(-num/den)) on integers (no Fraction normalisation in the loops)."""
+    if num > den:  # exp(-gamma) = exp(-1)^floor(gamma) * exp(-(gamma - floor(gamma)))
+        whole = num // den
         for _ in range(whole):
-            if not bernoulli_exp(1, randbelow):
+            if not _bernoulli_exp(1, 1, randbelow):
                 return False
-        gamma -= whole
-    k = 1  # gamma in [0, 1]: K is the first index with A_K = 0; P[K odd] = exp(-gamma)
-    while bernoulli(gamma / k, randbelow):
+        num -= whole * den
+    # gamma in [0, 1]: A_k ~ Bernoulli(gamma / k) until the first A_K = 0; P[K odd] = e^-gamma
+    k = 1
+    while randbelow(den * k) < num:
         k += 1
     return k % 2 == 1
 
@@ -61,13 +67,16 @@ def discrete_laplace(scale, randbelow: RandBelow) -> int:
     scale = _fraction(scale, "scale")
     if scale <= 0:
         raise ValueError(f"the scale must be positive, not {scale}")
-    t, s = scale.numerator, scale.denominator
+    return _discrete_laplace(scale.numerator, scale.denominator, randbelow)
+
+
+def _discrete_laplace(t: int, s: int, randbelow: RandBelow) -> int:
     while True:
         u = randbelow(t)
-        if not bernoulli_exp(Fraction(u, t), randbelow):
+        if not _bernoulli_exp(u, t, randbelow):
             continue
         v = 0  # geometric: P[V = v] = (1 - e^-1) e^(-v)
-        while bernoulli_exp(1, randbelow):
+        while _bernoulli_exp(1, 1, randbelow):
             v += 1
         y = (u + t * v) // s  # geometric with parameter 1 - e^(-s/t)
         negative = randbelow(2) == 1
@@ -83,9 +92,10 @@ def discrete_gaussian(sigma2, randbelow: RandBelow) -> int:
     sigma2 = _fraction(sigma2, "sigma2")
     if sigma2 <= 0:
         raise ValueError(f"the variance must be positive, not {sigma2}")
-    t = math.isqrt(sigma2.numerator * sigma2.denominator) // sigma2.denominator + 1
+    a, b = sigma2.numerator, sigma2.denominator  # sigma2 = a/b
+    t = math.isqrt(a * b) // b + 1
     while True:
-        y = discrete_laplace(t, randbelow)
-        gamma = (abs(y) - sigma2 / t) ** 2 / (2 * sigma2)
-        if bernoulli_exp(gamma, randbelow):
+        y = _discrete_laplace(t, 1, randbelow)
+        # (|y| - a/(b t))^2 / (2 a/b) = (|y| b t - a)^2 / (2 a b t^2), in integers
+        if _bernoulli_exp((abs(y) * b * t - a) ** 2, 2 * a * b * t * t, randbelow):
             return y
