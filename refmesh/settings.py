@@ -18,6 +18,7 @@ from refmesh.aggregate.rule import check_rule
 from refmesh.aggregate.windows import window_of
 from refmesh.directory import check_agency_id
 from refmesh.errors import ConfigError
+from refmesh.permissions import check_team
 
 BROKER_KINDS = ("embedded", "apache")
 
@@ -110,6 +111,12 @@ class GatewaySettings(Common):
     web_session_max_hours: int = 10  # and after this long in any case
     web_cookie_secure: bool = False  # mark cookies Secure (set it behind a TLS proxy)
     web_timezone: str = "UTC"  # IANA zone the web page shows times in, e.g. Asia/Bahrain
+    # received referrals nobody assigned belong to this team ("" : to nobody until a
+    # supervisor assigns them; refmesh.permissions)
+    web_default_team: str = "intake"
+    # sign-in attempts per minute from one client address, and from all (in memory)
+    web_signin_per_address: int = 10
+    web_signin_overall: int = 100
     # the most event ids the replay memory holds (gateways/store.py), each for 30 days: the
     # default is a steady 66,000 accepted events a day, about 600 MB of the database
     replay_memory_max: int = 2_000_000
@@ -119,6 +126,9 @@ class GatewaySettings(Common):
         check_agency_id(self.agency)
         if self.web_session_idle_minutes < 1 or self.web_session_max_hours < 1:
             raise ValueError("web_session_idle_minutes and web_session_max_hours must be >= 1")
+        if self.web_signin_per_address < 1 or self.web_signin_overall < 1:
+            raise ValueError("web_signin_per_address and web_signin_overall must be >= 1")
+        check_team(self.web_default_team)  # "" is allowed: nobody's until assigned
         if not 0 <= self.http_port < 65536:
             raise ValueError(f"http_port {self.http_port} is not a TCP port")
         if self.resend_after_ms < 1 or self.max_resend_after_ms < self.resend_after_ms:
