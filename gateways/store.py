@@ -157,6 +157,20 @@ class Store:
                 self._scrub_after_batch = False
                 self._scrub()
 
+    @contextmanager
+    def write(self):
+        """A transaction on the store's connection for the tables kept beside the store's own
+        (gateways/access.py); inside ``batch()`` a savepoint, so that a change and its record
+        of access commit together."""
+        with self._tx() as db:
+            yield db
+
+    @contextmanager
+    def read(self):
+        """The store's connection, for reading those tables."""
+        with self._lock:
+            yield self._db
+
     def _rows(self, sql: str, args=()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._db.execute(sql, args)
