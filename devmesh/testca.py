@@ -1,4 +1,5 @@
-"""A throw-away certificate authority for the local Apache Kafka broker's TLS listener.
+"""A throw-away certificate authority for the local Apache Kafka broker's TLS listener, and for
+a gateway serving HTTPS in the tests (``name="gateway"``: its ``tls_cert`` and ``tls_key``).
 
 Kafka reads PEM directly (``ssl.keystore.type=PEM``): the broker gets one file holding its
 unencrypted PKCS#8 key and its certificate chain, and clients get the CA certificate. All of it
@@ -25,7 +26,7 @@ _DAY = datetime.timedelta(days=1)
 @dataclass(frozen=True)
 class TlsFiles:
     ca: Path  # the CA certificate (clients' ssl_cafile, the broker's truststore)
-    broker: Path  # the broker's key and certificate chain, PEM (mode 0600)
+    broker: Path  # the server's key and certificate chain, PEM (mode 0600)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -34,8 +35,8 @@ def _name(common_name: str) -> x509.Name:
 
 
 def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
-             days: int = 30) -> TlsFiles:
-    """Write ``ca.pem`` and ``broker.pem`` (key + chain) into ``folder``; the server certificate
+             days: int = 30, name: str = "broker") -> TlsFiles:
+    """Write ``ca.pem`` and ``<name>.pem`` (key + chain) into ``folder``; the server certificate
     names ``hosts`` (IP addresses and DNS names) as subject alternative names."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -54,7 +55,7 @@ def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    cert = (x509.CertificateBuilder().subject_name(_name("refmesh broker"))
+    cert = (x509.CertificateBuilder().subject_name(_name(f"refmesh {name}"))
             .issuer_name(ca_cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _DAY).not_valid_after(now + days * _DAY)
@@ -70,5 +71,5 @@ def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
                                 serialization.NoEncryption())
     folder.mkdir(parents=True, exist_ok=True)
     return TlsFiles(ca=write_file(folder / "ca.pem", ca_pem, mode=0o644),
-                    broker=write_file(folder / "broker.pem",
+                    broker=write_file(folder / f"{name}.pem",
                                       key_pem + cert.public_bytes(pem) + ca_pem))

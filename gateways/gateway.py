@@ -20,6 +20,7 @@ from kafkaedge.loading import DirectoryRef, load_keys, now_ms
 from gateways.metrics import Metrics
 from gateways.relay import Relay
 from gateways.store import Store
+from gateways.transport import add_hsts, check_files, server_tls
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import records, topology
 from refmesh.access import gateway_group
@@ -82,6 +83,7 @@ class KafkaLink:
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        check_files(settings)  # a keystore or database others may read: no start
         self.keys = load_keys(settings.keystore, settings.agency, settings.passphrase_env)
         # the highest serial seen is kept beside the database: an older edition is refused
         self.directory = DirectoryRef.of(settings)
@@ -192,29 +194,39 @@ class Gateway:
         return status
 
 
-async def serve(settings: GatewaySettings) -> None:
-    """Run a gateway with its HTTP API until SIGINT or SIGTERM."""
-    from aiohttp import web
-
+def application(gateway: Gateway):
+    """The gateway's aiohttp application: the API at /v1, the web page at / (setting ``web``),
+    HSTS on every answer when browsers reach it over TLS."""
     from gateways.api import create_api
 
-    gateway = Gateway(settings)
     app = create_api(gateway)
-    if settings.web:
+    if gateway.settings.web:
         from gateways.web import mount
 
         mount(app, gateway)  # the case workers' web page at /, beside the API's /v1
+    add_hsts(app, gateway.settings)
+    return app
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run a gateway with its HTTP API (HTTPS with ``tls_cert``) until SIGINT or SIGTERM."""
+    from aiohttp import web
+
+    tls = server_tls(settings)
+    gateway = Gateway(settings)
+    app = application(gateway)
     gateway.start()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    site = web.TCPSite(runner, settings.http_host, settings.http_port, ssl_context=tls)
     try:
         await site.start()
     except OSError as exc:
         gateway.stop()
         raise ConfigError(f"cannot listen on {settings.http_host}:{settings.http_port} "
                           f"({exc.strerror}); choose another http_port") from None
-    print(f"gateway {settings.agency} listening on http://{settings.http_host}:"
+    scheme = "http" if tls is None else "https"
+    print(f"gateway {settings.agency} listening on {scheme}://{settings.http_host}:"
           f"{settings.http_port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ replay in: a serious operator sizes ``replay_memory_max`` for 30 days of traffic
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import uuid
@@ -77,7 +78,14 @@ def connect(path: str) -> sqlite3.Connection:
     """The gateway database as every part of the gateway opens it: WAL, an fsync per commit
     (synchronous=FULL: an acknowledged submission survives a power cut), and secure_delete so
     that erasure removes the bytes, not only the rows (the WAL is emptied after an erasure, see
-    ``_scrub``). Autocommit mode: transactions are explicit."""
+    ``_scrub``). Autocommit mode: transactions are explicit.
+
+    A new database file is created empty with mode 0600 before SQLite opens it, whatever the
+    umask: SQLite gives the -wal and -shm files it creates the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass  # it exists (its mode is checked at start: gateways.transport), or SQLite says why not
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")

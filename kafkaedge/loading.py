@@ -41,6 +41,25 @@ def read_bytes(path: str | Path, what: str, fix: str = "check the path") -> byte
                           "check its permissions") from exc
 
 
+#: permission bits a private file may not have: any for its group or for others (OpenSSH's
+#: rule for private keys); the owner's bits are the owner's business
+NOT_PRIVATE = 0o077
+
+
+def check_private(path: str | Path, what: str, holds: str) -> None:
+    """Refuse ``path`` when its group or other users may read or write it; ``what`` names the
+    file and ``holds`` what is in it, for the message, which gives the fix. A missing file is
+    no problem here (whoever reads it says so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & NOT_PRIVATE:
+        raise ConfigError(f"{what} {path} is open to other users (mode "
+                          f"{stat.S_IMODE(mode):04o}) and holds {holds}: run `chmod 600 {path}` "
+                          "(refmesh refuses a file its group or others may read or write)")
+
+
 def passphrase(env_name: str) -> str:
     value = os.environ.get(env_name)
     if not value:

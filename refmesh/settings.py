@@ -109,7 +109,13 @@ class GatewaySettings(Common):
     web: bool = True  # serve the case workers' web page (gateways/web) beside the API
     web_session_idle_minutes: int = 30  # a web session ends after this long unused
     web_session_max_hours: int = 10  # and after this long in any case
-    web_cookie_secure: bool = False  # mark cookies Secure (set it behind a TLS proxy)
+    # HTTPS: the gateway serves TLS itself with this PEM certificate chain and its unencrypted
+    # PEM private key (mode 0600); "" = plain HTTP
+    tls_cert: str = ""
+    tls_key: str = ""
+    # a TLS proxy in front is the only way in: Secure cookies and HSTS without tls_cert (no
+    # X-Forwarded-Proto is read: a header does not decide it)
+    behind_tls_proxy: bool = False
     web_timezone: str = "UTC"  # IANA zone the web page shows times in, e.g. Asia/Bahrain
     # received referrals nobody assigned belong to this team ("" : to nobody until a
     # supervisor assigns them; refmesh.permissions)
@@ -131,11 +137,20 @@ class GatewaySettings(Common):
         check_team(self.web_default_team)  # "" is allowed: nobody's until assigned
         if not 0 <= self.http_port < 65536:
             raise ValueError(f"http_port {self.http_port} is not a TCP port")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both (the PEM certificate "
+                             "chain and its private key) to serve HTTPS, or neither")
         if self.resend_after_ms < 1 or self.max_resend_after_ms < self.resend_after_ms:
             raise ValueError("resend_after_ms must be >= 1 and <= max_resend_after_ms")
         if self.replay_memory_max < 1000:
             raise ValueError("replay_memory_max must be >= 1000 (event ids remembered for the "
                              "envelopes' maximum age, 30 days)")
+
+    @property
+    def served_over_tls(self) -> bool:
+        """Browsers reach the gateway over HTTPS, its own (tls_cert) or a proxy's
+        (behind_tls_proxy): cookies are then Secure, and every answer carries HSTS."""
+        return bool(self.tls_cert) or self.behind_tls_proxy
 
 
 @dataclass(frozen=True)

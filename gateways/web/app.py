@@ -76,7 +76,7 @@ def mount(app: web.Application, gateway, clock: Callable[[], int] = now_ms,
                                      autoescape=True, undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True),
         clock=clock, zone=zone, idle_ms=s.web_session_idle_minutes * 60_000,
-        max_ms=s.web_session_max_hours * 3_600_000, secure=s.web_cookie_secure,
+        max_ms=s.web_session_max_hours * 3_600_000, secure=s.served_over_tls,
         cookie=f"refmesh_session_{safe}", pre_cookie=f"refmesh_pre_{safe}",
         lang_cookie=f"refmesh_lang_{safe}", secret=secrets.token_bytes(32),
         css=(HERE / "static" / "style.css").read_bytes())
