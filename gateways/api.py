@@ -7,6 +7,7 @@ fields. The routes are described by /openapi.json (gateways/openapi.py).
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -14,6 +15,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateways import feed
 from gateways.gateway import Paused
 from gateways.openapi import OPENAPI
 from gateways.store import NotFound, StoreError
@@ -175,6 +177,37 @@ async def erasures(request: web.Request) -> web.Response:
     return web.json_response({"erasures": request.app[GATEWAY].store.erasures()})
 
 
+async def events(request: web.Request) -> web.Response:
+    """The change feed (gateways/feed.py): the entries after the cursor ``after``; with
+    ``wait``, the answer waits up to that many seconds for a first entry (a long poll)."""
+    unknown = sorted(set(request.query) - {"after", "wait", "limit"})
+    if unknown:
+        raise RecordError(unknown[0], "unknown parameter; send after, wait and limit")
+    after = feed.cursor(request.query.get("after"))
+    wait = feed.seconds(request.query.get("wait"))
+    limit = feed.limit(request.query.get("limit"))
+    store = request.app[GATEWAY].store
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        rung = store.bell.rung  # read before the feed: a ring after it ends the wait at once
+        rows = store.feed(after, limit)
+        left = deadline - asyncio.get_running_loop().time()
+        if rows or left <= 0 or store.bell.closed:
+            break
+        await store.bell.wait(rung, left)
+    entries = [feed.entry(r) for r in rows]
+    return web.json_response({"events": entries,
+                              "next": entries[-1]["cursor"] if entries else str(after)})
+
+
+async def _stop_waiting(app: web.Application) -> None:
+    """The server stops: long polls answer now with what they have, instead of holding the
+    shutdown up to their wait."""
+    store = getattr(app[GATEWAY], "store", None)
+    if store is not None:
+        store.bell.close()
+
+
 UNASSIGNED_GRACE_S = 20.0  # a group join takes a few seconds; longer means it is stuck
 
 
@@ -219,6 +252,7 @@ async def openapi(request: web.Request) -> web.Response:
 def create_api(gateway) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
+    app.on_shutdown.append(_stop_waiting)
     app.router.add_post("/v1/referrals", submit)
     app.router.add_get("/v1/inbox", inbox)
     app.router.add_get("/v1/outbox", outbox)
@@ -229,6 +263,7 @@ def create_api(gateway) -> web.Application:
     app.router.add_get("/v1/consents/{id}", consent)
     app.router.add_post("/v1/consents/{id}/withdraw", withdraw_consent)
     app.router.add_get("/v1/erasures", erasures)
+    app.router.add_get("/v1/events", events)
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)

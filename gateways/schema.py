@@ -24,16 +24,26 @@ referral to whom (``assignments``); who submitted a referral or recorded a conse
 Accounts made before schema 4 become case workers of the team ``intake``
 (refmesh.permissions.DEFAULT_TEAM); referrals and consents from before name no author, so only
 supervisors (and ``admin`` tokens, for consents) act on them until one is assigned.
+
+Schema 5 adds the change feed (issue 14, item 5): ``feed`` holds one row per entry of a
+referral's timeline (a status, or its copies' erasure asked or confirmed), numbered by ``seq``,
+which only grows (AUTOINCREMENT: never reused, even once rows are deleted). A row is written in
+the transaction of the change it records, so a case system that reads ``GET /v1/events`` after
+a cursor misses nothing and sees nothing twice, across restarts. Migrating to 5 copies the
+history into the feed, in the order it was recorded, and adds to the timelines of referrals
+this gateway sent what schema 4 kept only under erasures: the withdrawals of the consents they
+relied on (erasure requested) and the recipients' confirmations (erasure confirmed).
 """
 from __future__ import annotations
 
 import sqlite3
 
 from refmesh import codec, envelope, loop, replay
+from refmesh.consent import withdrawn_at
 from refmesh.errors import CodecError, MeshError
 from refmesh.settings import GatewaySettings
 
-VERSION = 4
+VERSION = 5
 #: the most event ids the replay memory holds, unless the settings say otherwise
 REMEMBER_MAX = GatewaySettings.replay_memory_max
 
@@ -118,6 +128,17 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (signer, origin, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_until ON events (until_ms);
+CREATE TABLE IF NOT EXISTS feed (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the change feed's cursor: only grows
+    sender TEXT NOT NULL,             -- the referral's sender (with the id, its key)
+    referral_id TEXT NOT NULL,
+    direction TEXT NOT NULL,          -- out (we sent it) or in (we received it)
+    state TEXT NOT NULL,              -- a ReferralState, erasure_requested or erasure_confirmed
+    reason TEXT,                      -- a StatusReason or ErasureReason code, never free text
+    set_by TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    recorded_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events_held (
     n INTEGER NOT NULL                -- the rows of events (one row, kept by the triggers)
 );
@@ -238,8 +259,10 @@ def open_schema(db: sqlite3.Connection, agency: str | None, path: str,
         if "web_users" in tables:
             _roles(db)
         _create(db)
-        if "inbox" in tables:
+        if version < 3 and "inbox" in tables:
             _remember_inbox(db, remember_max)
+        if version < 5 and "history" in tables:
+            _feed_from_history(db, agency)
         db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")
     except Exception as exc:
@@ -328,3 +351,44 @@ def _remember_inbox(db: sqlite3.Connection, remember_max: int) -> None:
         db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
                    (signer, origin, event_id, replay.digest(record_type, record),
                     replay.until(received_ms, received_ms)))
+
+
+def _feed_from_history(db: sqlite3.Connection, me: str) -> None:
+    """Schema 4 -> 5, inside the caller's transaction: the timelines of the referrals this
+    gateway sent gain what schema 4 kept only under erasures (the withdrawal of the consent
+    each relied on, each recipient's confirmation), then the whole history goes into the feed
+    in the order it was recorded."""
+    withdrawn = {}
+    for consent in _decoded(db, "SELECT record FROM consents"):
+        at = withdrawn_at(consent)
+        if at is not None:
+            withdrawn[consent["consentId"]] = at
+    sent = {r[0] for r in db.execute("SELECT referral_id FROM referrals WHERE direction = 'out'")}
+    for referral in _decoded(db, "SELECT record FROM referrals WHERE direction = 'out'"):
+        at = withdrawn.get(referral["consentId"])
+        if at is not None and referral["createdAt"] <= at:
+            db.execute("INSERT INTO history VALUES (?, ?, 'erasure_requested', "
+                       "'ConsentWithdrawn', NULL, ?, ?, ?)",
+                       (me, referral["referralId"], me, at, at))
+    # (schema 4 kept no reason with a notice)
+    for ids, by, at, received in db.execute(
+            "SELECT referral_ids, requested_by, at, received_ms FROM erasures WHERE kind = "
+            "'Confirmation'").fetchall():
+        for rid in dict.fromkeys(x for x in ids.split(",") if x in sent):
+            db.execute("INSERT INTO history VALUES (?, ?, 'erasure_confirmed', NULL, NULL, ?, "
+                       "?, ?)", (me, rid, by, at, received))
+    db.execute("INSERT INTO feed (sender, referral_id, direction, state, reason, set_by, at, "
+               "recorded_ms) SELECT sender, referral_id, CASE sender WHEN ? THEN 'out' ELSE "
+               "'in' END, state, reason, set_by, at, recorded_ms FROM history "
+               "ORDER BY recorded_ms, rowid", (me,))
+
+
+def _decoded(db: sqlite3.Connection, sql: str) -> list[dict]:
+    """The records a query selects, leaving out any this version cannot decode."""
+    out = []
+    for (data,) in db.execute(sql).fetchall():
+        try:
+            out.append(codec.decode(data)[1])
+        except CodecError:
+            continue
+    return out

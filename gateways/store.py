@@ -28,10 +28,12 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gateways.feed import Bell
 from gateways.schema import REMEMBER_MAX, SchemaError, open_schema
 from refmesh import codec, loop, receive, records
 from refmesh.aggregate import OUTCOMES
-from refmesh.errors import MeshError
+from refmesh.consent import withdrawn_at
+from refmesh.errors import MeshError, RecordError
 
 log = logging.getLogger("refmesh.store")
 
@@ -118,6 +120,9 @@ class Store:
         # why the replay memory refused an event; None once it remembers one again
         self.memory_full: str | None = None
         self._lock = threading.RLock()
+        # the change feed (gateways/feed.py): rung after a commit that added to it
+        self.bell = Bell()
+        self._fed = False
         try:
             self._db = connect(path)
             open_schema(self._db, agency_id, path, remember_max)
@@ -138,10 +143,15 @@ class Store:
             nested = self._db.in_transaction
             try:
                 self._db.execute("SAVEPOINT change" if nested else "BEGIN IMMEDIATE")
+                if not nested:
+                    self._fed = False
                 yield self._db
                 self._db.execute("RELEASE change" if nested else "COMMIT")
                 if not nested:  # a full replay memory stays a problem until it has room
                     self.write_error = self.memory_full
+                    if self._fed:
+                        self._fed = False
+                        self.bell.ring()
             except BaseException as exc:
                 if nested:
                     self._db.execute("ROLLBACK TO change")
@@ -294,12 +304,30 @@ class Store:
                        "AND needs_receipt = 0", (now, delivery_key))
 
     def record_consent(self, consent: dict, partition_key: bytes, now: int) -> None:
-        """Keep a consent (new, amended or withdrawn) and send it to the policy domain."""
+        """Keep a consent (new, amended or withdrawn) and send it to the policy domain. Its
+        withdrawal asks every agency that received data under it to erase it: the timeline of
+        each referral sent here relying on it says so (erasure_requested)."""
         with self._tx() as db:
+            held = db.execute("SELECT record FROM consents WHERE consent_id = ?",
+                              (consent["consentId"],)).fetchone()
+            at = withdrawn_at(consent)
+            if at is not None and (held is None or withdrawn_at(codec.decode(held[0])[1]) is
+                                   None):
+                self._erasure_requested(db, consent["consentId"], at, now)
             db.execute("INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?)",
                        (consent["consentId"], consent["subjectId"],
                         codec.encode("Consent", consent), now))
             self._enqueue(db, "Consent", consent, self._domain_hint, now, partition_key)
+
+    def _erasure_requested(self, db, consent_id: str, at: int, now: int) -> None:
+        """Mark the referrals sent here before ``at`` relying on the consent ``consent_id``
+        (withdrawn at ``at``): the policy domain asks their recipients to erase them."""
+        for rid, data in db.execute("SELECT referral_id, record FROM referrals WHERE sender "
+                                    "= ? AND created_ms <= ? ORDER BY created_ms",
+                                    (self.agency, at)).fetchall():
+            if codec.decode(data)[1]["consentId"] == consent_id:
+                self._history(db, self.agency, rid, receive.ERASURE_REQUESTED,
+                              "ConsentWithdrawn", None, self.agency, at, now)
 
     def consent(self, consent_id: str) -> dict:
         rows = self._rows("SELECT record FROM consents WHERE consent_id = ?", (consent_id,))
@@ -425,6 +453,9 @@ class Store:
             db.execute(f"UPDATE outbox SET state = ?, closed_ms = ? WHERE delivery_key = ? AND "
                        f"state IN ({', '.join('?' * len(close.states))})",
                        (close.to, now, close.key, *close.states))
+        for mark in changes.marks:  # before the erasure below: the timeline outlives the copy
+            self._history(db, mark.sender, mark.referral_id, mark.what, mark.reason, None,
+                          mark.by, mark.at, now)
         if changes.notice is not None:
             notice = changes.notice
             db.execute("INSERT OR IGNORE INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -468,8 +499,15 @@ class Store:
                        "referral_id = ?", (change.state, now, change.sender, change.referral_id))
 
     def _history(self, db, sender, referral_id, state, reason, detail, set_by, at, now) -> None:
+        """An entry in a referral's timeline, and in the change feed (without the free-text
+        detail), in the caller's transaction."""
         db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (sender, referral_id, state, reason, detail, set_by, at, now))
+        db.execute("INSERT INTO feed (sender, referral_id, direction, state, reason, set_by, "
+                   "at, recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (sender, referral_id, "out" if sender == self.agency else "in", state,
+                    reason, set_by, at, now))
+        self._fed = True
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -495,6 +533,20 @@ class Store:
                 "SELECT state, reason, detail, set_by, at FROM history WHERE sender = ? AND "
                 "referral_id = ? ORDER BY at, recorded_ms", (sender, referral_id))
             return row
+
+    def feed(self, after: int, limit: int) -> list[dict]:
+        """The change feed's entries after the cursor ``after``, oldest first, at most
+        ``limit``; RecordError (naming ``after``) for a cursor this feed never gave."""
+        with self._lock:
+            head = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feed'"
+                                    ).fetchone()
+            if after > (head[0] if head else 0):
+                raise RecordError("after", f"cursor {after} is past the end of this gateway's "
+                                           f"feed ({head[0] if head else 0}): it comes from "
+                                           "another gateway or an older copy of this "
+                                           "database; start again from 0")
+            return self._rows("SELECT * FROM feed WHERE seq > ? ORDER BY seq LIMIT ?",
+                              (after, limit))
 
     def outbox_depth(self) -> int:
         return self._rows("SELECT count(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]

@@ -22,6 +22,11 @@ whether that party may say it.
   it asked about) and to each sender (only that sender's ids).
 - ErasureNotice confirmation: only from the agency that held every referral it names.
 
+The erasure of a referral's copies is part of its timeline (``Mark``): a request marks each
+copy it erases ``erasure_requested``, a confirmation marks each referral it names
+``erasure_confirmed``, so that the case worker (and the change feed) see them beside the
+statuses.
+
 Replays (issue 12, item 4; the domain's half is ``refmesh.replay``): the gateway remembers every
 event it accepted (stored, or answered as a duplicate) under (signer, origin, event id), with a
 digest of its signed content (``replay.digest``), until its envelope is too old to open
@@ -186,6 +191,24 @@ class StatusChange:
     state: str | None
 
 
+#: the timeline entries that are not statuses: the erasure of a referral's copies
+ERASURE_REQUESTED, ERASURE_CONFIRMED = "erasure_requested", "erasure_confirmed"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An entry in the timeline of the referral (sender, referral id) that is not a status:
+    ``what`` (erasure_requested or erasure_confirmed), ``reason`` (an ErasureReason), ``by``
+    (the agency that asked or confirmed) and ``at`` (when it says it did)."""
+
+    sender: str
+    referral_id: str
+    what: str
+    reason: str | None
+    by: str
+    at: int
+
+
 @dataclass(frozen=True)
 class Close:
     """Close the outbox entry ``key`` if it is in one of ``states``."""
@@ -219,6 +242,7 @@ class Changes:
     close: tuple[Close, ...] = ()
     erase: tuple[tuple[str, str], ...] = ()  # (sender, referral id) of copies to erase
     notice: dict | None = None  # an erasure notice to record
+    marks: tuple[Mark, ...] = ()  # timeline entries of erased or confirmed referrals
     send: tuple[Send, ...] = ()
     remember: Remember | None = None  # every accepted event but a receipt
 
@@ -437,7 +461,9 @@ def _erasure_request(event: Event, parties: Parties, view: View, now: int) -> Ch
         if sender != domain:  # each sender learns of its own referrals only
             sends.append(_confirm({**confirmation, "referralIds": rids}, sender))
     return Changes(new=True, inbox=_inbox(event, domain), notice=notice,
-                   erase=tuple((c.sender, c.referral_id) for c in targets), send=tuple(sends))
+                   erase=tuple((c.sender, c.referral_id) for c in targets), send=tuple(sends),
+                   marks=tuple(Mark(c.sender, c.referral_id, ERASURE_REQUESTED,
+                                    notice["reason"], domain, notice["at"]) for c in targets))
 
 
 def _confirm(confirmation: dict, to: str) -> Send:
@@ -457,4 +483,7 @@ def _confirmation(event: Event, parties: Parties, view: View, now: int) -> Chang
     if seen is not None:
         return seen
     return Changes(new=True, inbox=_inbox(event, holder), notice=notice,
-                   send=(receipt(event, holder, True, parties.me, now),))
+                   send=(receipt(event, holder, True, parties.me, now),),
+                   marks=tuple(Mark(parties.me, rid, ERASURE_CONFIRMED, notice["reason"],
+                                    holder, notice["at"])
+                               for rid in dict.fromkeys(notice["referralIds"])))

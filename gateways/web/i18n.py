@@ -445,6 +445,8 @@ ENUM_EN = {
     "requested": "Sent", "received": "Received", "accepted": "Accepted",
     "rejected": "Rejected", "in_progress": "In progress", "completed": "Completed",
     "failed": "Failed", "revoked": "Revoked", "refused": "Refused by policy",
+    # a referral's timeline: the erasure of its copies (gateways/store.py)
+    "erasure_requested": "Erasure requested", "erasure_confirmed": "Erasure confirmed",
     "InPerson": "In person", "VerbalWithInterpreter": "Verbally, with an interpreter",
 }
 ENUM_AR = {
@@ -515,6 +517,9 @@ ENUM_AR = {
     "requested": "أُرسلت", "received": "استُلمت", "accepted": "قُبلت", "rejected": "رُفضت",
     "in_progress": "قيد التنفيذ", "completed": "أُنجزت", "failed": "تعذّرت",
     "revoked": "سُحبت", "refused": "رفضتها السياسة",
+    "erasure_requested": "طُلب المحو", "erasure_confirmed": "أُكِّد المحو",
+    # ErasureReason
+    "ConsentWithdrawn": "سُحبت الموافقة", "ConsentExpired": "انتهت صلاحية الموافقة",
     # StatusReason
     "ClientRefusedServices": "رفض الشخص الخدمات", "LackOfCapacity": "لا تتوفر قدرة استيعابية",
     "ServicesNoLongerNeeded": "لم تعد الخدمات مطلوبة",
