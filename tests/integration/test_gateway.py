@@ -208,3 +208,49 @@ def test_leak_scanner_finds_a_planted_value_in_clear(mesh):
     found = scan(config, [canary, "never-planted-value"], topic_prefix=topic)
     assert [(hit[0], hit[3]) for hit in found.hits] == [(topic, canary)]
     assert found.messages >= 1
+
+
+def _feed_end(client) -> str:
+    """The cursor after everything in a gateway's change feed so far."""
+    after = "0"
+    while True:
+        answer = client._call("GET", f"/v1/events?after={after}&limit=1000")
+        if not answer["events"]:
+            return after
+        after = answer["next"]
+
+
+def _entry(client, after: str, wanted, deadline_s: float = 90) -> dict:
+    """Long-poll a gateway's change feed from ``after`` until an entry ``wanted`` accepts."""
+    found: list[dict] = []
+
+    def poll() -> bool:
+        nonlocal after
+        answer = client._call("GET", f"/v1/events?after={after}&wait=5")  # client timeout 10
+        found.extend(e for e in answer["events"] if wanted(e))
+        after = answer["next"]
+        return bool(found)
+
+    wait_until(poll, deadline_s, "the change feed's entry")
+    return found[0]
+
+
+def test_the_change_feed_shows_a_referral_to_its_recipient_and_its_status_to_its_sender(mesh):
+    hotline, shelter = mesh.client(HOTLINE), mesh.client(SHELTER)
+    at_hotline, at_shelter = _feed_end(hotline), _feed_end(shelter)
+    mesh.consent(21, HOTLINE)
+    rid = hotline.submit(mesh.referral(21, HOTLINE, SHELTER))["referralId"]
+    arrived = _entry(shelter, at_shelter, lambda e: e["referral_id"] == rid)
+    assert (arrived["kind"], arrived["sender"], arrived["direction"]) == (
+        "referral.received", mesh.id(HOTLINE), "in")
+    # the entry names the referral; the case system reads it under its token
+    assert shelter.show(rid, arrived["sender"])["state"] == "received"
+    shelter.set_status(rid, "accepted")
+    accepted = _entry(hotline, at_hotline, lambda e: e["referral_id"] == rid and
+                      e["state"] == "accepted")
+    assert (accepted["kind"], accepted["direction"], accepted["set_by"]) == (
+        "status.changed", "out", mesh.id(SHELTER))
+    # in the sender's feed, in order: sent, received by the shelter, accepted
+    entries = hotline._call("GET", f"/v1/events?after={at_hotline}&limit=1000")["events"]
+    assert [e["kind"] for e in entries if e["referral_id"] == rid] == [
+        "referral.sent", "status.changed", "status.changed"]
