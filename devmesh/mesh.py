@@ -13,8 +13,12 @@ from devmesh.tansu import free_port
 
 
 class RunningMesh:
-    def __init__(self, files: MeshFiles, log_dir: Path) -> None:
+    """``ca_file``: the CA that signed the gateways' certificates, for those that serve HTTPS
+    (``tls_cert`` in their settings)."""
+
+    def __init__(self, files: MeshFiles, log_dir: Path, ca_file: Path | None = None) -> None:
         self.files, self.log_dir = files, Path(log_dir)
+        self.ca_file = ca_file
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.gateways: dict[str, Proc] = {}
         self.agents: dict[str, Proc] = {}
@@ -93,7 +97,10 @@ class RunningMesh:
 
     def client(self, agency: str) -> GatewayClient:
         cfg = yaml.safe_load(self.files.gateway_config(agency).read_text())
-        return GatewayClient(f"http://127.0.0.1:{cfg['http_port']}", self.files.token(agency))
+        scheme = "https" if cfg.get("tls_cert") else "http"
+        return GatewayClient(f"{scheme}://127.0.0.1:{cfg['http_port']}",
+                             self.files.token(agency),
+                             ca_file=None if self.ca_file is None else str(self.ca_file))
 
     def stop(self) -> None:
         for proc in [*self.gateways.values(), *self.agents.values()]:

@@ -8,7 +8,9 @@ only; a real mesh uses its own PKI.
 """
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,3 +75,12 @@ def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
     return TlsFiles(ca=write_file(folder / "ca.pem", ca_pem, mode=0o644),
                     broker=write_file(folder / f"{name}.pem",
                                       key_pem + cert.public_bytes(pem) + ca_pem))
+
+
+def spki_sha256(pem_file: Path) -> str:
+    """The base64 SHA-256 of the first certificate's public key (SubjectPublicKeyInfo) in
+    ``pem_file``: what Chromium's --ignore-certificate-errors-spki-list pins."""
+    cert = x509.load_pem_x509_certificates(Path(pem_file).read_bytes())[0]
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()

@@ -18,6 +18,7 @@ from kafkaedge.loading import DirectoryRef, keystore_path, load_anchor, now_ms
 from devmesh.mesh import RunningMesh
 from devmesh.sample_mesh import MeshFiles, build, renamed
 from devmesh.supervise import wait_until
+from devmesh.testca import TlsFiles, make_tls
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import codec, samples, schemas, topology
 from refmesh.access import mesh_grants
@@ -30,6 +31,7 @@ class Mesh:
     running: RunningMesh
     ids: dict  # original sample id -> this test's id
     kafka: LocalBroker
+    tls: TlsFiles | None = None  # the gateways' test CA and certificate, when they serve HTTPS
 
     @property
     def bootstrap(self) -> str:
@@ -109,9 +111,11 @@ class Mesh:
 def start_mesh(root: Path, kafka: LocalBroker, suffix: str, gateways: list[str],
                domains: list[str], env: dict | None = None,
                prepare: Callable[[MeshFiles, dict], None] | None = None,
-               partitions: int = 4) -> Mesh:
+               partitions: int = 4, https: bool = False) -> Mesh:
     """``prepare(files, ids)``, if given, runs once the mesh's files are written and before
-    any process starts (e.g. to re-sign the directory with a revoked key). On a secured broker
+    any process starts (e.g. to re-sign the directory with a revoked key). With ``https`` every
+    gateway serves HTTPS with a certificate of a test CA (``mesh.tls.ca``; the clients trust
+    it, nothing else does). On a secured broker
     each gateway and domain gets its own SCRAM user and exactly the ACLs of its role, derived
     from the signed directory as ``refmesh topics acls`` does. Every topic of the mesh gets
     ``partitions`` (and every settings file says so)."""
@@ -129,7 +133,8 @@ def start_mesh(root: Path, kafka: LocalBroker, suffix: str, gateways: list[str],
                                          topology.mesh_topics(trusted, regions.values())])
     if kafka.secured:
         apply_acls(kafka.admin_config(), mesh_grants(trusted, regions), prune=False)
-    running = RunningMesh(files, root / "logs")
+    tls = serve_https(files, root / "tls") if https else None
+    running = RunningMesh(files, root / "logs", ca_file=tls and tls.ca)
     try:
         for domain in domains:
             running.start_agents(ids[domain])
@@ -142,7 +147,17 @@ def start_mesh(root: Path, kafka: LocalBroker, suffix: str, gateways: list[str],
     except BaseException:
         running.stop()  # never leave child processes behind a failed fixture
         raise
-    return Mesh(files, running, ids, kafka)
+    return Mesh(files, running, ids, kafka, tls)
+
+
+def serve_https(files: MeshFiles, folder: Path) -> TlsFiles:
+    """Give every gateway of the mesh ``tls_cert`` and ``tls_key`` from a new test CA."""
+    tls = make_tls(folder, name="gateway")
+    for config in sorted((files.root / "config").glob("gateway-*.yaml")):
+        doc = yaml.safe_load(config.read_text())
+        doc.update(tls_cert=str(tls.broker), tls_key=str(tls.broker))
+        config.write_text(yaml.safe_dump(doc, sort_keys=True))
+    return tls
 
 
 def metrics(client) -> str:

@@ -1,9 +1,12 @@
 """The case workers' web page in a real browser (headless Chromium from Debian's packages, driven
 by Selenium through the system chromedriver; no browser is ever downloaded), against a mesh of
-real processes on the embedded broker: sign in at the hotline, record consent, send a referral
-to the shelter after seeing the preview, sign in at the shelter, accept it, and see the status
-arrive back at the hotline. Screenshots of the main pages go to test-artifacts/web/; with
-REFMESH_UPDATE_SCREENSHOTS=1 the README's copies in gateways/web/screenshots/ are replaced too.
+real processes on the embedded broker, each gateway serving HTTPS with a certificate of a test
+CA (the browser trusts exactly that certificate's key, through Chromium's
+--ignore-certificate-errors-spki-list; the API clients trust the test CA): sign in at the
+hotline, record consent, send a referral to the shelter after seeing the preview, sign in at the
+shelter, accept it, and see the status arrive back at the hotline. Screenshots of the main pages
+go to test-artifacts/web/; with REFMESH_UPDATE_SCREENSHOTS=1 the README's copies in
+gateways/web/screenshots/ are replaced too.
 
 Without chromium and chromium-driver (`apt-get install chromium chromium-driver`, which
 .ci/run does) the test is skipped and says so."""
@@ -21,6 +24,7 @@ from click.testing import CliRunner
 from cli import cli
 from gateways.client import GatewayError
 from devmesh.supervise import wait_until
+from devmesh.testca import spki_sha256
 from tests.integration.meshfix import start_mesh
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -51,7 +55,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def mesh(kafka, tmp_path_factory):
     m = start_mesh(tmp_path_factory.mktemp("web"), kafka, uuid.uuid4().hex[:6],
-                   [HOTLINE, SHELTER], [NCC])
+                   [HOTLINE, SHELTER], [NCC], https=True)
     runner = CliRunner()
     for agency in (HOTLINE, SHELTER):
         added = runner.invoke(cli, ["users", "add", "amal", "--config",
@@ -64,14 +68,16 @@ def mesh(kafka, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(mesh):
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     profile = tempfile.mkdtemp(prefix="refmesh-chromium-")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--window-size=1200,900",
-                 "--lang=en-GB", f"--user-data-dir={profile}"):
+                 "--lang=en-GB", f"--user-data-dir={profile}",
+                 # trust the gateways' test certificate (by its key), and nothing else unusual
+                 f"--ignore-certificate-errors-spki-list={spki_sha256(mesh.tls.broker)}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
@@ -155,12 +161,16 @@ def test_a_referral_from_the_hotline_to_the_shelter_and_back_in_a_browser(mesh, 
     hotline, shelter = hotline_api.url, shelter_api.url
 
     # sign in at the hotline; the first Tab reaches the skip link (keyboard first)
+    assert hotline.startswith("https://") and shelter.startswith("https://")
     driver.get(hotline + "/signin")
+    assert driver.execute_script("return window.isSecureContext") is True
     shot("01-sign-in")
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert driver.switch_to.active_element.text == "Skip to the main content"
     sign_in(driver, hotline)
     assert "Signed in as amal" in driver.page_source
+    cookies = driver.get_cookies()  # the session's, the language's: Secure and HttpOnly
+    assert cookies and all(c["secure"] and c["httpOnly"] for c in cookies), cookies
     # meanwhile a program sends a referral for a person with no consent: the domain refuses it
     refused = hotline_api.submit(mesh.referral(2, HOTLINE, SHELTER))["referralId"]
 
