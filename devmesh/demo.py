@@ -93,7 +93,8 @@ def statistics(mesh: RunningMesh, files, broker: LocalBroker) -> None:
     say(f"region {REGION} received {len(releases)} signed release(s); released cells "
         "(k = 11, rounded down to 5; null = all values):")
     skip = {"count", "domain", "region", "windowStart", "windowEnd", "revision", "k",
-            "resolution", "epsilon", "period", "yearOfRegistration", "monthOfRegistration"}
+            "resolution", "epsilon", "period", "yearOfRegistration", "monthOfRegistration",
+            *table.CLAIM}
     for row in table.rows(releases):
         dims = ", ".join(f"{k} {v}" for k, v in row.items() if k not in skip and v is not None)
         print(f"    {row['count']:5}  {dims}")
