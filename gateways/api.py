@@ -2,8 +2,8 @@
 
 Every route but /healthz needs ``Authorization: Bearer <agency API token>``; a missing or wrong
 token gets 401 and no data. Bodies are checked against the Avro contract before anything is
-stored; a bad body gets 400 naming the field. Logs carry referral and event ids, never case
-fields. The routes are described by /openapi.json (gateways/openapi.py).
+stored; a bad body gets 400 naming the field, and a date field that holds no date 422 naming
+it. Logs carry referral and event ids, never case fields. The routes are described by /openapi.json (gateways/openapi.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from gateways.gateway import Paused
 from gateways.openapi import OPENAPI
 from gateways.store import NotFound, StoreError
 from refmesh import records
-from refmesh.errors import MeshError, RecordError
+from refmesh.errors import FieldValueError, MeshError, RecordError
 from refmesh.loop import TransitionError
 
 log = logging.getLogger("refmesh.api")
@@ -57,6 +57,8 @@ async def guard(request: web.Request, handler):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="refmesh"'
                 return _done(gateway, route, response)
         response = await handler(request)
+    except FieldValueError as exc:  # the right type, not what the field means (a date)
+        response = problem(422, f"invalid value: {exc.problem}", exc.path)
     except RecordError as exc:
         response = problem(400, f"invalid value: {exc.problem}", exc.path)
     except TransitionError as exc:

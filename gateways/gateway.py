@@ -141,7 +141,8 @@ class Gateway:
         self._in_force()
         value = {"referralId": str(uuid.uuid4()), "createdAt": now_ms(), **referral,
                  "senderAgency": self.settings.agency}
-        checked = records.Referral.from_dict(value).to_dict()
+        # the contract, then what fields mean (a birth date that is no date: 422, not dropped)
+        checked = records.intake("Referral", value).to_dict()
         recipient = checked["recipientAgency"]
         if recipient == self.settings.agency:
             raise RecordError("Referral.recipientAgency", "cannot refer a case to yourself")

@@ -14,6 +14,7 @@ def _errors(*codes: int) -> dict:
     text = {400: "Invalid body or query parameter; `field` names it",
             401: "Missing or wrong token",
             404: "No such referral", 409: "Transition not allowed by the closed loop",
+            422: "A date field holds no date of the calendar (YYYY-MM-DD); `field` names it",
             503: "The gateway cannot store data now; nothing was accepted"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}}
             for c in codes}
@@ -76,7 +77,7 @@ OPENAPI = {
                 "required": ["caseRef", "subjectId", "recipientAgency", "trmStage", "purpose",
                              "legalBasis", "service"]}}}},
             "responses": {"202": {"description": "Accepted: stored in the outbox"},
-                          **_errors(400, 401, 503)}}},
+                          **_errors(400, 401, 422, 503)}}},
         "/v1/inbox": {"get": {"summary": "Referrals received", "responses": {
             **_LIST, **_errors(401)}}},
         "/v1/outbox": {"get": {"summary": "Referrals sent, with their state", "responses": {

@@ -2,8 +2,9 @@
 
     decide(referral, consent, directory, policy, now, secret) -> Allow | Deny
 
-Deny by default, in this order: the referral must match its contract, both agencies must be in
-the trusted directory, the consent (or an allowed legal basis) must permit the transfer
+Deny by default, in this order: the referral must match its contract and its date fields hold
+dates (minimisation would otherwise drop a birth date it cannot read, unsaid), both agencies
+must be in the trusted directory, the consent (or an allowed legal basis) must permit the transfer
 (``refmesh.consent.check``), and the policy must have a rule for it (``refmesh.minimise.plan``).
 The Allow carries the projection (``refmesh.minimise.project``), never the original record.
 
@@ -19,7 +20,7 @@ from refmesh import fields as catalogue
 from refmesh import minimise, records
 from refmesh.decisions import Allow, Decision, Deny
 from refmesh.directory import TrustedDirectory
-from refmesh.errors import DirectoryError, RecordError
+from refmesh.errors import DirectoryError, FieldValueError, RecordError
 from refmesh.policy import Policy
 
 
@@ -58,7 +59,11 @@ def _decide(referral: dict, consent: dict | None, directory: TrustedDirectory, p
     """(decision, sender member, recipient member, plan), the last three None when unknown."""
     try:
         records.check("Referral", referral)
-    except RecordError as exc:  # name the field, never its value
+        records.check_dates("Referral", referral)
+    except FieldValueError as exc:  # name the field, never its value
+        return Deny("invalid_referral", f"field {exc.path} holds no date (YYYY-MM-DD)"), \
+            None, None, None
+    except RecordError as exc:
         return Deny("invalid_referral", f"field {exc.path} does not match the contract"), \
             None, None, None
     try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 #: Stable refusal codes (audit records, refusal statuses, metrics).
 REASONS = (
-    "invalid_referral",  # the referral does not match its contract
+    "invalid_referral",  # the referral does not match its contract, or a date field holds no date
     "unknown_sender", "unknown_recipient",  # not in the trusted directory
     "legal_basis_not_allowed",  # a basis other than Consent the policy does not allow here
     "consent_missing", "consent_mismatch", "consent_version", "consent_withdrawn",

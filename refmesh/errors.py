@@ -23,6 +23,12 @@ class RecordError(MeshError, ValueError):
         super().__init__(f"{path}: {problem}" if path else problem)
 
 
+class FieldValueError(RecordError):
+    """A value of the right Avro type that is not what its field means: a date field (documented
+    ``YYYY-MM-DD``) holding no date of the calendar. The gateway's API answers 422 naming the
+    field, where a RecordError (the value does not fit the contract) is a 400."""
+
+
 class CodecError(MeshError, ValueError):
     """Bytes could not be decoded, or a value could not be encoded. Nothing is half-decoded."""
 

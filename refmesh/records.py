@@ -5,14 +5,22 @@ source of truth.
 fields, wrong types, enum symbols, int ranges) and raises ``RecordError`` naming the dotted path
 of the first wrong field. ``to_dict()`` gives the plain dict that ``codec.encode`` writes.
 Arrays become tuples so that records stay immutable.
+
+The contract is what the wire carries: a date is an Avro string. What a field means is checked
+where a record enters the mesh (``intake``: the gateway's API and web page, the CLI's files) and
+where the policy domain decides (``refmesh.decide``): a string field documented as an ISO 8601
+date (``YYYY-MM-DD``) must hold a date of the calendar (``check_dates``, ``FieldValueError``).
+Decoding does not check it, so that what an older gateway stored stays readable.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import re
+
 from refmesh import schemas
-from refmesh.errors import RecordError
+from refmesh.errors import FieldValueError, RecordError
 
 _INT = (-(2**31), 2**31 - 1)
 _LONG = (-(2**63), 2**63 - 1)
@@ -309,3 +317,70 @@ SignedDirectory = record_class("SignedDirectory")
 Member = record_class("Member")
 Receipt = record_class("Receipt")
 Person = record_class("Person")
+
+
+# --- what fields mean ---------------------------------------------------------------------------
+
+#: how a contract documents a date held in a string
+DATE_DOC = "YYYY-MM-DD"
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+
+
+def is_date(text: str) -> bool:
+    """Whether ``text`` is an ISO 8601 calendar date written YYYY-MM-DD (2024-02-29 yes,
+    2023-02-29, 2024-2-9, 20240229 and 2024-02-29T00:00 no)."""
+    m = _ISO_DATE.fullmatch(text)
+    if m is None:
+        return False
+    year, month, day = (int(g) for g in m.groups())
+    if not 1 <= month <= 12 or day < 1:
+        return False
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    return day <= (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+
+
+def _date_paths(t, path: tuple[str, ...], out: list) -> None:
+    """The paths (field names from the top) of every string field documented as a date."""
+    for f in t.get("fields", ()):
+        branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        if "string" in branches and DATE_DOC in f.get("doc", ""):
+            out.append((*path, f["name"]))
+        for b in branches:
+            if isinstance(b, dict) and b.get("type") == "record":
+                _date_paths(b, (*path, f["name"]), out)
+
+
+def _dates() -> dict[str, tuple[tuple[str, ...], ...]]:
+    out = {}
+    for name, c in schemas.CURRENT.items():
+        found: list = []
+        _date_paths(c.raw, (), found)
+        if found:
+            out[name] = tuple(found)
+    return out
+
+
+#: record type -> the paths of its string fields documented as dates (Referral:
+#: service.dueDate, person.birthdate)
+DATES = _dates()
+
+
+def check_dates(name: str, value: dict) -> None:
+    """Raise FieldValueError naming the first date field of a ``name`` record dict (valid
+    against its contract) that holds a value but no date."""
+    for path in DATES.get(name, ()):
+        holder = value
+        for part in path[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        text = holder.get(path[-1]) if isinstance(holder, dict) else None
+        if text is not None and not is_date(text):
+            raise FieldValueError(".".join((name, *path)), f"{_shown(text)} is not a date: "
+                                                           "write it YYYY-MM-DD, e.g. 1998-04-17")
+
+
+def intake(name: str, value: Any) -> Record:
+    """A record entering the mesh (from the API, the web page, a file): checked against its
+    contract (RecordError), then what its fields mean (FieldValueError)."""
+    record = from_dict(name, value)
+    check_dates(name, record.to_dict())
+    return record

@@ -12,6 +12,7 @@ cases (``api/<endpoint>.json``). A case's body is one of
                                                             text (too big, or not JSON, to store)
 and ``status`` is the class the gateway must answer ("4xx"; "2xx" for injection strings in free
 text, which must then be stored verbatim), ``field`` the field it must name, where it names one.
+A date field (documented YYYY-MM-DD) is no free text: anything but a date there is refused (422).
 Placeholders in bodies and paths are filled in by the test: @RECIPIENT@ (a member agency),
 @REFERRAL@ (a referral the gateway holds), @UNIQUE@ (unique per run).
 """
@@ -50,6 +51,8 @@ PAYLOADS = {  # injection strings, put in every text field
     "template": "{{7*7}}${7*7}<%= 7*7 %>",
     "control": "nul\u0000byte\u202eRTL\r\nX-Injected: 1",
 }
+NOT_DATES = ["17/04/1998", "1998-4-17", "2023-02-29", "1998-04-17T00:00:00Z", "next week",
+             "١٩٩٨-٠٤-١٧", PAYLOADS["sql-drop"]]  # the last but two: Arabic-Indic digits
 WRONG = {"string": [12345, ["list"]], "int": ["12", 2**31], "long": ["1790000000000", 2**63],
          "enum": [7, "NotASymbol"], "boolean": ["true", 1], "array": ["not-a-list"],
          "record": [["not", "an", "object"], "text"]}
@@ -115,11 +118,12 @@ def _walk(body: dict, path: str):
 
 
 def field_error(kind: str, body) -> str | None:
-    """The field the gateway's contract check names for ``body``; None if it passes."""
+    """The field the gateway's checks name for ``body`` (the contract, then what fields mean:
+    ``records.intake``); None if it passes."""
     filled = json.loads(json.dumps(body).replace("@RECIPIENT@", "BH/GOV/Y")
                         .replace("@UNIQUE@", "u"))
     try:
-        records.from_dict(CONTRACT[kind], FILLED[kind](filled))
+        records.intake(CONTRACT[kind], FILLED[kind](filled))
     except RecordError as exc:
         return exc.path
     return None
@@ -150,7 +154,11 @@ def _record_cases(kind: str) -> list[dict]:
     patched("unknown top-level field", {"set": {"isAdmin": True}})
     if kind == "referrals":
         patched("unknown field in a section", {"set": {"person.nickname": "x"}})
-    text = [p for p, k in fields if k == "string"]
+    dates = {".".join(p) for p in records.DATES.get(CONTRACT[kind], ())}
+    text = [p for p, k in fields if k == "string" and p not in dates]
+    for path in sorted(dates):
+        for wrong in NOT_DATES:
+            patched(f"not a date: {path} = {json.dumps(wrong)}", {"set": {path: wrong}})
     # the recipient must be a member; ids appear in URLs; the gateway writes its own id as the
     # sender or controller whatever the body says
     routing = {"recipientAgency", "referralId", "senderAgency"} if kind == "referrals" else {

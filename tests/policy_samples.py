@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from refmesh import directory as directories
-from refmesh import fields, keys, policy, samples, schemas
+from refmesh import fields, keys, policy, records, samples, schemas
 from refmesh.directory import TrustedDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,13 +109,17 @@ def _flatten(name: str, t):
 
 
 STRING_FIELDS = _string_fields()
+#: the string fields documented as dates: their canaries are dates too (a referral with a
+#: birth date that is no date is refused), of years so long ago that no age band comes of them
+DATE_FIELDS = frozenset(".".join(p) for p in records.DATES["Referral"])
 
 
 def canaried(recipient: str = "cnry-recipient-zz", tag: str = "",
              **overrides) -> tuple[dict, dict[str, str]]:
     """samples.referral() with a distinct canary in every string field (two in each string
     list), and the map canary -> field. recipientAgency keeps ``recipient`` (pseudonyms are
-    keyed by it). ``tag`` goes into every canary, to tell several referrals' canaries apart."""
+    keyed by it). ``tag`` goes into every canary but the dates', to tell several referrals'
+    canaries apart; a date field gets a date of the 1800s, one per field."""
     value = samples.referral(**overrides)
     canaries: dict[str, str] = {}
     for i, (name, kind) in enumerate(sorted(STRING_FIELDS.items())):
@@ -125,7 +129,10 @@ def canaried(recipient: str = "cnry-recipient-zz", tag: str = "",
             holder[leaf] = recipient
             canaries[recipient] = name
             continue
-        if kind == "string":
+        if name in DATE_FIELDS:
+            holder[leaf] = f"18{i % 100:02d}-{i % 9 + 1:02d}-{i % 19 + 10}"
+            canaries[holder[leaf]] = name
+        elif kind == "string":
             holder[leaf] = f"cnry{tag}{i:03d}s{'x' * 6}"
             canaries[holder[leaf]] = name
         else:

@@ -70,6 +70,21 @@ def test_an_invalid_referral_is_refused_naming_the_field_not_its_value():
     assert "cnry" not in d.detail
 
 
+def test_a_date_field_that_holds_no_date_is_refused_not_dropped():
+    """Minimisation cannot make an age band of a birth date it cannot read: the domain refuses
+    the referral (a gateway of this version refuses it at its API already), naming the field,
+    never its value."""
+    for section, field in (("person", "birthdate"), ("service", "dueDate")):
+        r = S.referral(recipient=S.SHELTER)
+        r[section][field] = "cnry-17/04/1998"
+        d = run(r)
+        assert d.reason == "invalid_referral" and f"Referral.{section}.{field}" in d.detail
+        assert "no date" in d.detail and "cnry" not in d.detail
+    r = S.referral(recipient=S.SHELTER)
+    r["person"]["birthdate"] = None
+    assert isinstance(run(r), Allow)
+
+
 def test_an_invalid_consent_counts_as_missing():
     c = S.consent()
     del c["purposes"]

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from refmesh import records, samples
-from refmesh.errors import ConfigError, MeshError, RecordError
+from refmesh.errors import ConfigError, FieldValueError, MeshError, RecordError
 
 Referral = records.Referral
 
@@ -203,3 +203,45 @@ def test_from_dict_does_not_take_hex_for_bytes():
 def test_from_dict_by_name_needs_a_contract():
     with pytest.raises(ConfigError):
         records.from_dict("Nickname", {})
+
+
+# --- dates (issue 14, item 6) ---------------------------------------------------------------
+
+def test_the_date_fields_are_read_from_the_contracts_docs():
+    assert records.DATES == {"Referral": (("service", "dueDate"), ("person", "birthdate"))}
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("1998-04-17", True), ("2024-02-29", True), ("2000-02-29", True), ("0001-01-01", True),
+    ("2023-02-29", False), ("1900-02-29", False), ("2024-04-31", False), ("2024-13-01", False),
+    ("2024-00-10", False), ("2024-01-00", False), ("1998-4-17", False), ("19980417", False),
+    ("17/04/1998", False), ("1998-04-17T00:00", False), (" 1998-04-17", False),
+    ("1998-04-17\n", False), ("١٩٩٨-٠٤-١٧", False), ("", False), ("unknown", False),
+])
+def test_a_date_is_a_calendar_date_written_yyyy_mm_dd(text, ok):
+    assert records.is_date(text) is ok
+
+
+@pytest.mark.parametrize("section, field", [("person", "birthdate"), ("service", "dueDate")])
+def test_intake_refuses_a_date_field_that_holds_no_date_naming_it(section, field):
+    referral = samples.referral()
+    referral[section][field] = "17/04/1998"
+    records.Referral.from_dict(referral)  # the contract (the wire) takes any string
+    with pytest.raises(FieldValueError) as refused:
+        records.intake("Referral", referral)
+    assert refused.value.path == f"Referral.{section}.{field}"
+    assert "'17/04/1998' is not a date" in str(refused.value) and "YYYY-MM-DD" in str(
+        refused.value)
+    referral[section][field] = None  # absent is fine
+    assert records.intake("Referral", referral).to_dict() == referral
+    referral["person"] = None  # so is a withheld section
+    records.intake("Referral", referral)
+
+
+def test_intake_checks_the_contract_first():
+    referral = samples.referral()
+    referral["person"]["birthdate"] = 19980417
+    with pytest.raises(RecordError) as refused:
+        records.intake("Referral", referral)
+    assert not isinstance(refused.value, FieldValueError)
+    assert refused.value.path == "Referral.person.birthdate"
