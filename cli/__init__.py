@@ -25,7 +25,7 @@ cli.add_command(events.seal)
 cli.add_command(events.open_)
 cli.add_command(policy.policy)
 for command in (run.broker, run.topics, run.gateway, run.agents, run.mesh, run.scan, refer.refer,
-                refer.consent, audit.audit, users.users):
+                refer.consent, audit.audit, users.users, users.access):
     cli.add_command(command)
 
 

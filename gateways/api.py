@@ -19,6 +19,9 @@ from gateways import feed
 from gateways.gateway import Paused
 from gateways.openapi import OPENAPI
 from gateways.store import NotFound, StoreError
+from gateways import access
+from gateways.desk import Desk, Forbidden, _forbidden
+from refmesh import permissions
 from refmesh import records
 from refmesh.errors import FieldValueError, MeshError, RecordError
 from refmesh.loop import TransitionError
@@ -27,6 +30,42 @@ log = logging.getLogger("refmesh.api")
 MAX_BODY = 256 * 1024  # a referral is a few KB; anything far larger is refused unread
 GATEWAY = web.AppKey("gateway", object)
 WEB_ROUTES = "web:"  # name prefix of the web page's routes: no token, sessions instead
+DESK = web.AppKey("desk", Desk)
+PRINCIPAL = web.RequestKey("principal", permissions.Principal)
+#: what each route needs at least (refmesh.permissions); the handlers (gateways/desk.py) check
+#: the referral or consent itself. Routes not named (metrics, the OpenAPI description) need a
+#: token of any scope.
+NEEDS = {
+    ("POST", "/v1/referrals"): "send", ("GET", "/v1/inbox"): "list",
+    ("GET", "/v1/outbox"): "list", ("GET", "/v1/referrals/{id}"): "view",
+    ("POST", "/v1/referrals/{id}/status"): "status",
+    ("POST", "/v1/referrals/{id}/assign"): "assign", ("POST", "/v1/consents"): "consent",
+    ("GET", "/v1/consents"): "consents", ("GET", "/v1/consents/{id}"): "consents",
+    ("POST", "/v1/consents/{id}/withdraw"): "withdraw", ("GET", "/v1/erasures"): "erasures",
+    ("GET", "/v1/events"): "list", ("GET", "/v1/access"): "access",
+}
+
+
+def principal_of(gateway, supplied: str) -> permissions.Principal | None:
+    """Who an ``Authorization`` header names: the agency's token from the environment (every
+    scope), a token kept in the database (its scopes), or nobody."""
+    # surrogateescape: aiohttp hands bytes that are not UTF-8 over as lone surrogates, which a
+    # plain encode() refuses (a 500 instead of the 401)
+    raw = supplied.encode("utf-8", "surrogateescape")
+    if hmac.compare_digest(raw, f"Bearer {gateway.api_token}".encode()):
+        return permissions.Principal(access.AGENCY_TOKEN, scopes=frozenset(permissions.SCOPES))
+    if not supplied.startswith("Bearer ") or len(supplied) > 512:
+        return None
+    with gateway.store.read() as db:
+        return access.token_principal(db, supplied[len("Bearer "):])
+
+
+def _who(request: web.Request) -> permissions.Principal:
+    return request[PRINCIPAL]
+
+
+def _desk(request: web.Request) -> Desk:
+    return request.app[DESK]
 
 
 def problem(status: int, message: str, field: str | None = None) -> web.Response:
@@ -46,16 +85,16 @@ async def guard(request: web.Request, handler):
         return _done(gateway, route, await handler(request))
     try:
         if request.path != "/healthz":
-            supplied = request.headers.get("Authorization", "")
-            expected = f"Bearer {gateway.api_token}"
-            # surrogateescape: aiohttp hands bytes that are not UTF-8 over as lone surrogates,
-            # which a plain encode() refuses (a 500 instead of the 401)
-            if not hmac.compare_digest(supplied.encode("utf-8", "surrogateescape"),
-                                       expected.encode()):
+            who = principal_of(gateway, request.headers.get("Authorization", ""))
+            if who is None:
                 response = problem(401, "missing or wrong API token: send "
                                         "'Authorization: Bearer <token>'")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="refmesh"'
                 return _done(gateway, route, response)
+            request[PRINCIPAL] = who
+            need = NEEDS.get((request.method, route))
+            if need is not None and not permissions.may(who, need):
+                raise _forbidden(who, need)
         response = await handler(request)
     except FieldValueError as exc:  # the right type, not what the field means (a date)
         response = problem(422, f"invalid value: {exc.problem}", exc.path)
@@ -67,6 +106,8 @@ async def guard(request: web.Request, handler):
         response = problem(404, str(exc))
     except Paused as exc:
         response = problem(503, str(exc))
+    except Forbidden as exc:
+        response = problem(403, str(exc))
     except StoreError as exc:
         log.error("store refused a write: %s", exc)
         response = problem(503, "the gateway cannot store data right now (disk full or "
@@ -109,24 +150,23 @@ async def json_body(request: web.Request) -> dict:
 
 
 async def submit(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    referral = gateway.submit_referral(await json_body(request))
+    referral = _desk(request).submit(_who(request), await json_body(request))
     log.info("referral %s accepted for %s", referral["referralId"], referral["recipientAgency"])
     return web.json_response({"referralId": referral["referralId"], "state": "requested"},
                              status=202)
 
 
 async def inbox(request: web.Request) -> web.Response:
-    return web.json_response({"referrals": request.app[GATEWAY].store.referrals("in")})
+    return web.json_response({"referrals": _desk(request).referrals(_who(request), "in")})
 
 
 async def outbox(request: web.Request) -> web.Response:
-    return web.json_response({"referrals": request.app[GATEWAY].store.referrals("out")})
+    return web.json_response({"referrals": _desk(request).referrals(_who(request), "out")})
 
 
 async def show(request: web.Request) -> web.Response:
-    return web.json_response(request.app[GATEWAY].store.referral(
-        request.match_info["id"], request.query.get("sender")))
+    return web.json_response(_desk(request).referral(
+        _who(request), request.match_info["id"], request.query.get("sender")))
 
 
 async def change_status(request: web.Request) -> web.Response:
@@ -143,14 +183,15 @@ async def change_status(request: web.Request) -> web.Response:
         "referralId": request.match_info["id"], "state": body["state"],
         "reason": body.get("reason"), "detail": body.get("detail"),
         "setBy": gateway.settings.agency, "at": 0})
-    status = gateway.set_status(request.match_info["id"], body["state"], body.get("reason"),
-                                body.get("detail"), request.query.get("sender"))
+    status = _desk(request).set_status(_who(request), request.match_info["id"], body["state"],
+                                       body.get("reason"), body.get("detail"),
+                                       request.query.get("sender"))
     log.info("referral %s set to %s", status["referralId"], status["state"])
     return web.json_response(status)
 
 
 async def record_consent(request: web.Request) -> web.Response:
-    consent = request.app[GATEWAY].record_consent(await json_body(request))
+    consent = _desk(request).record_consent(_who(request), await json_body(request))
     log.info("consent %s v%d recorded", consent["consentId"], consent["version"])
     return web.json_response({"consentId": consent["consentId"], "version": consent["version"]},
                              status=202)
@@ -161,22 +202,54 @@ async def withdraw_consent(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"channel"})
     if unknown:
         raise RecordError(unknown[0], "unknown field; send channel")
-    consent = request.app[GATEWAY].withdraw_consent(request.match_info["id"],
-                                                    body.get("channel", "InPerson"))
+    consent = _desk(request).withdraw(_who(request), request.match_info["id"],
+                                      body.get("channel", "InPerson"))
     log.info("consent %s withdrawn", consent["consentId"])
     return web.json_response(consent, status=202)
 
 
 async def consents(request: web.Request) -> web.Response:
-    return web.json_response({"consents": request.app[GATEWAY].store.consents()})
+    return web.json_response({"consents": _desk(request).consents(_who(request))})
 
 
 async def consent(request: web.Request) -> web.Response:
-    return web.json_response(request.app[GATEWAY].store.consent(request.match_info["id"]))
+    return web.json_response(_desk(request).consent(_who(request), request.match_info["id"]))
 
 
 async def erasures(request: web.Request) -> web.Response:
-    return web.json_response({"erasures": request.app[GATEWAY].store.erasures()})
+    return web.json_response({"erasures": _desk(request).erasures(_who(request))})
+
+
+async def assign(request: web.Request) -> web.Response:
+    """Assign a referral to a case worker and/or a team (refmesh.permissions: supervisors and
+    admin tokens)."""
+    body = await json_body(request)
+    unknown = sorted(set(body) - {"username", "team"})
+    if unknown:
+        raise RecordError(unknown[0], "unknown field; send username and/or team")
+    for name in ("username", "team"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise RecordError(name, "expected a string or null")
+    done = _desk(request).assign(_who(request), request.match_info["id"],
+                                 request.query.get("sender"), body.get("username"),
+                                 body.get("team"))
+    log.info("referral %s assigned", done["referralId"])
+    return web.json_response(done)
+
+
+async def access_record(request: web.Request) -> web.Response:
+    """The record of access, oldest first, after ``after`` (a seq), at most ``limit``."""
+    unknown = sorted(set(request.query) - {"after", "limit"})
+    if unknown:
+        raise RecordError(unknown[0], "unknown parameter; send after and limit")
+    try:
+        after = int(request.query.get("after", "-1"))
+        limit = int(request.query.get("limit", "200"))
+    except ValueError:
+        raise RecordError("after", "after and limit must be integers") from None
+    if not 1 <= limit <= 1000:
+        raise RecordError("limit", "must be between 1 and 1000")
+    return web.json_response(_desk(request).access_log(_who(request), after, limit))
 
 
 async def events(request: web.Request) -> web.Response:
@@ -254,12 +327,15 @@ async def openapi(request: web.Request) -> web.Response:
 def create_api(gateway) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
+    app[DESK] = Desk(gateway)
     app.on_shutdown.append(_stop_waiting)
     app.router.add_post("/v1/referrals", submit)
     app.router.add_get("/v1/inbox", inbox)
     app.router.add_get("/v1/outbox", outbox)
     app.router.add_get("/v1/referrals/{id}", show)
     app.router.add_post("/v1/referrals/{id}/status", change_status)
+    app.router.add_post("/v1/referrals/{id}/assign", assign)
+    app.router.add_get("/v1/access", access_record)
     app.router.add_post("/v1/consents", record_consent)
     app.router.add_get("/v1/consents", consents)
     app.router.add_get("/v1/consents/{id}", consent)

@@ -21,6 +21,9 @@ def _errors(*codes: int) -> dict:
 
 
 _CHANNELS = schemas.symbols("ConsentChannel")
+# every route but /healthz: a token whose scopes do not allow it (refmesh.permissions)
+_FORBIDDEN = {"403": {"description": "The token's scopes do not allow this",
+                      "content": {"application/json": {"schema": _ERROR}}}}
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 # referral ids are unique per sender: the sender names one when two referrals share an id
 _REFERRAL = [*_ID, {"name": "sender", "in": "query", "required": False,
@@ -99,6 +102,33 @@ OPENAPI = {
                                "detail": {"type": "string"}}}}}},
             "responses": {"200": {"description": "The status sent to the peer"},
                           **_errors(400, 401, 404, 409, 503)}}},
+        "/v1/referrals/{id}/assign": {"post": {
+            "summary": "Assign a referral to a case worker and/or a team (scope admin); both "
+                       "null: back to the default team",
+            "parameters": _REFERRAL,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "username": {"type": ["string", "null"]},
+                    "team": {"type": ["string", "null"]}}}}}},
+            "responses": {"200": {"description": "The assignment"}, **_FORBIDDEN,
+                          **_errors(400, 401, 404, 503)}}},
+        "/v1/access": {"get": {
+            "summary": "The record of access (scope admin): who viewed, changed or exported "
+                       "what, when; ids only, oldest first, a hash chain",
+            "parameters": [
+                {"name": "after", "in": "query", "required": False,
+                 "schema": {"type": "integer"}, "description": "Entries with a greater seq"},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+            "responses": {"200": {"description": "Entries, the chain's head, whether it holds",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "properties": {
+                                          "entries": {"type": "array", "items": {
+                                              "type": "object"}},
+                                          "head": {"type": "string"},
+                                          "intact": {"type": "boolean"},
+                                          "problem": {"type": ["string", "null"]}}}}}},
+                          **_FORBIDDEN, **_errors(400, 401)}}},
         "/v1/consents": {
             "post": {"summary": "Record a consent (stored, then sent to the policy domain)",
                      "requestBody": {"required": True, "content": {"application/json": {

@@ -33,13 +33,16 @@ from aiohttp import web
 from kafkaedge.loading import now_ms
 from gateways.gateway import Paused
 from gateways.store import NotFound
-from gateways.web import forms, pages
+from gateways.desk import Desk, Forbidden
+from gateways.web import admin, forms, pages
 from gateways.web.auth import Accounts
 from gateways.web.i18n import LANGUAGES
 from gateways.web.preview import Previewer
 from gateways.web.site import (SESSION, WEB, Web, ltr, pre_token, render, safe_next,
                                see_other, session_of, set_cookie)
+from refmesh import permissions
 from refmesh.errors import ConfigError
+from refmesh.signin import Limits, Throttle
 
 log = logging.getLogger("refmesh.web")
 HERE = Path(__file__).resolve().parent
@@ -79,7 +82,9 @@ def mount(app: web.Application, gateway, clock: Callable[[], int] = now_ms,
         max_ms=s.web_session_max_hours * 3_600_000, secure=s.served_over_tls,
         cookie=f"refmesh_session_{safe}", pre_cookie=f"refmesh_pre_{safe}",
         lang_cookie=f"refmesh_lang_{safe}", secret=secrets.token_bytes(32),
-        css=(HERE / "static" / "style.css").read_bytes())
+        css=(HERE / "static" / "style.css").read_bytes(), desk=Desk(gateway, clock),
+        throttle=Throttle(Limits(per_address=s.web_signin_per_address,
+                                 overall=s.web_signin_overall)))
     state.templates.globals["enum_fields"] = forms.ENUM_FIELDS
     state.templates.globals["date_fields"] = forms.DATE_FIELDS
     state.templates.filters["ltr"] = ltr
@@ -93,6 +98,7 @@ def mount(app: web.Application, gateway, clock: Callable[[], int] = now_ms,
     add("POST", "/language", language, name="web:language")
     add("GET", "/static/style.css", css, name="web:static")
     pages.add_routes(app)
+    admin.add_routes(app)
     app.on_cleanup.append(lambda _app: _close(state))
     return state
 
@@ -117,6 +123,10 @@ async def guard(request: web.Request, handler):
     except NotFound:
         response = render(request, "message.html", status=404, title="notfound.title",
                           body="notfound.body")
+    except Forbidden:  # the role does not allow this page (refmesh.permissions)
+        log.warning("web page %s refused: not for this role", name)
+        response = render(request, "message.html", status=403, title="forbidden.title",
+                          body="forbidden.body")
     except Paused as exc:  # the directory in force has expired: nothing was accepted
         log.warning("web page %s refused: %s", name, exc)
         response = render(request, "message.html", status=503, title="error.title",
@@ -158,8 +168,13 @@ async def _guarded(request: web.Request, handler, name: str, state: Web):
 
 # --- signing in and out, language --------------------------------------------------------------
 
+def home_of(session) -> str:
+    """Where an account starts: the administrator has no inbox."""
+    return "/accounts" if session.role == permissions.ADMIN else "/inbox"
+
+
 async def home(request: web.Request) -> web.Response:
-    return see_other("/inbox")
+    return see_other(home_of(session_of(request)))
 
 
 def signin_form(request: web.Request, status: int = 200, notice: str | None = None,
@@ -170,7 +185,7 @@ def signin_form(request: web.Request, status: int = 200, notice: str | None = No
 
 async def signin_page(request: web.Request) -> web.Response:
     if session_of(request) is not None:
-        return see_other("/inbox")
+        return see_other(home_of(session_of(request)))
     return signin_form(request)
 
 
@@ -180,22 +195,28 @@ async def signin(request: web.Request) -> web.Response:
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))[:1024]
     next_path = safe_next(form.get("next"))
+    # by client address and in all, before any password is checked (in memory: refmesh.signin)
+    throttled = state.throttle.attempt(request.remote or "", state.now())
+    if throttled is not None:
+        log.warning("web sign-in throttled (%s)", throttled)
+        return signin_form(request, status=429, error="signin.throttled", username=username,
+                           next_path=next_path)
     loop = asyncio.get_running_loop()
     # Argon2 takes tens of milliseconds and much memory on purpose: off the event loop.
-    outcome = await loop.run_in_executor(None, state.accounts.verify, username, password,
-                                         state.now())
-    if outcome != "ok":
-        log.info("web sign-in refused (%s)", outcome)
-        return signin_form(request, status=429 if outcome == "locked" else 401,
-                           error="signin.locked" if outcome == "locked" else "signin.wrong",
-                           username=username, next_path=next_path)
+    if not await loop.run_in_executor(None, state.accounts.verify, username, password,
+                                      state.now()):
+        # unknown, paused, disabled or a wrong password: one answer, after the same work
+        log.info("web sign-in refused")
+        return signin_form(request, status=401, error="signin.wrong", username=username,
+                           next_path=next_path)
     old = request.cookies.get(state.cookie)
     if old:
         state.accounts.end_session(old)  # never carry a session id across a sign-in
     state.accounts.end_expired(state.now(), state.idle_ms, state.max_ms)
     session = state.accounts.start_session(username, state.now())
     log.info("web sign-in: %s", username)
-    response = see_other(next_path if next_path != "/signin" else "/")
+    response = see_other("/" if next_path == "/signin" or (
+        next_path == "/inbox" and session.role == permissions.ADMIN) else next_path)
     set_cookie(response, state, state.cookie, session.token)
     response.del_cookie(state.pre_cookie, path="/")
     return response

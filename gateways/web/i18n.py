@@ -570,6 +570,73 @@ REFUSALS_AR = {
     "unknown_sender": "الجهة المرسِلة غير موجودة في الدليل",
 }
 
+# Roles, assignment, the record of access, accounts and sign-in refusals (issue 14)
+EN.update({
+    "nav.access": "Record of access", "nav.accounts": "Accounts", "nav.team": "team {team}",
+    "role.caseworker": "case worker", "role.supervisor": "supervisor",
+    "role.admin": "gateway administrator",
+    "forbidden.title": "Not for your role",
+    "forbidden.body": "Your account's role does not allow this page or action. Ask a "
+                      "supervisor, or your IT team if your role should change.",
+    "signin.wrong": "The username or the password is not right, or the account is paused "
+                    "after too many attempts. Check both and try again in a few minutes; if "
+                    "you forgot the password, ask your IT team to reset it.",
+    "signin.throttled": "Too many sign-in attempts just now. Wait a minute and try again.",
+    "consent.withdraw_supervisor": "Recorded by someone else: a supervisor withdraws it.",
+    "assign.title": "Assigned to", "assign.to_user": "{user}", "assign.to_team": "team {team}",
+    "assign.nobody": "Nobody yet: a supervisor assigns it.",
+    "assign.sender_only": "The case worker who sent it.",
+    "assign.user": "Case worker", "assign.team": "Team", "assign.submit": "Assign",
+    "assign.done": "Assigned: case worker {user}, team {team}.",
+    "access.title": "Record of access",
+    "access.intro": "Who viewed, changed or exported what, and when: ids only, never the "
+                    "data. The newest {n} entries; `refmesh access export` writes them all.",
+    "access.intact": "The record's hash chain holds: no entry was changed or removed.",
+    "access.broken": "The record's hash chain is broken: an entry was changed or removed. "
+                     "Tell your IT team; `refmesh access export` names the entry.",
+    "access.when": "When", "access.who": "Who", "access.what": "Action",
+    "access.which": "Of what", "access.empty": "Nothing recorded so far.",
+    "accounts.title": "Accounts",
+    "accounts.intro": "Roles, teams and disabled accounts. New accounts and passwords: "
+                      "`refmesh users add` and `refmesh users reset-password`.",
+    "accounts.role": "Role", "accounts.team": "Team", "accounts.state": "State",
+    "accounts.save": "Save", "accounts.active": "Active",
+    "accounts.disabled": "Disabled since {at}", "accounts.disable": "Disable",
+    "accounts.enable": "Enable", "accounts.changed": "Account {user} changed.",
+})
+AR.update({
+    "nav.access": "سجل الاطلاع", "nav.accounts": "الحسابات", "nav.team": "الفريق {team}",
+    "role.caseworker": "موظف حالات", "role.supervisor": "مشرف", "role.admin": "مدير البوابة",
+    "forbidden.title": "ليس لدورك",
+    "forbidden.body": "لا يسمح دور حسابك بهذه الصفحة أو بهذا الإجراء. اسأل مشرفًا، أو فريق "
+                      "تقنية المعلومات إن كان ينبغي تغيير دورك.",
+    "signin.wrong": "اسم المستخدم أو كلمة المرور غير صحيحة، أو أن الحساب موقوف مؤقتًا بعد "
+                    "محاولات كثيرة. تحقّق منهما وحاول بعد بضع دقائق؛ وإن نسيت كلمة المرور "
+                    "فاطلب من فريق تقنية المعلومات إعادة تعيينها.",
+    "signin.throttled": "محاولات دخول كثيرة الآن. انتظر دقيقة ثم حاول مرة أخرى.",
+    "consent.withdraw_supervisor": "سجّلها شخص آخر: يسحبها مشرف.",
+    "assign.title": "مُسندة إلى", "assign.to_user": "{user}", "assign.to_team": "الفريق {team}",
+    "assign.nobody": "لم تُسند بعد: يسندها مشرف.",
+    "assign.sender_only": "موظف الحالات الذي أرسلها.",
+    "assign.user": "موظف الحالات", "assign.team": "الفريق", "assign.submit": "إسناد",
+    "assign.done": "أُسندت: موظف الحالات {user}، الفريق {team}.",
+    "access.title": "سجل الاطلاع",
+    "access.intro": "من اطّلع على ماذا أو غيّره أو صدّره، ومتى: معرّفات فقط، لا البيانات "
+                    "نفسها. أحدث {n} إدخال؛ ويكتبها كلها الأمر refmesh access export.",
+    "access.intact": "سلسلة التجزئة في السجل سليمة: لم يُغيَّر أي إدخال ولم يُحذف.",
+    "access.broken": "سلسلة التجزئة في السجل مكسورة: غُيّر إدخال أو حُذف. أبلغ فريق تقنية "
+                     "المعلومات؛ يسمّي الأمر refmesh access export الإدخال.",
+    "access.when": "متى", "access.who": "من", "access.what": "الإجراء",
+    "access.which": "على ماذا", "access.empty": "لم يُسجَّل شيء حتى الآن.",
+    "accounts.title": "الحسابات",
+    "accounts.intro": "الأدوار والفرق والحسابات الموقوفة. الحسابات الجديدة وكلمات المرور: "
+                      "refmesh users add و refmesh users reset-password.",
+    "accounts.role": "الدور", "accounts.team": "الفريق", "accounts.state": "الحالة",
+    "accounts.save": "حفظ", "accounts.active": "نشط",
+    "accounts.disabled": "موقوف منذ {at}", "accounts.disable": "إيقاف",
+    "accounts.enable": "تفعيل", "accounts.changed": "تغيّر الحساب {user}.",
+})
+
 TABLES = {"en": (EN, FIELDS_EN, HINTS_EN, ENUM_EN, REFUSALS_EN),
           "ar": (AR, FIELDS_AR, HINTS_AR, ENUM_AR, REFUSALS_AR)}
 

@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateways.store import NotFound
 from gateways.web import forms
 from gateways.web.forms import Values
-from gateways.web.site import WEB, Web, flash, render, see_other, session_of
+from gateways import access
+from gateways.web.site import WEB, Web, flash, render, see_other, session_of, who
 from refmesh import fields as catalogue
 from refmesh import loop, schemas
 from refmesh.errors import RecordError
@@ -33,6 +33,7 @@ def add_routes(app: web.Application) -> None:
     add("GET", "/inbox", inbox, name="web:inbox")
     add("GET", "/referrals/{id}", referral, name="web:referral")
     add("POST", "/referrals/{id}/status", status, name="web:status")
+    add("POST", "/referrals/{id}/assign", assign, name="web:assign")
     add("GET", "/send", send_page, name="web:send")
     add("POST", "/send", send, name="web:send-post")
     add("GET", "/outbox", outbox, name="web:outbox")
@@ -50,7 +51,7 @@ def _state(request: web.Request) -> Web:
 # --- inbox and one referral ----------------------------------------------------------------------
 
 async def inbox(request: web.Request) -> web.Response:
-    rows = _state(request).gateway.store.referrals("in")
+    rows = _state(request).desk.referrals(who(request), "in")
     return render(request, "inbox.html", rows=rows)
 
 
@@ -85,13 +86,17 @@ async def referral(request: web.Request, errors: dict | None = None, status: int
                    ) -> web.Response:
     state = _state(request)
     # ids are unique per sender: the links name the sender, for two referrals with one id
-    row = state.gateway.store.referral(request.match_info["id"], request.query.get("from"))
+    row = state.desk.referral(who(request), request.match_info["id"], request.query.get("from"))
     top, sections, missing = _shown(row["record"])
     domain = state.domain
+    with state.gateway.store.read() as db:
+        workers, teams = access.workers(db), access.teams(db)
+    if state.gateway.settings.web_default_team not in teams + [""]:
+        teams = sorted([*teams, state.gateway.settings.web_default_team])
     return render(request, "referral.html", status=status, r=row, top=top, sections=sections,
                   missing=missing, actions=_actions(row), reasons=REASONS,
                   needs_reason=loop.NEEDS_REASON, pseudonyms=PSEUDONYMS, domain=domain,
-                  errors=errors or {})
+                  errors=errors or {}, workers=workers, teams=teams)
 
 
 async def status(request: web.Request) -> web.Response:
@@ -99,19 +104,38 @@ async def status(request: web.Request) -> web.Response:
     form = await request.post()
     rid = request.match_info["id"]
     new, reason = form.get("state"), form.get("reason") or None
-    row = state.gateway.store.referral(rid, request.query.get("from"))
+    sender = state.desk.check(who(request), "status", rid, request.query.get("from"))
+    row = state.gateway.store.referral(rid, sender)
     if new not in _actions(row):
         return await referral(request, {"state": ("err.required", {})}, 409)
     if new in loop.NEEDS_REASON and reason not in REASONS:
         return await referral(request, {f"reason-{new}": ("err.required", {})}, 400)
     try:
-        state.gateway.set_status(rid, new, reason if new in loop.NEEDS_REASON else None,
-                                 sender=row["sender"])
+        state.desk.set_status(who(request), rid, new,
+                              reason if new in loop.NEEDS_REASON else None, sender=row["sender"])
     except TransitionError as exc:
         return await referral(request, {"state": ("err.contract", {"problem": str(exc)})}, 409)
     log.info("web: referral %s set to %s", rid, new)
     flash(request, "detail.changed", enums=("state",), state=new,
           agency=state.agency_name(row["peer"]))
+    shared = f"?{urlencode({'from': row['sender']})}" if row["shared"] else ""
+    return see_other(f"/referrals/{rid}{shared}")
+
+
+async def assign(request: web.Request) -> web.Response:
+    """A supervisor assigns a referral to a case worker and/or a team."""
+    state = _state(request)
+    form = await request.post()
+    rid = request.match_info["id"]
+    try:
+        done = state.desk.assign(who(request), rid, request.query.get("from"),
+                                 str(form.get("username") or ""), str(form.get("team") or ""))
+    except RecordError as exc:
+        return await referral(request, {"assign": ("err.contract", {"problem": exc.problem})},
+                              400)
+    log.info("web: referral %s assigned", rid)
+    flash(request, "assign.done", user=done["username"] or "—", team=done["team"] or "—")
+    row = state.gateway.store.referral(rid, done["sender"])
     shared = f"?{urlencode({'from': row['sender']})}" if row["shared"] else ""
     return see_other(f"/referrals/{rid}{shared}")
 
@@ -143,7 +167,7 @@ def _send_form(request: web.Request, values: Values, errors: dict | None = None,
                preview=None, digest: str = "", notice: str | None = None, status: int = 200):
     state = _state(request)
     now = state.now()
-    consents = [c for c in state.gateway.store.consents() if in_force(c, now)]
+    consents = [c for c in state.desk.consents(who(request)) if in_force(c, now)]
     recipient = values.get("recipientAgency")
     return render(request, "send.html", status=status, sections=forms.REFERRAL_SECTIONS,
                   values=values, errors=errors or {}, recipients=_recipients(state),
@@ -153,6 +177,7 @@ def _send_form(request: web.Request, values: Values, errors: dict | None = None,
 
 
 async def send_page(request: web.Request) -> web.Response:
+    _state(request).desk.need(who(request), "send")
     return _send_form(request, Values({"service.urgency": "Routine", "legalBasis": "Consent",
                                        "service.reason": "AdditionalServicesRequired"}))
 
@@ -167,7 +192,8 @@ async def send(request: web.Request) -> web.Response:
     form = await request.post()
     values = Values(form)
     now = state.now()
-    consents = {c["consentId"]: c for c in state.gateway.store.consents() if in_force(c, now)}
+    consents = {c["consentId"]: c for c in state.desk.consents(who(request))
+                if in_force(c, now)}
     recipients = {m["agencyId"] for m in _recipients(state)}
     draft, errors = forms.referral_from_form(values, consents, recipients)
     if errors:
@@ -184,7 +210,7 @@ async def send(request: web.Request) -> web.Response:
     if preview.state == "refused":
         return _send_form(request, values, preview=preview, digest=digest, status=409)
     try:
-        sent = state.gateway.submit_referral(draft)
+        sent = state.desk.submit(who(request), draft)
     except RecordError as exc:
         name = forms.field_of(exc.path, "Referral")
         return _send_form(request, values, {name if name in forms.REFERRAL_FIELDS else "_form":
@@ -197,9 +223,7 @@ async def send(request: web.Request) -> web.Response:
 
 
 async def outbox(request: web.Request) -> web.Response:
-    store = _state(request).gateway.store
-    rows = [{**r, "history": store.referral(r["referral_id"], r["sender"])["history"]}
-            for r in store.referrals("out")]
+    rows = _state(request).desk.timelines(who(request))
     return render(request, "outbox.html", rows=rows)
 
 
@@ -213,10 +237,14 @@ def _consents_form(request: web.Request, values: Values, errors: dict | None = N
                    status: int = 200) -> web.Response:
     state = _state(request)
     now = state.now()
-    listed = [(c, consent_state(c, now)) for c in state.gateway.store.consents()]
+    principal = who(request)
+    listed = [(c, consent_state(c, now)) for c in state.desk.consents(principal)]
+    withdrawable = {c["consentId"] for c, _ in listed
+                    if state.desk.may_withdraw(principal, c["consentId"])}
     return render(request, "consents.html", status=status, fields=forms.CONSENT_FIELDS,
                   values=values, errors=errors or {}, agencies=_agencies(state),
-                  consents=listed, channels=schemas.symbols("ConsentChannel"))
+                  consents=listed, channels=schemas.symbols("ConsentChannel"),
+                  withdrawable=withdrawable)
 
 
 async def consents_page(request: web.Request) -> web.Response:
@@ -233,7 +261,7 @@ async def record_consent(request: web.Request) -> web.Response:
     if errors:
         return _consents_form(request, values, errors, status=400)
     try:
-        recorded = state.gateway.record_consent(draft)
+        recorded = state.desk.record_consent(who(request), draft)
     except RecordError as exc:
         name = forms.field_of(exc.path, "Consent")
         return _consents_form(request, values, {name: ("err.contract",
@@ -248,6 +276,8 @@ async def withdraw(request: web.Request) -> web.Response:
     form = await request.post()
     cid = request.match_info["id"]
     state.gateway.store.consent(cid)  # NotFound: the 404 page
+    if not state.desk.may_withdraw(who(request), cid):
+        state.desk.withdraw(who(request), cid, "")  # refused: recorded, the 403 page
     channel = form.get("channel")
     error = None
     if form.get("confirm") != "yes":
@@ -256,7 +286,7 @@ async def withdraw(request: web.Request) -> web.Response:
         error = ("err.required", {})
     else:
         try:
-            state.gateway.withdraw_consent(cid, channel)
+            state.desk.withdraw(who(request), cid, channel)
         except TransitionError as exc:
             error = ("err.contract", {"problem": str(exc)})
     if error is not None:
@@ -271,16 +301,14 @@ async def withdraw(request: web.Request) -> web.Response:
 
 async def erasures(request: web.Request) -> web.Response:
     state = _state(request)
-    return render(request, "erasures.html", notices=state.gateway.store.erasures(),
+    return render(request, "erasures.html", notices=state.desk.erasures(who(request)),
                   acks=state.accounts.erasure_acks())
 
 
 async def confirm_erasure(request: web.Request) -> web.Response:
     state, session = _state(request), session_of(request)
     notice = request.match_info["id"]
-    if not any(e["notice_id"] == notice and e["kind"] == "Request"
-               for e in state.gateway.store.erasures()):
-        raise NotFound(f"no erasure request {notice}")
-    state.accounts.acknowledge_erasure(notice, session.username, state.now())
+    state.desk.erasure_ack(who(request), notice, lambda: state.accounts.acknowledge_erasure(
+        notice, session.username, state.now()))
     flash(request, "erasures.acked_msg")
     return see_other("/erasures")

@@ -18,7 +18,7 @@ from aiohttp import web
 from gateways.web.auth import Accounts, Session
 from gateways.web.i18n import LANGUAGES, Text
 from gateways.web.preview import Previewer
-from refmesh import topology
+from refmesh import permissions, topology
 
 WEB = web.AppKey("web", object)
 SESSION = "refmesh.session"
@@ -43,6 +43,8 @@ class Web:
     lang_cookie: str
     secret: bytes  # per process: pre-session CSRF tokens and preview digests
     css: bytes
+    desk: object = None  # gateways.desk.Desk: every case operation, checked and recorded
+    throttle: object = None  # refmesh.signin.Throttle: sign-in attempts by address and in all
 
     @property
     def me(self) -> str:
@@ -86,6 +88,11 @@ def session_of(request: web.Request) -> Session | None:
     return request.get(SESSION)
 
 
+def who(request: web.Request):
+    """The signed-in account as a refmesh.permissions.Principal (its role and team)."""
+    return session_of(request).principal
+
+
 def language_of(request: web.Request) -> str:
     session = session_of(request)
     if session is not None:
@@ -114,7 +121,7 @@ def render(request: web.Request, template: str, status: int = 200, **context
         pre = request.cookies.get(state.pre_cookie) or secrets.token_urlsafe(32)
         csrf = state.sign("pre", pre)
     html = state.templates.get_template(template).render(
-        _=text, session=session, csrf=csrf, path=request.path, flash=flash,
+        _=text, session=session, csrf=csrf, may=_may(session), path=request.path, flash=flash,
         me=state.me, me_name=state.agency_name(state.me), agency=state.agency_name,
         when=state.when, zone=state.zone.key, languages=LANGUAGES, **context)
     response = web.Response(text=html, content_type="text/html", charset="utf-8",
@@ -122,6 +129,13 @@ def render(request: web.Request, template: str, status: int = 200, **context
     if pre is not None and pre != request.cookies.get(state.pre_cookie):
         set_cookie(response, state, state.pre_cookie, pre)
     return response
+
+
+def _may(session):
+    """``may("assign")`` in templates: whether the signed-in account's role allows an action
+    at all (the handlers decide on each referral and consent)."""
+    principal = session.principal if session is not None else None
+    return lambda action: principal is not None and permissions.may(principal, action)
 
 
 def set_cookie(response: web.StreamResponse, state: Web, name: str, value: str) -> None:

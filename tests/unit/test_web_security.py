@@ -202,8 +202,9 @@ def test_a_received_referral_with_script_tags_everywhere_is_shown_escaped(shelte
 # --- no case data in URLs or logs ------------------------------------------------------------
 
 ALLOWED_LINK = re.compile(
-    r"/(inbox|send|outbox|consents|erasures|signin|signout|language|static/style\.css)?"
-    r"(#\w+)?|/referrals/[\w.-]+(/status)?|/consents/[\w.-]+/withdraw|/erasures/[\w.-]+/confirm"
+    r"/(inbox|send|outbox|consents|erasures|access|accounts|signin|signout|language|"
+    r"static/style\.css)?(#\w+)?|/referrals/[\w.-]+(/status|/assign)?|/accounts/[\w.-]+"
+    r"|/consents/[\w.-]+/withdraw|/erasures/[\w.-]+/confirm"
     r"|/send#preview|/consents#record|#[\w-]+")
 
 

@@ -114,7 +114,10 @@ class WebFix:
         self.gateway = Gateway(self.settings)
         self.app = create_api(self.gateway)
         self.web = mount(self.app, self.gateway, clock=clock, hasher=FAST_HASHER)
-        self.web.accounts.add_user("amal", PASSWORD, clock())
+        # amal supervises (the whole inbox and outbox: referrals "arrive" and are submitted
+        # here straight through the gateway, by nobody's account); the roles' own limits are
+        # tested in test_web_roles.py
+        self.web.accounts.add_user("amal", PASSWORD, clock(), role="supervisor")
         self.clients: list[Client] = []
         self.loop = asyncio.new_event_loop()
         self.server = TestServer(self.app)
