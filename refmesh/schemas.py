@@ -4,13 +4,18 @@
 of every released version. A reader knows all of them, so it can read events written by an
 older (or newer) gateway and resolve them to the current schema.
 
-Reading these files is loading the package's own static contracts, not environment I/O.
+The repository's ``schemas/`` is the source of truth; the package reaches it as its resource
+``refmesh/contracts``, a symbolic link to ``../schemas`` that a wheel holds as plain files
+(pyproject.toml, package-data), so an installed package reads the same contracts through
+``importlib.resources``. Reading them is loading the package's own static contracts, not
+environment I/O.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import fastavro
 from fastavro.schema import fingerprint as _fingerprint
@@ -18,8 +23,8 @@ from fastavro.schema import to_parsing_canonical_form
 
 from refmesh.errors import ConfigError
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-RELEASED_DIR = SCHEMA_DIR / "released"
+SCHEMA_DIR: Traversable = files(__package__) / "contracts"
+RELEASED_DIR: Traversable = SCHEMA_DIR / "released"
 NAMESPACE = "org.refmesh"
 
 
@@ -40,12 +45,19 @@ def _contract(raw: dict) -> Contract:
     return Contract(raw["name"], int(raw.get("refmesh.version", 1)), raw, parsed, fp)
 
 
-def _load(path: Path) -> Contract:
+def _load(path: Traversable) -> Contract:
     return _contract(json.loads(path.read_text(encoding="utf-8")))
 
 
-CURRENT: dict[str, Contract] = {p.stem: _load(p) for p in sorted(SCHEMA_DIR.glob("*.avsc"))}
-RELEASED: list[Contract] = [_load(p) for p in sorted(RELEASED_DIR.glob("*.avsc"))]
+def _avsc(folder: Traversable) -> list[Traversable]:
+    """The .avsc files of ``folder``, by name."""
+    return sorted((p for p in folder.iterdir() if p.name.endswith(".avsc")),
+                  key=lambda p: p.name)
+
+
+CURRENT: dict[str, Contract] = {p.name.removesuffix(".avsc"): _load(p)
+                                for p in _avsc(SCHEMA_DIR)}
+RELEASED: list[Contract] = [_load(p) for p in _avsc(RELEASED_DIR)]
 BY_FINGERPRINT: dict[bytes, Contract] = {c.fingerprint: c for c in [*RELEASED, *CURRENT.values()]}
 
 

@@ -131,6 +131,17 @@ def test_there_are_contracts_and_released_copies():
     assert set(schemas.CURRENT) == names
 
 
+def test_the_package_reads_these_files():
+    """refmesh reads its contracts as the package's resources, ``refmesh/contracts``: a link to
+    schemas/ in the repository (a wheel holds copies: tests/integration/test_wheel.py), so the
+    fingerprints checked here are those of the contracts refmesh loads."""
+    link = ROOT / "refmesh" / "contracts"
+    assert link.is_symlink() and link.resolve() == SCHEMA_DIR.resolve()
+    assert Path(str(schemas.SCHEMA_DIR)).resolve() == SCHEMA_DIR.resolve()
+    assert [c.raw for c in schemas.RELEASED] == [_load(p) for p in RELEASED_FILES]
+    assert [c.raw for c in schemas.CURRENT.values()] == [_load(p) for p in CURRENT_FILES]
+
+
 @pytest.mark.parametrize("path", ALL_FILES, ids=_rel)
 def test_parses_with_fastavro(path):
     parsed = fastavro.parse_schema(_load(path))
