@@ -68,7 +68,11 @@ logger.authorizer.level = WARN
 
 
 def java_problem() -> str | None:
-    """Why Apache Kafka cannot run here (no Java 17+, no Maven), or None."""
+    """Why Apache Kafka cannot run here (no Java 17+, no Maven, no clone), or None."""
+    if not POM.is_file() and not _libs_ready():
+        return (f"the local Apache Kafka broker is built from {POM}, which only a clone of the "
+                "repository has (an installed package does not): run it from a clone, or use "
+                "the embedded broker or your own Kafka")
     java, mvn = shutil.which("java"), shutil.which("mvn")
     fix = ("install them, e.g. `apt-get install openjdk-17-jre-headless maven` on Debian, "
            "and put java and mvn on PATH")
