@@ -182,3 +182,12 @@ def check_team(team: str) -> str:
         raise ValueError(f"team {team!r} must be up to 32 lower-case letters, digits, dot, "
                          "dash or underscore (or empty: no team)")
     return team
+
+
+def markdown_table() -> str:
+    """The permission table as the README shows it (a unit test keeps the two equal)."""
+    head = ["action", *COLUMNS]
+    rows = [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}"]
+    for action, (words, cells) in TABLE.items():
+        rows.append(f"| `{action}`: {words} | " + " | ".join(cells[c] for c in COLUMNS) + " |")
+    return "\n".join(rows)

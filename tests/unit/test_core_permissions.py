@@ -70,3 +70,9 @@ def test_names_are_checked():
     assert p.check_team("") == "" and p.check_team("legal-2") == "legal-2"
     with pytest.raises(ValueError, match="team"):
         p.check_team("Legal Team")
+
+
+def test_the_readme_shows_the_permission_table_of_the_code():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert p.markdown_table() in readme
