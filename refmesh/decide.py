@@ -9,11 +9,15 @@ must be in the trusted directory, the consent (or an allowed legal basis) must p
 The Allow carries the projection (``refmesh.minimise.project``), never the original record.
 
 ``explain`` gives the same decision with one line per field (action and deciding rule), for
-``refmesh policy explain`` and for operators; ``render`` turns it into text.
+``refmesh policy explain`` and for operators; ``render`` turns it into text. A line also says
+when the recipient gets, in its field, a value generalised from another field: the age band
+computed from the birth date replaces the band the sender filled, or fills it if the sender left
+it empty, whatever the rule for ``person.ageBand``; and when a generalisation yields nothing (no
+age band from a birth date in the future or more than 130 years ago).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from refmesh import consent as consents
 from refmesh import fields as catalogue
@@ -34,6 +38,10 @@ class Line:
     rule: str | None
     present: bool
     output: tuple[str, ...]  # the fields it becomes in the forwarded record
+    # the field whose generalised value the recipient gets in this one (person.birthdate for
+    # person.ageBand): it replaces what the sender filled here (``present``), or fills it
+    generalised_from: str | None = None
+    empty: bool = False  # a generalisation of a value present that yields nothing
 
 
 @dataclass(frozen=True)
@@ -116,22 +124,36 @@ def explain(referral: dict, consent: dict | None, directory: TrustedDirectory, p
     if planned is None:
         return Explanation(decision, sender, recipient, ())
     lines = []
+    into: dict[str, str] = {}  # an output field -> the field generalised into it
     for step in planned.steps:
         sources = catalogue.ADDRESS_FIELDS if step.field == catalogue.ADDRESS else (step.field,)
         present = any(minimise.value_at(referral, s) not in (None, "", []) for s in sources)
+        empty = False
+        if step.action == "generalise" and present:  # person.birthdate, the only one
+            empty = minimise.age_band(minimise.value_at(referral, step.field), now) is None
+            if not empty:
+                into[catalogue.AGE_BAND] = step.field
         lines.append(Line(step.field, step.action, step.rule, present,
-                          catalogue.outputs(step.field, step.action)))
+                          catalogue.outputs(step.field, step.action), empty=empty))
+    lines = [replace(line, generalised_from=into.get(line.field)) for line in lines]
     return Explanation(decision, sender, recipient, tuple(lines))
 
 
 def describe(line: Line) -> str:
     """What happens to one field, in words: "keep", "generalise -> person.ageBand", "dropped:
-    no rule"."""
+    no rule", "keep, replaced by person.birthdate generalised"."""
     if line.rule is None:
-        return "dropped: no rule"
-    if line.action in ("generalise", "city", "country"):
-        return f"{line.action} -> {', '.join(line.output)}"
-    return line.action
+        text = "dropped: no rule"
+    elif line.action in ("generalise", "city", "country"):
+        text = f"{line.action} -> {', '.join(line.output)}"
+        if line.empty:
+            text += " (none: no age band from this date)"
+    else:
+        text = line.action
+    if line.generalised_from:
+        text += (", replaced by " if line.present else ", filled with ") + \
+            f"{line.generalised_from} generalised"
+    return text
 
 
 def render(explanation: Explanation, policy: Policy) -> list[str]:

@@ -182,7 +182,7 @@ class AgentSettings(Common):
     aggregate_epsilon: float | int | None = None
     aggregate_delta: float | None = None  # e.g. 1e-6; required with aggregate_epsilon
     aggregate_budget: float | int | None = None
-    aggregate_delta_budget: float | None = None
+    aggregate_delta_budget: float | int | None = None
     aggregate_noise: str = "laplace"  # laplace or gaussian (discrete, exact samplers)
     web_port: int = 0  # faust's web server; 0 = off
     worker_id: str = "1"

@@ -115,6 +115,10 @@ EN = {
     "what.pseudonymise": "replaced by a pseudonym", "what.drop": "withheld",
     "what.norule": "withheld: no rule names it",
     "what.consent": "withheld: the consent does not cover this kind of data",
+    "what.empty": "(nothing: no age band comes of this date)",
+    "what.replaced": "(what you wrote here is not sent: the recipient gets the value "
+                     "generalised from {field} in its place)",
+    "what.filled": "(the recipient gets the value generalised from {field} here)",
     "consent.title": "Consent",
     "consent.intro": "Record what the person agreed to, as explained in the notice they were "
                      "given. The consent goes to the policy domain, which forwards referrals "
@@ -272,6 +276,9 @@ AR = {
     "what.pseudonymise": "يُستبدل باسم مستعار", "what.drop": "يُحجب",
     "what.norule": "يُحجب: لا تذكره أي قاعدة",
     "what.consent": "يُحجب: لا تشمل الموافقة هذا النوع من البيانات",
+    "what.empty": "(لا شيء: لا تُستخرج فئة عمرية من هذا التاريخ)",
+    "what.replaced": "(لا يُرسل ما كتبته هنا: يتلقى المستلم بدلًا منه القيمة المعمَّمة من {field})",
+    "what.filled": "(يتلقى المستلم هنا القيمة المعمَّمة من {field})",
     "consent.title": "الموافقة",
     "consent.intro": "سجّل ما وافق عليه الشخص كما شُرح له في الإشعار الذي تسلّمه. تذهب "
                      "الموافقة إلى الجهة المسؤولة عن السياسة، ولا تمرّر الإحالات إلا في "

@@ -28,6 +28,8 @@ class Row:
     rule: str
     present: bool
     output: str  # the fields it becomes, for generalise, city and country
+    generalised_from: str = ""  # the field whose generalised value the recipient gets here
+    empty: bool = False  # generalised, but the value filled yields nothing (no age band)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class Previewer:
         if isinstance(d, Deny):
             return Preview("refused", problem=d.reason, detail=d.detail or "", **common)
         rows = [Row(line.field, line.action if line.rule else "norule", line.rule or "",
-                    line.present, ", ".join(line.output)) for line in result.lines]
+                    line.present, ", ".join(line.output), line.generalised_from or "", line.empty)
+                for line in result.lines]
         return Preview("forward", basis=d.basis, rules=tuple(d.rules),
                        receive=tuple(r for r in rows if r.action not in ("drop", "norule")),
                        withheld=tuple(r for r in rows if r.action in ("drop", "norule")),

@@ -217,6 +217,20 @@ def test_explain_an_allowed_referral(runner, mesh, signed, tmp_path):
     assert "Amina" not in "\n".join(out)
 
 
+def test_explain_says_the_band_filled_is_replaced_by_the_generalised_birth_date(
+        runner, mesh, signed, tmp_path):
+    r = S.referral(recipient="BH/GOV/HOTLINE")
+    r["person"]["ageBand"] = "40-44"  # shelter-services: ageBand keep, birthdate generalise
+    out = _explain(runner, mesh, tmp_path, signed, r, S.consent(), "--to", S.SHELTER,
+                   "--record")
+    marker = out.index("record (pseudonyms computed with a throwaway key):")
+    row = {line.split()[0]: line.split(None, 1)[1] for line in out[3:marker]}
+    assert row["person.ageBand"].split() == ["keep,", "replaced", "by", "person.birthdate",
+                                             "generalised", "shelter-services"]
+    record = json.loads("\n".join(out[marker + 1:]))
+    assert record["person"]["ageBand"] != "40-44" and record["person"]["birthdate"] is None
+
+
 def test_explain_a_refused_referral(runner, mesh, signed, tmp_path):
     out = _explain(runner, mesh, tmp_path, signed, S.referral(), None, "--to", S.SHELTER)
     assert out[2] == ("refused: consent_missing (the policy domain holds no consent for this "

@@ -2,7 +2,9 @@
 the explanation ``refmesh policy explain`` prints."""
 from __future__ import annotations
 
-from refmesh import codec, decide, minimise
+import yaml
+
+from refmesh import codec, decide, minimise, policy
 from refmesh.decide import Allow, Deny
 from tests import policy_samples as S
 
@@ -83,6 +85,62 @@ def test_a_date_field_that_holds_no_date_is_refused_not_dropped():
     r = S.referral(recipient=S.SHELTER)
     r["person"]["birthdate"] = None
     assert isinstance(run(r), Allow)
+
+
+def test_explain_says_when_a_generalised_value_replaces_what_the_sender_filled():
+    """shelter-services keeps person.ageBand and generalises person.birthdate: the recipient
+    gets the band computed from the birth date, not the sender's band; the line says so."""
+    r = S.referral(recipient=S.SHELTER)
+    r["person"].update(birthdate="1998-04-17", ageBand="40-44")
+    x = decide.explain(r, S.consent(), DIRECTORY, BH, S.NOW, S.SECRET)
+    lines = {line.field: line for line in x.lines}
+    band = lines["person.ageBand"]
+    assert (band.action, band.generalised_from, band.present) == ("keep", "person.birthdate", True)
+    assert x.decision.record["person"]["ageBand"] == "25-29"  # what the line says is true
+    assert lines["person.birthdate"].generalised_from is None and not lines["person.birthdate"].empty
+    row = {line.split()[0]: line.split(None, 1)[1] for line in decide.render(x, BH)[1:]}
+    assert row["person.ageBand"].split() == ["keep,", "replaced", "by", "person.birthdate",
+                                             "generalised", "shelter-services"]
+    # the sender filled no band: the recipient gets one all the same, and the line says so
+    r["person"]["ageBand"] = None
+    x = decide.explain(r, S.consent(), DIRECTORY, BH, S.NOW, S.SECRET)
+    assert {line.field: line for line in x.lines}["person.ageBand"].generalised_from == \
+        "person.birthdate"
+    row = {line.split()[0]: line.split(None, 1)[1] for line in decide.render(x, BH)[1:]}
+    assert row["person.ageBand"].split() == ["keep,", "filled", "with", "person.birthdate",
+                                             "generalised", "shelter-services", "(empty", "in",
+                                             "this", "referral)"]
+    # no birth date: the sender's band goes as it is
+    r["person"].update(birthdate=None, ageBand="40-44")
+    x = decide.explain(r, S.consent(), DIRECTORY, BH, S.NOW, S.SECRET)
+    assert {line.field: line for line in x.lines}["person.ageBand"].generalised_from is None
+    assert x.decision.record["person"]["ageBand"] == "40-44"
+
+
+def test_explain_says_when_a_generalisation_yields_nothing():
+    r = S.referral(recipient=S.SHELTER)
+    r["person"].update(birthdate="2190-01-01", ageBand="40-44")  # in the future: no band
+    x = decide.explain(r, S.consent(), DIRECTORY, BH, S.NOW, S.SECRET)
+    lines = {line.field: line for line in x.lines}
+    assert lines["person.birthdate"].empty and lines["person.ageBand"].generalised_from is None
+    assert x.decision.record["person"]["ageBand"] == "40-44"  # the sender's band, as said
+    row = {line.split()[0]: line.split(None, 1)[1] for line in decide.render(x, BH)[1:]}
+    assert "(none: no age band from this date)" in row["person.birthdate"]
+
+
+def test_explain_says_a_dropped_band_is_replaced_too():
+    """A rule that drops person.ageBand but generalises the birth date: the recipient still
+    gets a band (computed); the line of the sender's band says so."""
+    r = S.referral(sender=S.IOM, recipient=S.RECEPTION, purpose="Return")
+    r["person"]["ageBand"] = "40-44"
+    doc = yaml.safe_load(S.SAMPLE_POLICY.read_text())
+    doc["cross_border"][0]["fields"]["person.ageBand"] = "drop"
+    x = decide.explain(r, S.consent(controller=S.IOM, crossBorder=True,
+                                    crossBorderCountries=["ET"]),
+                       DIRECTORY, policy.parse(doc), S.NOW, S.SECRET)
+    band = {line.field: line for line in x.lines}["person.ageBand"]
+    assert (band.action, band.generalised_from) == ("drop", "person.birthdate")
+    assert x.decision.record["person"]["ageBand"] == "25-29"
 
 
 def test_an_invalid_consent_counts_as_missing():
