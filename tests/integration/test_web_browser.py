@@ -57,10 +57,12 @@ def mesh(kafka, tmp_path_factory):
     m = start_mesh(tmp_path_factory.mktemp("web"), kafka, uuid.uuid4().hex[:6],
                    [HOTLINE, SHELTER], [NCC], https=True)
     runner = CliRunner()
-    for agency in (HOTLINE, SHELTER):
+    # amal supervises at the hotline (she sees what a program sent there too) and is a case
+    # worker at the shelter (a received referral reaches her through the default team)
+    for agency, role in ((HOTLINE, "supervisor"), (SHELTER, "caseworker")):
         added = runner.invoke(cli, ["users", "add", "amal", "--config",
                                     str(m.files.gateway_config(m.id(agency))),
-                                    "--password-env", "WEB_TEST_PASSWORD"],
+                                    "--password-env", "WEB_TEST_PASSWORD", "--role", role],
                               env={"WEB_TEST_PASSWORD": PASSWORD})
         assert added.exit_code == 0, added.output
     yield m
@@ -236,6 +238,9 @@ def test_a_referral_from_the_hotline_to_the_shelter_and_back_in_a_browser(mesh, 
               "Status changed to “Accepted”")
     wait_until(lambda: state_at(hotline_api, rid) == "accepted", 60, "accepted at the hotline")
     assert state_at(shelter_api, rid) == "accepted"
+    assert "Assigned to" in driver.page_source and "team intake" in driver.page_source
+    assert 'href="/access"' not in driver.page_source  # a case worker's menu has no record
+    assert driver.get(shelter + "/access") is None and "Not for your role" in driver.page_source
 
     # back at the hotline: the timeline shows the loop closing, and the refusal with its reason
     wait_until(lambda: state_at(hotline_api, refused) == "refused", 60, "the refusal")
@@ -247,6 +252,11 @@ def test_a_referral_from_the_hotline_to_the_shelter_and_back_in_a_browser(mesh, 
     assert "Refused by policy" in cards[1] and "consent_missing" in cards[1]
     assert "the policy domain holds no consent for this person" in cards[1]
     shot("06-outbox-timeline")
+    # the supervisor reads the record of access: amal's consent and referral, ids only
+    driver.get(hotline + "/access")
+    record = driver.page_source
+    assert "hash chain holds" in record and rid in record and "Maricel" not in record
+    driver.get(hotline + "/outbox")
     click_for(driver, driver.find_element(By.CSS_SELECTOR, 'form.lang button[value="ar"]'),
               'dir="rtl"')
     assert driver.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
