@@ -3,7 +3,7 @@
 Every route but /healthz needs ``Authorization: Bearer <agency API token>``; a missing or wrong
 token gets 401 and no data. Bodies are checked against the Avro contract before anything is
 stored; a bad body gets 400 naming the field, and a date field that holds no date 422 naming
-it. Logs carry referral and event ids, never case fields. The routes are described by /openapi.json (gateways/openapi.py).
+it. Logs carry referral and event ids, never case fields, a consent id or a subject id. The routes are described by /openapi.json (gateways/openapi.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from gateways import access
 from gateways.desk import Desk, Forbidden, _forbidden
 from refmesh import permissions
 from refmesh import records
-from refmesh.errors import FieldValueError, MeshError, RecordError
+from refmesh.errors import FieldValueError, MeshError, RecordError, failure
 from refmesh.loop import TransitionError
 
 log = logging.getLogger("refmesh.api")
@@ -116,8 +116,9 @@ async def guard(request: web.Request, handler):
         response = problem(400, str(exc))
     except web.HTTPException as exc:
         response = problem(exc.status, exc.reason)
-    except Exception:  # a bug: answer in JSON like every other error, and log it loudly
-        log.exception("request to %s failed", route)
+    except Exception as exc:  # a bug: answer in JSON like every other error, and log it
+        # loudly, by its type and place: its message may quote the body's values
+        log.error("request to %s failed: %s", route, failure(exc))
         response = problem(500, "internal error in the gateway; it was logged")
     return _done(gateway, route, response)
 
@@ -192,7 +193,8 @@ async def change_status(request: web.Request) -> web.Response:
 
 async def record_consent(request: web.Request) -> web.Response:
     consent = _desk(request).record_consent(_who(request), await json_body(request))
-    log.info("consent %s v%d recorded", consent["consentId"], consent["version"])
+    # a consent id is shared by every referral of one person: never in a log
+    log.info("consent recorded (version %d)", consent["version"])
     return web.json_response({"consentId": consent["consentId"], "version": consent["version"]},
                              status=202)
 
@@ -204,7 +206,7 @@ async def withdraw_consent(request: web.Request) -> web.Response:
         raise RecordError(unknown[0], "unknown field; send channel")
     consent = _desk(request).withdraw(_who(request), request.match_info["id"],
                                       body.get("channel", "InPerson"))
-    log.info("consent %s withdrawn", consent["consentId"])
+    log.info("consent withdrawn")
     return web.json_response(consent, status=202)
 
 

@@ -15,7 +15,7 @@ from kafka.errors import KafkaError
 from gateways.store import Store
 from kafkaedge.directory_gate import gated_poll
 from refmesh import envelope, receive, topology
-from refmesh.errors import DirectoryError, SealError
+from refmesh.errors import DirectoryError, SealError, failure
 
 log = logging.getLogger("refmesh.inbox")
 
@@ -52,8 +52,8 @@ class Inbox:
                 log.warning("inbox consumer lost the broker (%s); reconnecting",
                             type(exc).__name__)
                 self._stop.wait(1.0)
-            except Exception:
-                log.exception("inbox consumer failed; restarting it")
+            except Exception as exc:  # by its type and place: its message may quote a record
+                log.error("inbox consumer failed (%s); restarting it", failure(exc))
                 self._stop.wait(1.0)
             finally:
                 if self.consumer is not None:

@@ -4,6 +4,10 @@ A broker acknowledgement never closes an entry that needs a receipt: the entry i
 exponential backoff until the recipient's gateway answers with a Receipt (or the policy domain
 with a refusal). The backoff is scheduled *before* the send, so a crash mid-send only means one
 more re-send, which the recipient deduplicates.
+
+Logs name an entry by its record type and event id, never by its delivery key, which holds a
+consent's id for a consent (and the exception of a failure by its type: its message may quote
+the record).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from kafka.errors import KafkaError
 from gateways.store import Store, StoreError
 from kafkaedge.directory_gate import stop_reason
 from refmesh import envelope, topology
-from refmesh.errors import DirectoryError, MeshError
+from refmesh.errors import DirectoryError, MeshError, failure
 
 log = logging.getLogger("refmesh.relay")
 
@@ -51,8 +55,8 @@ class Relay:
         while not self._stop.is_set():
             try:
                 busy = self.tick()
-            except Exception:  # keep relaying; the entry stays pending and is retried
-                log.exception("relay tick failed")
+            except Exception as exc:  # keep relaying; the entry stays pending and is retried
+                log.error("relay tick failed: %s", failure(exc))
                 busy = False
             if not busy:
                 self._wake.wait(self.settings.poll_interval_ms / 1000)
@@ -92,12 +96,13 @@ class Relay:
                                             entry.event_id.encode(), value=data)
                 pending.append((entry, future))
             except (DirectoryError, MeshError, StoreError) as exc:
-                log.error("cannot send delivery %s (%s): %s", entry.delivery_key,
-                          entry.record_type, exc)
+                # a directory error names agencies only; another may quote the record
+                log.error("cannot send %s event %s: %s", entry.record_type, entry.event_id,
+                          exc if isinstance(exc, DirectoryError) else type(exc).__name__)
             except KafkaError as exc:
                 self.metrics.send_failures.inc()
-                log.warning("broker refused delivery %s: %s; retrying later",
-                            entry.delivery_key, type(exc).__name__)
+                log.warning("broker refused %s event %s: %s; retrying later",
+                            entry.record_type, entry.event_id, type(exc).__name__)
                 for unsent in due[index:]:  # keep their places for the next try
                     self.store.retry_soon(unsent.delivery_key)
                 self.kafka.reset()
@@ -109,8 +114,8 @@ class Relay:
                 future.get(timeout=self.settings.resend_after_ms / 1000 + 10)
             except KafkaError as exc:
                 self.metrics.send_failures.inc()
-                log.warning("delivery %s not acknowledged: %s; retrying later",
-                            entry.delivery_key, type(exc).__name__)
+                log.warning("%s event %s not acknowledged: %s; retrying later",
+                            entry.record_type, entry.event_id, type(exc).__name__)
                 self.store.retry_soon(entry.delivery_key)
                 self.kafka.reset()
                 failed = True

@@ -5,9 +5,20 @@ translated with ``raise ... from exc`` so the cause stays visible to operators, 
 """
 from __future__ import annotations
 
+import traceback
+
 
 class MeshError(Exception):
     """Root of every error refmesh raises on purpose."""
+
+
+def failure(exc: BaseException) -> str:
+    """An unexpected exception for a log line: its type and the place it was raised, never its
+    message or a traceback's, which may quote a record's values (a consent id, a name)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    return f"{type(exc).__name__} at {frames[-1].filename}:{frames[-1].lineno}"
 
 
 class ConfigError(MeshError, ValueError):

@@ -266,7 +266,7 @@ async def record_consent(request: web.Request) -> web.Response:
         name = forms.field_of(exc.path, "Consent")
         return _consents_form(request, values, {name: ("err.contract",
                                                        {"problem": exc.problem})}, 400)
-    log.info("web: consent %s recorded", recorded["consentId"])
+    log.info("web: consent recorded")  # never its id: it identifies a person
     flash(request, "consent.recorded", id=recorded["consentId"])
     return see_other("/consents#main")  # the form's #record would otherwise carry over
 
@@ -292,7 +292,7 @@ async def withdraw(request: web.Request) -> web.Response:
     if error is not None:
         values = Values(forms.consent_defaults(state.now(), state.zone))
         return _consents_form(request, values, {f"withdraw-{cid}": error}, status=400)
-    log.info("web: consent %s withdrawn", cid)
+    log.info("web: consent withdrawn")
     flash(request, "consent.withdrawn_msg", id=cid)
     return see_other("/consents")
 
