@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from gateways import access
-from gateways.store import NotFound
+from gateways.store import Ambiguous, NotFound
 from kafkaedge.loading import now_ms
 from refmesh import permissions
 from refmesh.errors import MeshError, RecordError
@@ -72,6 +72,8 @@ class Desk:
         self.need(who, action)
         try:
             sender, facts = self._facts(referral_id, sender)
+        except Ambiguous:  # ids are unique per sender: of those this principal may act on
+            return self._one_of(who, action, referral_id)
         except NotFound:
             raise NotFound(f"no referral {referral_id} at {self.gateway.settings.agency}") \
                 from None
@@ -79,6 +81,21 @@ class Desk:
             self._record(who, f"{action}-refused", "referral", referral_id, sender)
             raise NotFound(f"no referral {referral_id} at {self.gateway.settings.agency}")
         return sender
+
+    def _one_of(self, who: Principal, action: str, referral_id: str) -> str:
+        """The sender of the one referral with this id that ``who`` may act on; Ambiguous
+        (naming those senders only) when several, NotFound when none."""
+        with self.store.read() as db:
+            known = access.facts(db)
+        senders = sorted(s for (s, rid), facts in known.items() if rid == referral_id and
+                         permissions.may(who, action, facts=facts,
+                                         default_team=self.default_team))
+        if len(senders) == 1:
+            return senders[0]
+        if senders:
+            raise Ambiguous(f"{len(senders)} referrals have the id {referral_id} (from "
+                            f"{', '.join(senders)}): name the sender")
+        raise NotFound(f"no referral {referral_id} at {self.gateway.settings.agency}")
 
     def referrals(self, who: Principal, direction: str) -> list[dict]:
         """The received (``in``) or sent (``out``) referrals ``who`` sees, newest first."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from gateways import schema
 from gateways.web.auth import Accounts
 from tests.unit.webfix import FAST_HASHER, PASSWORD
@@ -119,3 +121,23 @@ def test_accounts_of_schema_3_become_case_workers_of_the_intake_team(tmp_path):
     version = accounts._one("PRAGMA user_version")[0]
     assert version == schema.VERSION
     accounts.close()
+
+
+def test_two_referrals_with_one_id_only_those_one_may_see_count(hotline):
+    from refmesh.permissions import Principal
+    hotline.web.accounts.add_user("rana", PASSWORD, hotline.clock())
+    rid = f"shared-{hotline.clock()}"
+    from refmesh import samples
+    from tests.unit.webfix import NCC, SHELTER, deliver
+    for n, sender in ((1, SHELTER), (2, "BH/NGO/PSYCH")):
+        referral = samples.referral(referral_id=rid, sender=sender, recipient=hotline.agency,
+                                    created_at=hotline.clock(), n=n)
+        changes = deliver(hotline.gateway, f"ev-{n}", "Referral", NCC, referral, hotline.clock())
+        if changes.refused is not None:
+            pytest.skip(f"the sample mesh has no second sender here ({changes.refused})")
+    desk, boss = hotline.web.desk, Principal("amal", "supervisor")
+    desk.assign(boss, rid, SHELTER, None, "legal")  # one of them leaves rana's team
+    rana = Principal("rana", "caseworker", "intake")
+    assert desk.referral(rana, rid)["sender"] == "BH/NGO/PSYCH"  # the one she may see
+    with pytest.raises(Exception, match="name the sender"):
+        desk.referral(boss, rid)
