@@ -141,3 +141,47 @@ def test_two_referrals_with_one_id_only_those_one_may_see_count(hotline):
     assert desk.referral(rana, rid)["sender"] == "BH/NGO/PSYCH"  # the one she may see
     with pytest.raises(Exception, match="name the sender"):
         desk.referral(boss, rid)
+
+
+def test_the_users_command_sets_roles_teams_and_tokens(mesh_files, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from cli import cli
+    from tests.unit.webfix import HOTLINE
+    config = tmp_path / "gateway.yaml"
+    doc = yaml.safe_load(mesh_files.gateway_config(HOTLINE).read_text())
+    config.write_text(yaml.safe_dump({**doc, "database": str(tmp_path / "g.db"),
+                                      "web_default_team": "desk-1"}))
+    run = CliRunner().invoke
+
+    def ok(*args, **kw):
+        done = run(cli, [*args, "--config", str(config)], **kw)
+        assert done.exit_code == 0, done.output
+        return done.output
+    ok("users", "add", "rana", "--password-env", "PW", env={"PW": PASSWORD})
+    ok("users", "add", "sara", "--role", "supervisor", "--team", "", "--password-env", "PW",
+       env={"PW": PASSWORD})
+    ok("users", "set-team", "rana", "legal")
+    ok("users", "set-role", "rana", "admin")
+    ok("users", "disable", "sara")
+    listed = ok("users", "list").splitlines()
+    assert listed[0] == "rana\tadmin\tlegal\tactive"
+    assert listed[1].startswith("sara\tsupervisor\t-\tdisabled since ")
+    token = ok("users", "token-add", "reporting", "--scope", "read").split()[-1]
+    assert len(token) >= 40
+    assert "reporting\tread\tworks" in ok("users", "token-list")
+    ok("users", "token-revoke", "reporting")
+    assert "reporting\tread\trevoked" in ok("users", "token-list")
+    bad = run(cli, ["users", "set-role", "nobody", "admin", "--config", str(config)])
+    assert bad.exit_code == 2 and "no user nobody" in bad.output
+    raw = (tmp_path / "g.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("g.db-*"))
+    assert token.encode() not in raw  # only its hash is kept
+    accounts = Accounts(str(tmp_path / "g.db"), FAST_HASHER)
+    with accounts._lock:
+        from gateways import access
+        actions = [r["action"] for r in access.entries(accounts._db)]
+    assert actions[:5] == ["account-add:caseworker", "account-add:supervisor", "account-team",
+                           "account-role:admin", "account-disable"]
+    accounts.close()
