@@ -188,7 +188,7 @@ OPENAPI = {
                                           "next": {"type": "string", "description": "The "
                                                    "cursor to pass as `after` next: the last "
                                                    "entry's, or `after` itself"}}}}}},
-                          **_errors(400, 401)}}},
+                          **_FORBIDDEN, **_errors(400, 401)}}},
         "/healthz": {"get": {"summary": "Health (no token needed, no case data): "
                                         "{ok, problems}", "security": [],
                              "responses": {"200": {"description": "Relay and inbox running, "
