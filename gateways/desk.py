@@ -61,8 +61,8 @@ class Desk:
 
     def _facts(self, referral_id: str, sender: str | None) -> tuple[str, Facts]:
         """(sender, facts) of the one referral meant (NotFound as the store says)."""
+        sender = self.store.sender_of(referral_id, sender)
         with self.store.read() as db:
-            sender = self.store._find(db, referral_id, sender)[0]
             return sender, access.facts_of(db, sender, referral_id)
 
     def check(self, who: Principal, action: str, referral_id: str,

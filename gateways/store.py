@@ -253,6 +253,12 @@ class Store:
                             f"{', '.join(sorted(r[0] for r in rows))}): name the sender")
         return rows[0]
 
+    def sender_of(self, referral_id: str, sender: str | None = None) -> str:
+        """The sender of the one referral with this id (and sender): NotFound or Ambiguous
+        as ``referral`` says, without reading its case data."""
+        with self._lock:
+            return self._find(self._db, referral_id, sender)[0]
+
     def set_status(self, referral_id: str, state: str, reason: str | None, now: int,
                    detail: str | None = None, sender: str | None = None) -> dict:
         """A local case worker changes a referral's state; the peer is told through the outbox.
