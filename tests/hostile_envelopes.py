@@ -80,7 +80,7 @@ def _sign(header: dict, ciphertext: bytes, signer: PrivateKey) -> bytes:
 
 def forge(header: dict, inner: bytes, signer: PrivateKey, trusted: TrustedDirectory,
           now: int) -> bytes:
-    """Seal by hand, as the README's envelope format says, with any header and inner bytes:
+    """Seal by hand, as docs/protocol.md's envelope format says, with any header and inner bytes:
     what a sender holding ``signer`` can make."""
     kind, suite = envelope.SUITES[header["suite"]]
     _, public = trusted.encryption_key(header["recipient"], kind, now)

@@ -192,9 +192,9 @@ def test_an_averaging_attacker_does_no_better_than_the_budget_allows(mechanism, 
     """The person shares their cells with hundreds of others (released in every revision), so
     only the noise protects them; resolution 1 (the rule's least rounding) gives the attacker
     the most. Epsilon 1 and delta 1e-6 per release; the window's two releases spent epsilon 2,
-    so the bound is e^2 / (1 + e^2) + a delta term = 0.881. Measured with seed 13 (README):
-    Laplace (4,000 runs), likelihood ratio 0.646, averaging 0.622; Gaussian (2,000 runs),
-    0.5545 and 0.5555."""
+    so the bound is e^2 / (1 + e^2) + a delta term = 0.881. Measured with seed 13
+    (docs/regional-bodies.md): Laplace (4,000 runs), likelihood ratio 0.646, averaging 0.622;
+    Gaussian (2,000 runs), 0.5545 and 0.5555."""
     got = play(mechanism, 1.0, runs, seed=13)
     print(f"\n{mechanism}: {got}")  # pytest -s shows what was measured
     eps_window, delta_window = got["window"]

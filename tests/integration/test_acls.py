@@ -33,7 +33,7 @@ AUTHORIZATION_FAILED = 29  # TOPIC_AUTHORIZATION_FAILED
 
 def expected(principal: str, topic: str, operation: str, trusted, domain: str,
              region: str) -> bool:
-    """The README's table of roles, written from the topology (not from mesh_grants)."""
+    """The table of roles in docs/operators.md, written from the topology (not from mesh_grants)."""
     if operation in ("CREATE", "DELETE"):
         return False
     kind, who = principal.split(".", 1)

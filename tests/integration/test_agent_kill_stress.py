@@ -21,7 +21,7 @@ What the design promises, and so what is asserted:
   committed): at most one double per kill, which the recipient's gateway drops by delivery
   key (tests/integration/test_gateway.py).
 The counts are printed, with the events the agent's offset guard re-read because faust never
-handed them over (agents/offsets.py); the README ("Restarts") quotes them.
+handed them over (agents/offsets.py); docs/policy-domains.md ("Restarts") quotes them.
 """
 from __future__ import annotations
 

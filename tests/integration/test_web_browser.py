@@ -5,8 +5,8 @@ CA (the browser trusts exactly that certificate's key, through Chromium's
 --ignore-certificate-errors-spki-list; the API clients trust the test CA): sign in at the
 hotline, record consent, send a referral to the shelter after seeing the preview, sign in at the
 shelter, accept it, and see the status arrive back at the hotline. Screenshots of the main pages
-go to test-artifacts/web/; with REFMESH_UPDATE_SCREENSHOTS=1 the README's copies in
-gateways/web/screenshots/ are replaced too.
+go to test-artifacts/web/; with REFMESH_UPDATE_SCREENSHOTS=1 the copies in gateways/web/screenshots/
+that docs/case-workers.md shows are replaced too.
 
 Without chromium and chromium-driver (`apt-get install chromium chromium-driver`, which
 .ci/run does) the test is skipped and says so."""
@@ -31,10 +31,10 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
-README_SHOTS = ROOT / "gateways" / "web" / "screenshots"
+DOCS_SHOTS = ROOT / "gateways" / "web" / "screenshots"
 PASSWORD = "a long synthetic passphrase"
-# the README shows these (small viewport shots); every shot is kept under test-artifacts/
-FOR_README = {"01-sign-in", "02-inbox", "03-referral-detail", "04-send-preview",
+# docs/case-workers.md shows these (small viewport shots); every shot is kept under test-artifacts/
+FOR_DOCS = {"01-sign-in", "02-inbox", "03-referral-detail", "04-send-preview",
               "05-consent", "06-outbox-timeline", "07-arabic-outbox"}
 
 missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
@@ -101,13 +101,13 @@ class Shots:
         self.driver.save_screenshot(str(path))
         if height != 900:
             self.driver.set_window_size(1200, 900)
-        if self.update and name in FOR_README:
-            README_SHOTS.mkdir(exist_ok=True)
-            small(path, README_SHOTS / path.name)
+        if self.update and name in FOR_DOCS:
+            DOCS_SHOTS.mkdir(exist_ok=True)
+            small(path, DOCS_SHOTS / path.name)
 
 
 def small(source: Path, target: Path) -> None:
-    """A copy for the README in 256 colours (a third of the bytes; text stays crisp)."""
+    """A copy for docs/case-workers.md in 256 colours (a third of the bytes; text stays crisp)."""
     try:
         from PIL import Image
     except ImportError:  # Pillow comes with matplotlib; without it, copy as it is

@@ -123,7 +123,7 @@ def test_installed_from_the_wheel_the_cli_seals_and_opens_and_a_gateway_starts(
     assert all(f.startswith(str(venv)) for f in json.loads(where)), where
     assert str(ROOT) not in where
 
-    # the worked example of the README: keys, a signed directory, seal and open
+    # the worked example of docs/protocol.md: keys, a signed directory, seal and open
     keys, pub = tmp_path / "keys", tmp_path / "pub"
     pub.mkdir()
     env = clean_env(tmp_path, REFMESH_PASSPHRASE=PASSPHRASE, REFMESH_KEYSTORE=str(keys))

@@ -40,7 +40,7 @@ def compose() -> dict:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory) -> Path:
-    """The project folder as the README has it: the sample mesh in ./mesh."""
+    """The project folder as docs/operators.md (Production) has it: the sample mesh in ./mesh."""
     project = tmp_path_factory.mktemp("project")
     result = CliRunner().invoke(cli, ["mesh", "sample", "--out", str(project / "mesh"),
                                       "--bootstrap", "kafka:9092", "--broker", "apache",

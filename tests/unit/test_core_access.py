@@ -1,9 +1,10 @@
 """refmesh.access: who may do what on the broker, derived from the signed directory.
 
-The expected table is written here from the roles alone (README: Security on the broker, and
-the topic table under Topics), with topic names spelled out, and compared with ``mesh_grants``
-for every principal, every topic of the mesh and each of read, write, create, delete and
-describe. The sample mesh of devmesh.sample_mesh, plus one member whose keys are all revoked.
+The expected table is written here from the roles alone (docs/operators.md: Security on the
+broker, and the topic table of docs/protocol.md: Topics), with topic names spelled out, and
+compared with ``mesh_grants`` for every principal, every topic of the mesh and each of read,
+write, create, delete and describe. The sample mesh of devmesh.sample_mesh, plus one member
+whose keys are all revoked.
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ HOME = {a.agency_id: a.domain for a in SAMPLE}
 
 
 def _expected(principal: str, topic: str, operation: str) -> bool:
-    """What the README's table says, for the sample mesh (REVOKED takes no part)."""
+    """What the table in docs/operators.md says, for the sample mesh (REVOKED takes no part)."""
     if operation in ("CREATE", "DELETE"):
         return False
     if operation == "DESCRIBE":  # Kafka: implied by read and write

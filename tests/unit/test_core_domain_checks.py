@@ -1,4 +1,4 @@
-"""The domain's checks against a malicious member (README, Security model), on
+"""The domain's checks against a malicious member (docs/security-model.md), on
 ``refmesh.domain.handle`` with dict-backed tables: the Kafka key and partition derived from the
 signed subject id; replays refused and re-sends recognised; consents that belong to their
 controller and never go back; erasure notices that name one sender's referrals only.

@@ -102,7 +102,8 @@ def _envelope_bytes(header: dict, ciphertext: bytes, signature: bytes) -> bytes:
 
 def forge(header: dict, inner: bytes, signer: keys.PrivateKey, recipient_public: bytes,
           ciphertext: bytes | None = None) -> bytes:
-    """Seal by hand, following the README envelope format, with any header and inner bytes."""
+    """Seal by hand, following the envelope format of docs/protocol.md, with any header and
+    inner bytes."""
     kind, suite = envelope.SUITES[header["suite"]]
     if ciphertext is None:
         info = envelope.LABEL + _envelope_bytes(header, b"", b"")

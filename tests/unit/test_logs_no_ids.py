@@ -1,7 +1,7 @@
 """No identifier of a person or a consent in the logs (issue 14, item 6): a consent id is shared
 by every referral of one person (a join key, like the subject id), so neither is ever logged,
 nor any case field. Referral ids and event ids are logged: they identify a referral or an
-event, not a person (the README's HTTP API section).
+event, not a person (docs/operators.md, The gateway: Logs).
 
 A real gateway (never started: no broker) is driven through its API and its web page with a
 canary in the consent id, the subject id and the case fields; its relay then meets a broker that

@@ -1,8 +1,8 @@
-"""Every cell of the permission table (refmesh.permissions.TABLE, the README's table), through
-the real HTTP handlers: the roles' cells on the web page (signed in as an account with that
-role), the scopes' cells on the API (a token with that scope alone). "yes" is tried on someone
-else's referral or consent, "own" on one's own (done) and someone else's (hidden or refused),
-"no" on one's own (refused)."""
+"""Every cell of the permission table (refmesh.permissions.TABLE, shown in docs/case-workers.md),
+through the real HTTP handlers: the roles' cells on the web page (signed in as an account with
+that role), the scopes' cells on the API (a token with that scope alone). "yes" is tried on
+someone else's referral or consent, "own" on one's own (done) and someone else's (hidden or
+refused), "no" on one's own (refused)."""
 from __future__ import annotations
 
 import json
