@@ -17,7 +17,7 @@ worker processes anything, so a restart cannot forget a withdrawal (the embedded
 one record per produce batch, which keeps the restore exact on Tansu: shared/BROKER.md).
 
 Neither skipping nor repeating an event, with faust-streaming 0.15.3 (each point seen in
-experiments, November and December 2026; README, "Restarts"):
+experiments, November and December 2026; docs/policy-domains.md, "Restarts"):
 - the agent commits offsets itself, between two events, and only after the event's records
   were acknowledged (``noack()`` stream; faust's commit timer is off): with default acking
   faust acks an event whose processing raised and commits past it, its acknowledgement list
@@ -165,7 +165,8 @@ class Forwarder:
         if halted is not None:
             raise PartitionHalted(halted)
         # an expired directory holds the event here, neither handled nor committed, until a
-        # newer edition is in force (kafkaedge.directory_gate; README, Directory and suites)
+        # newer edition is in force (kafkaedge.directory_gate; docs/security-model.md, Directory
+        # and suites)
         await wait_in_force(self.directory_ref, where)
         now = self.clock()
         try:

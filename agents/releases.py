@@ -208,7 +208,7 @@ class Releaser:
         if problem is not None:
             self.halted = problem
             log.error("HALTED %s; no statistics are released until an operator has looked "
-                      "(README, Security model)", problem)
+                      "(docs/security-model.md)", problem)
             return self._done
         self._raw = raw
         self._state = {key: self._open(key, value) for key, value in raw.items()}

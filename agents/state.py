@@ -10,7 +10,7 @@ partition (the first event after an assignment, once faust restored the tables),
 ``ready`` digests what it holds of that partition and asks ``refmesh.statehead.problem``; a
 partition whose state was rolled back is **halted**: none of its events is handled, its offset
 does not move, and ``/healthz`` names it (agents/health.py) until an operator has looked
-(README, Security model).
+(docs/security-model.md: the domain's state on the broker).
 
 The marks file is ``<data_dir>/<worker_id>/state-marks.json`` (mode 0600), a log of JSON lines
 (``Marks``): a process killed at any point leaves every complete line before it.
@@ -134,7 +134,7 @@ class StateGuard:
         if problem is not None:
             self.halted[partition] = problem
             log.error("HALTED %s; no event of this partition is handled until an operator "
-                      "has looked (README, Security model)", problem)
+                      "has looked (docs/security-model.md)", problem)
             return
         seq = head.seq if head is not None else 0 if mark is None else mark.head.seq
         self.running[partition] = statehead.Head(seq, found)

@@ -167,8 +167,8 @@ def gateway() -> None:
 
 @gateway.command("run")
 @click.option("--config", required=True, envvar="REFMESH_GATEWAY_CONFIG",
-              type=click.Path(dir_okay=False), help="Gateway settings YAML (README: Gateway "
-                                                    "configuration).")
+              type=click.Path(dir_okay=False), help="Gateway settings YAML (docs/operators.md: "
+                                                    "Configuration).")
 @click.option("--agency", type=common.AGENCY, help="Agency id; overrides the settings file.")
 @BOOTSTRAP
 def gateway_run(config: str, agency: str | None, bootstrap: str | None) -> None:

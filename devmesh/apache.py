@@ -8,7 +8,8 @@ TLS from a throw-away CA (``devmesh.testca``), the StandardAuthorizer and
 talk to each other over the same SASL_SSL listener as the ``admin`` super user; only the KRaft
 controller listener is PLAINTEXT on loopback (its connections are ``User:ANONYMOUS``, which
 must be a super user for the controller to serve its own brokers), so it is never advertised to
-clients. See shared/BROKER.md part 2 and the README (Apache Kafka).
+clients. See shared/BROKER.md part 2 and docs/operators.md (Brokers: embedded and Apache
+Kafka).
 
 The server properties come from ``server_properties``, which also writes the production
 broker's file for docker-compose.yml (``devmesh.compose``, checked by tests/unit/test_compose.py),

@@ -78,7 +78,8 @@ class Inbox:
 
     def unassigned_s(self) -> float:
         """How long the inbox consumer has held no partition of its topic (0 while it holds
-        some): joining its group, or stuck in it (shared/BROKER.md; README, drills)."""
+        some): joining its group, or stuck in it (shared/BROKER.md; docs/development.md, Fault
+        drills)."""
         since = self.unassigned_since
         return 0.0 if since is None else time.monotonic() - since
 

@@ -2,10 +2,11 @@
 
 Each agency's gateway, each policy domain's agents and each regional reader authenticates to
 Apache Kafka as its own SCRAM user, so that the broker's ACLs can give each exactly the rights
-its role needs (README: Security on the broker). The names are derived here, once, from the
-agency ids of the signed directory and the region codes, and so are the rights: ``mesh_grants``
-returns every ALLOW ACL of the mesh as ``Grant`` values (kafkaedge.acls applies them), and
-``allowed`` answers, as Kafka's authorizer would, whether a principal may do an operation.
+its role needs (docs/operators.md: Security on the broker). The names are derived here, once,
+from the agency ids of the signed directory and the region codes, and so are the rights:
+``mesh_grants`` returns every ALLOW ACL of the mesh as ``Grant`` values (kafkaedge.acls applies
+them), and ``allowed`` answers, as Kafka's authorizer would, whether a principal may do an
+operation.
 """
 from __future__ import annotations
 

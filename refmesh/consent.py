@@ -5,7 +5,7 @@ at the consent record the referral names: the same consent and person, the versi
 withdrawn, valid now, and permitting this purpose, this recipient (by agency or by role) and,
 across a border, the recipient's country. Which fields may go (the consent's data categories) is
 decided by minimisation (``refmesh.minimise.plan``). A referral relies only on a consent that
-its own sender recorded: the consent's controller (README, Security model).
+its own sender recorded: the consent's controller (docs/security-model.md).
 
 ``change_problem`` says whether a consent may replace the one the domain holds: consents belong
 to their controller, their version never goes backwards and their history is append-only, so an

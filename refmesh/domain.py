@@ -6,7 +6,7 @@ The faust agent (agents/forward.py) reads bytes, calls ``handle`` and carries th
 publish envelopes, write its tables, append audit records. Nothing here raises for a bad
 event: every outcome, refusals and dead letters included, is a value that gets audited.
 
-Before any of the below, deny by default (README, Security model): the signer must be allowed
+Before any of the below, deny by default (docs/security-model.md): the signer must be allowed
 to send this event (a referral's sender or its domain, a consent's controller, an outcome's
 setter, a confirmation's eraser); a referral or consent must arrive under the Kafka key and in
 the partition that the keyed hash of its signed subject id gives (``topology.partition_key``

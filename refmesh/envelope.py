@@ -1,6 +1,7 @@
 """Sealed envelopes: HPKE (RFC 9180) encryption for one recipient, Ed25519 signature by the sender.
 
-Wire format: an ``Envelope`` record in Avro single-object encoding (README, "Envelope format"):
+Wire format: an ``Envelope`` record in Avro single-object encoding (docs/protocol.md,
+"Envelope format"):
 
     header      clear routing data: event id and type, sender, recipient, key ids, inner
                 schema fingerprint, created-at, suite; nothing about the person

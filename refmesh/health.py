@@ -46,7 +46,7 @@ def problems(facts: WorkerFacts) -> list[str]:
         out.append(f"tables recovering: restoring the tables of partition(s) {held} of "
                    f"{facts.inbox} from their changelogs; no event is handled until then")
     out += [f"HALTED: {problem}; nothing is decided on it until an operator has looked "
-            "(README, Security model: the domain's state on the broker)"
+            "(docs/security-model.md: the domain's state on the broker)"
             for problem in facts.halted]
     if facts.release_job is False:
         out.append("release job stopped: no statistics are released to the region; the log "

@@ -5,10 +5,10 @@ committed position after a (re)assignment: it starts fetching a newly assigned p
 it seeks it to the committed offset, drops what arrives while its flow is suspended, and still
 advances its read position past what it dropped; when the group has no committed offset yet,
 aiokafka does not seek at all. The dropped events would never be handled (measured: 26 and 28
-events of two partitions after one restart; README, "Restarts"). So the agent keeps, per assigned
-partition of its source topic, the next offset it expects (after an assignment: the group's
-committed offset, or the partition's first offset when nothing was committed) and asks
-``next_step`` what to do with each event:
+events of two partitions after one restart; docs/policy-domains.md, "Restarts"). So the agent
+keeps, per assigned partition of its source topic, the next offset it expects (after an
+assignment: the group's committed offset, or the partition's first offset when nothing was
+committed) and asks ``next_step`` what to do with each event:
 
 - ``Handle``: the expected event; handle it, then expect the one after it;
 - ``Reread(start, stop)``: events ``start .. stop-1`` were never handed to the agent: read them

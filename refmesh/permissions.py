@@ -1,6 +1,6 @@
 """Who may do what at a gateway: the roles of its web accounts, the scopes of its API tokens,
 and which referrals a case worker sees. Pure decisions; the web page and the API carry them out
-(gateways/desk.py), and the README's permission table is ``TABLE``.
+(gateways/desk.py), and the permission table of docs/case-workers.md is ``TABLE``.
 
 Roles (a web account has one):
 
@@ -36,7 +36,7 @@ DEFAULT_TEAM = "intake"
 # (a referral they see; a consent they recorded).
 NO, YES, OWN = "no", "yes", "own"
 
-#: action -> (what it is, in words for the README; {role or "token:<scope>": answer})
+#: action -> (what it is, in words for docs/case-workers.md; {role or "token:<scope>": answer})
 TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "list": ("list received and sent referrals",
              {CASEWORKER: OWN, SUPERVISOR: YES, ADMIN: NO,
@@ -185,7 +185,7 @@ def check_team(team: str) -> str:
 
 
 def markdown_table() -> str:
-    """The permission table as the README shows it (a unit test keeps the two equal)."""
+    """The permission table as docs/case-workers.md shows it (a unit test keeps the two equal)."""
     head = ["action", *COLUMNS]
     rows = [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}"]
     for action, (words, cells) in TABLE.items():

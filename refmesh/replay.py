@@ -6,7 +6,7 @@ keyed hash of (signer, originating sender, event id): a digest of what was signe
 type and the inner record's encoding), what the domain did, and when it may forget.
 
 - The same id with the same content again is a **re-send**: gateways re-seal and re-send an
-  event until it is receipted (README, The gateway). ``refmesh.domain`` answers it as it
+  event until it is receipted (docs/operators.md, The gateway). ``refmesh.domain`` answers it as it
   answered the first copy, without deciding, auditing or counting it again.
 - The same id with other content is a **replay** (an old id reused for something else):
   dead-lettered. An event the domain refused (dead-lettered) is not remembered.

@@ -1,5 +1,6 @@
 """Topic names and routing. Topics are per agency and per policy domain so that a production
-Kafka can restrict each agency to its own topics with prefixed ACLs (README: Topics).
+Kafka can restrict each agency to its own topics with prefixed ACLs (docs/protocol.md:
+Topics).
 Record keys never carry anything about the person: where events are partitioned by person, the
 key is a keyed hash (HMAC-SHA256) of the pseudonymous subject id under a domain secret."""
 from __future__ import annotations
