@@ -253,7 +253,7 @@ def read_only_db(f: Fault) -> int:
     since = wall_ms()
     try:
         for p in files:
-            p.chmod(0o444)
+            p.chmod(0o400)  # read-only; never readable by others (the gateway refuses that)
         # it cannot become healthy: wait for its /healthz to name the database instead
         health = mesh.start_faulty_gateway(hotline, wrapper, "database refuses writes")
         f.outcome.notes.append(f"/healthz during the fault: 503, {health['problems'][0]!r}")
