@@ -20,6 +20,9 @@ from refmesh.errors import DirectoryError, SealError, failure
 log = logging.getLogger("refmesh.inbox")
 
 
+REJOIN_AFTER_S = 30.0  # no partition held for this long: the consumer is replaced
+
+
 class Inbox:
     def __init__(self, store: Store, keys, directory_ref, consumer_config: dict, kafka,
                  metrics, on_stored=lambda: None,
@@ -69,6 +72,13 @@ class Inbox:
                 self.unassigned_since = None
             elif self.unassigned_since is None:
                 self.unassigned_since = time.monotonic()
+            elif self.unassigned_s() > REJOIN_AFTER_S:
+                # a consumer whose group forgot it (seen after a broker restart: "member_id
+                # was not recognized") can stay out of its group for good: start a new one
+                log.warning("inbox consumer held no partition of %s for %.0f s; starting a "
+                            "new consumer", self.topic, self.unassigned_s())
+                self.unassigned_since = time.monotonic()
+                return
             for tp, messages in batches.items():
                 with self.store.batch():  # one commit for the polled batch, then the offset
                     for message in messages:
