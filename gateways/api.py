@@ -300,8 +300,8 @@ def problems(relay_alive: bool, inbox_alive: bool, unassigned_s: float,
         out.append("the inbox thread stopped: nothing is received")
     if unassigned_s > UNASSIGNED_GRACE_S:
         out.append(f"the inbox consumer has held no partition of {topic} for "
-                   f"{unassigned_s:.0f} s: nothing is received (is the consumer group stuck? "
-                   "restart the gateway)")
+                   f"{unassigned_s:.0f} s: nothing is received (the gateway starts a new "
+                   "consumer after 30 s; if this stays, restart the gateway)")
     if write_error is not None:
         out.append(f"the database refuses writes ({write_error}): nothing can be accepted; "
                    "check the disk space and the database file's permissions")
