@@ -238,16 +238,14 @@ def test_wait_in_force_holds_the_event_until_traffic_may_flow():
     switch = Switch()
     asyncio.run(directory_gate.wait_in_force(switch, "inbox/0@7", interval_s=0))
     assert switch.checks == 1  # in force: no wait at all
-    switch.reason, switch.checks = "expired", 0
 
-    async def newer_edition_after_three_checks():
-        while switch.checks < 3:
-            await asyncio.sleep(0)
-        switch.reason = None
+    class NewerAfterThree(Switch):
+        """Expired for its first three checks; then a newer edition is in force."""
 
-    async def both():
-        await asyncio.gather(directory_gate.wait_in_force(switch, "inbox/0@7", interval_s=0),
-                             newer_edition_after_three_checks())
+        def stop_reason(self) -> str | None:
+            self.checks += 1
+            return "expired" if self.checks <= 3 else None
 
-    asyncio.run(both())
-    assert switch.reason is None and switch.checks >= 3
+    later = NewerAfterThree()
+    asyncio.run(directory_gate.wait_in_force(later, "inbox/0@7", interval_s=0))
+    assert later.checks == 4  # held while expired, let go at the first check in force
