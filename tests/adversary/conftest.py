@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.adversary.attacker import Attacker
+
 _HERE = Path(__file__).parent
 
 
@@ -20,3 +22,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _HERE in item.path.parents:
             item.add_marker(pytest.mark.adversary)
+
+
+@pytest.fixture
+def attackers(mesh):
+    """``attackers(sample_id)``: the rogue member ``sample_id`` of the module's ``mesh`` (one
+    per member and test, closed after it)."""
+    made: dict[str, Attacker] = {}
+
+    def attacker(sample_id: str) -> Attacker:
+        if sample_id not in made:
+            made[sample_id] = Attacker(mesh, sample_id)
+        return made[sample_id]
+
+    yield attacker
+    for a in made.values():
+        a.close()

@@ -30,7 +30,7 @@ from devmesh.supervise import wait_until
 from gateways.client import GatewayError, health_report
 from kafkaedge.loading import load_anchor, now_ms, write_file
 from refmesh import directory, envelope, samples, topology
-from tests.adversary.attacker import Attacker, database, dead_letter_reason, holdings, settled
+from tests.adversary.attacker import database, dead_letter_reason, holdings, settled
 from tests.integration.meshfix import Mesh, start_mesh
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
@@ -71,20 +71,6 @@ def mesh(kafka, tmp_path_factory):
     m.editions = Editions(m)
     yield m
     m.running.stop()
-
-
-@pytest.fixture
-def attackers(mesh):
-    made: dict[str, Attacker] = {}
-
-    def attacker(sample_id: str) -> Attacker:
-        if sample_id not in made:
-            made[sample_id] = Attacker(mesh, sample_id)
-        return made[sample_id]
-
-    yield attacker
-    for a in made.values():
-        a.close()
 
 
 def state_at(mesh: Mesh, sample_id: str, rid: str) -> str:

@@ -22,8 +22,7 @@ from gateways.client import GatewayError
 from kafkaedge.loading import now_ms
 from refmesh import samples
 from gateways.store import query_file
-from tests.adversary.attacker import (Attacker, database, dead_letter_reason, holdings,
-                                      settled)
+from tests.adversary.attacker import database, dead_letter_reason, holdings, settled
 from tests.integration.meshfix import start_mesh
 
 HOTLINE, SHELTER, PSYCH, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/NGO/PSYCH", "BH/GOV/NCCTIP"
@@ -36,20 +35,6 @@ def mesh(kafka, tmp_path_factory):
                    [HOTLINE, SHELTER, PSYCH], [NCC])
     yield m
     m.running.stop()
-
-
-@pytest.fixture
-def attackers(mesh):
-    made: dict[str, Attacker] = {}
-
-    def attacker(sample_id: str) -> Attacker:
-        if sample_id not in made:
-            made[sample_id] = Attacker(mesh, sample_id)
-        return made[sample_id]
-
-    yield attacker
-    for a in made.values():
-        a.close()
 
 
 def state_at(client, rid: str, sender: str | None = None) -> str:
