@@ -275,7 +275,7 @@ class ApacheBroker:
     def _format(self, libs: Path, node: Node, cluster_id: str) -> None:
         config = self._write_config(node)
         argv = ["java", "-Xmx256m", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-                "-t", cluster_id, "-c", str(config)]
+                f"--cluster-id={cluster_id}", "-c", str(config)]
         if len(self.nodes) == 1:
             argv.append("--standalone")
         if self.security:

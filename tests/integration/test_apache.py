@@ -44,3 +44,20 @@ def test_a_user_without_acls_can_neither_create_nor_see_topics(kafka, unique):
         assert f"it-exists-{unique}" not in admin.list_topics()
     finally:
         admin.close()
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(kafka, tmp_path, monkeypatch):
+    """A random cluster id is URL-safe base64, so 1 in 64 starts with '-', which Kafka's
+    storage tool once read as an option (seen in CI): it is passed as --cluster-id=<id>."""
+    import uuid
+
+    from devmesh import apache
+
+    dash = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0xF8... starts with '-'
+    monkeypatch.setattr(apache.uuid, "uuid4", lambda: dash)
+    broker = apache.ApacheBroker(tmp_path / "node", security=False)
+    broker.start()
+    try:
+        assert broker.bootstrap
+    finally:
+        broker.stop()
