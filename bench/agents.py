@@ -66,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", metavar="PATH",
+                    help="write the medians there as JSON (bench/ab.py), not RESULTS.md")
     args = ap.parse_args()
     n = 30 if args.quick else 300
     mesh = signed_mesh()
@@ -147,7 +149,10 @@ def main() -> None:
           for name, v in released.items()),
     ])
     print(body)
-    if not args.quick:
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {**med, "policy cost (share of plain forwarding)": cost}))
+    elif not args.quick:
         write_section("Agents: policy and statistics against plain forwarding (bench/agents.py)",
                       body)
 

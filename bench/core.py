@@ -53,6 +53,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
+    ap.add_argument("--json", metavar="PATH",
+                    help="write the medians there as JSON (bench/ab.py), not RESULTS.md")
     args = ap.parse_args()
     n = 50 if args.quick else 2000
     referral = samples.referral()
@@ -123,7 +125,9 @@ def main() -> None:
         f"target < 400 us: {'met' if hyb < 400 else 'NOT met'} ({hyb:.0f} us).",
     ])
     print(body)
-    if not args.quick:
+    if args.json:
+        Path(args.json).write_text(json.dumps(med))
+    elif not args.quick:
         write_section("Core: codec and envelope (bench/core.py)", body)
 
 
