@@ -427,6 +427,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=50.0, help="referrals/s in the latency run")
     ap.add_argument("--seconds", type=float, help="length of the latency run (20; quick 5)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    ap.add_argument("--json", metavar="PATH",
+                    help="write the medians there as JSON (bench/ab.py), not RESULTS.md")
     args = ap.parse_args()
     kinds = [k.strip() for k in (args.brokers or ",".join(brokers.KINDS)).split(",") if k]
     unknown = sorted(set(kinds) - set(brokers.KINDS))
@@ -494,9 +496,30 @@ def main() -> int:
         return 1
     body = table(per_kind, security, notes, args)
     print(body)
-    if not args.quick:
+    if args.json:
+        Path(args.json).write_text(json.dumps(medians(per_kind)))
+    elif not args.quick:
         write_section(SECTION, body)
     return 1 if failed else 0
+
+
+def medians(per_kind: dict[str, list[dict]]) -> dict[str, float]:
+    """``{"<kind>: <figure>": median over the runs}`` for bench/ab.py."""
+    out: dict[str, float] = {}
+    for kind, runs in per_kind.items():
+        figures = {
+            "throughput (referrals/s)": [r["tp_rate"] for r in runs],
+            "pipeline / baseline (a)": [r["tp_rate"] / r["crypto"] for r in runs],
+            "baseline (a) (referrals/s)": [r["crypto"] for r in runs],
+            "re-sends in the throughput run": [r["tp_resends"] for r in runs],
+            "latency p50 (ms)": [r["lat_p50"] for r in runs],
+            "latency p99 (ms)": [r["lat_p99"] for r in runs],
+            "CPU ms per referral, all processes": [sum(r["tp_cpu_ms"].values()) for r in runs],
+            **{f"CPU ms per referral, {name}": [r["tp_cpu_ms"][name] for r in runs]
+               for name in runs[0]["tp_cpu_ms"]},
+        }
+        out.update({f"{kind}: {name}": statistics.median(v) for name, v in figures.items()})
+    return out
 
 
 if __name__ == "__main__":
