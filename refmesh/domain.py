@@ -41,7 +41,6 @@ event id is recognised by the forwarding log.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import uuid
@@ -129,8 +128,8 @@ def consent_key(subject_key: bytes, controller: str, consent_id: str, secret: by
     changelog topic (the broker is untrusted), and a consent id is a join key across the
     person's referrals, like the subject id (refmesh.fields)."""
     name = f"{controller}\0{consent_id}".encode("utf-8")
-    mac = hmac.new(secret, CONSENT_KEY_LABEL + name, hashlib.sha256)
-    return subject_key + b"|" + mac.hexdigest()[:32].encode()
+    mac = hmac.digest(secret, CONSENT_KEY_LABEL + name, "sha256")
+    return subject_key + b"|" + mac.hex()[:32].encode()
 
 
 def read_consent(ctx: Context, view: View, key: bytes) -> dict | None:
@@ -181,10 +180,9 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View,
             return _dead(problem, event_id)
         origin = record["senderAgency"] if kind == "Referral" else signer
         seen_key = replay.entry_key(ctx.secret, signer, origin, event_id)
-        digest = replay.digest(kind, record)
         held = replay.read(ctx.keys, view.seen, seen_key, ctx.now)
         if held is not None:
-            if held.digest != digest:
+            if not replay.same(held.digest, kind, record):
                 return _dead("replay", event_id)
             return _again(kind, record, key, signer, event_id, opened.header["createdAt"],
                           held, ctx, view)
@@ -194,7 +192,7 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View,
     if effects.deadletter is not None:
         return effects
     first = effects.audit[0] if effects.audit else {"decision": kind}
-    seen = replay.Seen(digest, first["decision"], first.get("reason"),
+    seen = replay.Seen(replay.content_digest(kind, record), first["decision"], first.get("reason"),
                        replay.until(opened.header["createdAt"], ctx.now))
     return replace(effects, seen_put=replay.remember(ctx.keys, view.seen, seen_key, seen,
                                                      partition, ctx.now))
@@ -259,7 +257,8 @@ def _again(kind: str, record: dict, key: bytes | None, signer: str, event_id: st
     withdrawn = None if consent is None else consents.withdrawn_at(consent)
     if withdrawn is not None and created_at < withdrawn <= ctx.now:
         return _dead("sealed_before_withdrawal", event_id)
-    decision = decide(record, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
+    decision = decide(record, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret,
+                      checked=True)
     if not isinstance(decision, Allow):
         return _dead(decision.reason, event_id)
     hop = topology.next_hop(ctx.directory, ctx.keys.agency_id, record["recipientAgency"])
@@ -310,7 +309,8 @@ def _referral(referral: dict, key: bytes | None, signer: str, event_id: str, ctx
                                      legal_basis=referral["legalBasis"],
                                      fields=_present(referral), **common),))
     consent = _consent_of(referral, key, ctx, view)
-    decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret)
+    decision = decide(referral, consent, ctx.directory, ctx.policy, ctx.now, ctx.secret,
+                      checked=True)
     allowed = isinstance(decision, Allow)
     cell = _cell(referral, "forwarded" if allowed else "refused", ctx)
     entries = read_log(ctx, view, key) if key is not None else []

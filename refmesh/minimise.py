@@ -17,11 +17,10 @@ Transformations:
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from refmesh import fields as catalogue
 from refmesh import records
@@ -70,6 +69,23 @@ class Plan:
                         catalogue.ADDRESS_LEVELS[s.action]]
             elif s.action != "drop":
                 out.append((s.action, s.field, *_split(s.field)))
+        return tuple(out)
+
+    @cached_property
+    def layout(self) -> tuple[tuple[str, tuple | None, str | None], ...]:
+        """What ``project`` writes, per field of the Referral contract in its order: (name,
+        None, action or None) for a top-level field, (name, ((leaf, action or None, dotted
+        name), ...), None) for a section; None: the field is withheld."""
+        action = {name: a for a, name, _, _ in self.copies}
+        out = []
+        for f in catalogue.REFERRAL["fields"]:
+            name = f["name"]
+            leaves = catalogue.SECTION_FIELDS.get(name)
+            if leaves is None:
+                out.append((name, None, action.get(name)))
+            else:
+                out.append((name, tuple((leaf, action.get(f"{name}.{leaf}"), f"{name}.{leaf}")
+                                        for leaf in leaves), None))
         return tuple(out)
 
     @cached_property
@@ -134,10 +150,14 @@ def _plan(national: Rule, crossing: Rule | None, consent_categories) -> Plan:
 
 def pseudonym(secret: bytes, recipient_id: str, field: str, value: str) -> str:
     """The pseudonym of ``value`` (of ``field``) for one recipient."""
-    key = hmac.new(secret, PSEUDONYM_LABEL + recipient_id.encode("utf-8"), hashlib.sha256)
-    mac = hmac.new(key.digest(), field.encode("utf-8") + b"\0" + value.encode("utf-8"),
-                   hashlib.sha256)
-    return "ps-" + mac.hexdigest()[:16]
+    mac = hmac.digest(_recipient_key(secret, recipient_id),
+                      field.encode("utf-8") + b"\0" + value.encode("utf-8"), "sha256")
+    return "ps-" + mac.hex()[:16]
+
+
+@lru_cache(maxsize=256)
+def _recipient_key(secret: bytes, recipient_id: str) -> bytes:
+    return hmac.digest(secret, PSEUDONYM_LABEL + recipient_id.encode("utf-8"), "sha256")
 
 
 def _civil(days: int) -> tuple[int, int, int]:
@@ -193,37 +213,40 @@ def project(referral: dict, plan: Plan, recipient_id: str, secret: bytes, now: i
     if referral.get("recipientAgency") != recipient_id:
         raise ValueError("project: the referral is addressed to another recipient than the "
                          "one its pseudonyms would be keyed for")
-    sections: dict = {name: {} for name in catalogue.SECTION_FIELDS}
     out: dict = {}
-    band = None
-    for action, name, section, leaf in plan.copies:
-        holder = referral.get(section) if section else referral
-        value = holder.get(leaf) if isinstance(holder, dict) else None
-        target = sections[section] if section else out
-        if action == "keep":
-            target[leaf] = list(value) if isinstance(value, (list, tuple)) else value
-        elif action == "pseudonymise":
-            target[leaf] = None if value is None else pseudonym(secret, recipient_id, name,
-                                                                value)
-        elif action == "generalise":  # person.birthdate, the only field that takes it
-            band = age_band(value, now)
-    if band is not None:  # the band computed from the birth date wins over a sender's band
-        sections["person"]["ageBand"] = band
-    # Every field is written: withheld ones as null, or empty for caseRef, which the contract
-    # requires (the recipient refers to the case by referralId).
-    for f in catalogue.REFERRAL["fields"]:
-        name = f["name"]
-        given = sections.get(name)
-        if given is None:
-            out.setdefault(name, "" if name == "caseRef" else None)
+    band = None  # from the birth date: it wins over a sender's band
+    for name, leaves, action in plan.layout:
+        if leaves is None:
+            out[name] = _pass(action, referral.get(name), name, recipient_id, secret) \
+                if action is not None else ("" if name == "caseRef" else None)
             continue
-        leaves = catalogue.SECTION_FIELDS[name]
-        if name in catalogue.NULLABLE_SECTIONS and all(given.get(n) is None for n in leaves):
-            out[name] = None
-        else:
-            out[name] = {n: given.get(n) for n in leaves}
+        # Every field is written: withheld ones as null (or, for caseRef above, empty: the
+        # contract requires it, and the recipient refers to the case by referralId).
+        holder = referral.get(name)
+        holder = holder if isinstance(holder, dict) else {}
+        given = {}
+        for leaf, act, dotted in leaves:
+            if act == "generalise":  # person.birthdate, the only field that takes it
+                band = age_band(holder.get(leaf), now)
+                act = None
+            given[leaf] = None if act is None else _pass(act, holder.get(leaf), dotted,
+                                                          recipient_id, secret)
+        if band is not None and name == "person":
+            given["ageBand"] = band
+        out[name] = None if name in catalogue.NULLABLE_SECTIONS and all(
+            v is None for v in given.values()) else given
     if out["service"]["services"] is None:
         out["service"]["services"] = []
     if check:
         records.check("Referral", out)
     return out
+
+
+def _pass(action: str, value, name: str, recipient_id: str, secret: bytes):
+    """What a field of ``action`` keep or pseudonymise passes of ``value`` (nothing for
+    another action)."""
+    if action == "keep":
+        return list(value) if isinstance(value, (list, tuple)) else value
+    if action == "pseudonymise" and value is not None:
+        return pseudonym(secret, recipient_id, name, value)
+    return None

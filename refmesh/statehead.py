@@ -30,7 +30,6 @@ deletes them) are not checked.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable
@@ -105,7 +104,7 @@ def window_of(group: str) -> int | None:
 def entry_hash(secret: bytes, group: str, key: bytes, value: bytes) -> int:
     data = b"".join((ENTRY_LABEL, group.encode(), b"\0", len(key).to_bytes(4, "big"), key,
                      value))
-    return int.from_bytes(hmac.new(secret, data, hashlib.sha256).digest(), "big")
+    return int.from_bytes(hmac.digest(secret, data, "sha256"), "big")
 
 
 def digests(secret: bytes, entries: Iterable[Entry]) -> dict[str, int]:

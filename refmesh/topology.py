@@ -5,7 +5,6 @@ Record keys never carry anything about the person: where events are partitioned 
 key is a keyed hash (HMAC-SHA256) of the pseudonymous subject id under a domain secret."""
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,7 +87,7 @@ RELEASES = "aggregate-releases"  # the last release of each window (compacted, e
 
 def partition_key(secret: bytes, subject_id: str) -> bytes:
     """Kafka record key for events about one person: co-partitions them without naming them."""
-    return hmac.new(secret, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32].encode()
+    return hmac.digest(secret, subject_id.encode("utf-8"), "sha256").hex()[:32].encode()
 
 
 def partition_of(key: bytes, partitions: int) -> int:

@@ -15,7 +15,6 @@ subject ids counts as two.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 
@@ -32,18 +31,23 @@ def slot_keys(secret: bytes, person: bytes, window_start: int, stage: str,
               max_per_person: int) -> list[bytes]:
     """The counted table's keys of one person's ``max_per_person`` slots for ``stage`` in the
     window starting at ``window_start``."""
+    return list(_slots(secret, person, window_start, stage, max_per_person))
+
+
+def _slots(secret: bytes, person: bytes, window_start: int, stage: str, max_per_person: int):
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
-    name = person + b"\0" + f"{window_start}\0{stage}\0".encode()
-    return [hmac.new(secret, CAP_LABEL + name + str(i).encode(), hashlib.sha256)
-            .hexdigest()[:32].encode() for i in range(max_per_person)]
+    name = CAP_LABEL + person + b"\0" + f"{window_start}\0{stage}\0".encode()
+    for i in range(max_per_person):
+        yield hmac.digest(secret, name + str(i).encode(), "sha256").hex()[:32].encode()
 
 
 def free_slot(read: Callable[[bytes], bytes | None], secret: bytes, person: bytes,
               window_start: int, stage: str, max_per_person: int) -> bytes | None:
     """The first of the person's slots not taken (the key to write with the count), or None
-    when all ``max_per_person`` are: the event is then not counted."""
-    for key in slot_keys(secret, person, window_start, stage, max_per_person):
+    when all ``max_per_person`` are: the event is then not counted. (The keys are derived one
+    at a time: the first is usually free.)"""
+    for key in _slots(secret, person, window_start, stage, max_per_person):
         if read(key) is None:
             return key
     return None
