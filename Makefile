@@ -10,13 +10,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench drills install clean
+.PHONY: test demo bench profile drills install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,embedded]'
 	touch $(STAMP)
+
+# py-spy for bench/profile.py: the bench extra, only for the benchmarks
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,embedded,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -36,11 +42,16 @@ demo: $(STAMP)
 # side when java 17+ and mvn are on PATH, else on Tansu alone with a NOTE saying why;
 # `$(BIN)/python bench/pipeline.py --quick` takes about a minute; BENCH_ARGS='--brokers embedded';
 # bench/checks.py (what issue 12's checks cost, with against without) takes about 10 s
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
+
+# where each process of the pipeline bench spends its CPU, per referral (py-spy on both brokers,
+# about 2 minutes; PROFILE_ARGS='--brokers embedded --flamegraph')
+profile: $(BENCH_STAMP)
+	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
 
 # fault drills (about 25 minutes; `$(BIN)/python bench/drills.py --quick` takes about 5)
 drills: $(STAMP)
