@@ -18,17 +18,21 @@ either kind, so entries written with an Avro ``digest`` before still answer re-s
 The memory is the domain's table ``seen`` on the broker, like its other tables: values
 encrypted for the domain and bound to their key (``envelope.protect``), keys keyed hashes or
 numbers. It stays bounded: each partition keeps an expiry index, the entry keys by the ten
-minutes in which they expire, in chunks of at most ``CHUNK`` keys (so an event re-encrypts one
-chunk, however busy the bucket), and a cursor; each accepted event removes the run-out index
+minutes in which they expire, and a cursor; each accepted event removes the run-out index
 buckets of its partition with their entries (empty ones cost a look-up; at most
-``PURGE_STEPS`` that hold entries at a time, which still removes faster than events add).
+``PURGE_STEPS`` that hold entries at a time, which still removes faster than events add). A
+bucket's first ``CHUNK`` keys are listed in its index entry itself; a busier bucket moves
+them to chunk 0 and goes on in chunks of about ``CHUNK`` keys (so an event re-encrypts one
+short list, however busy the bucket).
 
     entry   b"e|" + keyed hash                  -> Seen
-    index   b"x|<partition>|<bucket>"           -> how many chunks the bucket has
+    index   b"x|<partition>|<bucket>"           -> the bucket's entry keys, or how many
+                                                   chunks it has
     chunk   b"x|<partition>|<bucket>|<n>"       -> entry keys that expire in that bucket
     cursor  b"c|<partition>"                    -> the first bucket not purged yet
 
-(An index value that is a list, as written before chunks, is read as the bucket's only chunk.)
+(Before chunks, the index entry held every key of its bucket: such a list is read the same way,
+and moved to chunk 0 by the next event that expires in that bucket.)
 """
 from __future__ import annotations
 
@@ -114,15 +118,17 @@ def remember(owner: AgencyKeys, get: Read, key: bytes, seen: Seen, partition: in
     writes: list[Write] = [(key, _protect(owner, key, {
         "digest": seen.digest, "outcome": seen.outcome, "reason": seen.reason,
         "until": seen.until}))]
-    if isinstance(held, list):  # before chunks: the bucket's only list
+    if held is None:  # the bucket's first key: listed in the index entry
+        writes.append((index, _protect(owner, index, [key.decode()])))
+    elif isinstance(held, list):  # the bucket's keys
         if len(held) < CHUNK:
             writes.append((index, _protect(owner, index, [*held, key.decode()])))
-        else:  # full: the list becomes chunk 0, the key starts chunk 1
-            writes += [(_chunk(index, 0), _protect(owner, _chunk(index, 0), held)),
-                       (_chunk(index, 1), _protect(owner, _chunk(index, 1), [key.decode()])),
-                       (index, _protect(owner, index, 2))]
+        else:  # full: the list and the key become chunk 0
+            writes += [(_chunk(index, 0), _protect(owner, _chunk(index, 0),
+                                                   [*held, key.decode()])),
+                       (index, _protect(owner, index, 1))]
     else:
-        chunks = held or 0
+        chunks = held
         last = _chunk(index, chunks - 1) if chunks else None
         listed = _open_json(owner, last, get(last)) if last is not None else None
         if listed is not None and len(listed) < CHUNK:
