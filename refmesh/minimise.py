@@ -226,11 +226,16 @@ def project(referral: dict, plan: Plan, recipient_id: str, secret: bytes, now: i
         holder = holder if isinstance(holder, dict) else {}
         given = {}
         for leaf, act, dotted in leaves:
-            if act == "generalise":  # person.birthdate, the only field that takes it
+            if act is None:
+                given[leaf] = None
+            elif act == "keep":
+                value = holder.get(leaf)
+                given[leaf] = list(value) if isinstance(value, (list, tuple)) else value
+            elif act == "generalise":  # person.birthdate, the only field that takes it
                 band = age_band(holder.get(leaf), now)
-                act = None
-            given[leaf] = None if act is None else _pass(act, holder.get(leaf), dotted,
-                                                          recipient_id, secret)
+                given[leaf] = None
+            else:
+                given[leaf] = _pass(act, holder.get(leaf), dotted, recipient_id, secret)
         if band is not None and name == "person":
             given["ageBand"] = band
         out[name] = None if name in catalogue.NULLABLE_SECTIONS and all(

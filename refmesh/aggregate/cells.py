@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from refmesh import schemas
 from refmesh.errors import AggregateError, ConfigError
@@ -79,6 +80,11 @@ def _country(value) -> str:
 def check_dims(dims) -> tuple[str, ...]:
     """``dims`` in ``DIMS`` order, after checking it names known dimensions including the two
     every table keeps (reportingCountry, finalStatus)."""
+    return _checked_dims(tuple(dims))
+
+
+@lru_cache(maxsize=64)  # a domain has one set of dimensions: checked once, not per referral
+def _checked_dims(dims: tuple[str, ...]) -> tuple[str, ...]:
     unknown = sorted(set(dims) - set(DIMS))
     if unknown or not set(REQUIRED) <= set(dims):
         raise ConfigError(f"table dimensions must be among {', '.join(DIMS)} and include "
