@@ -292,17 +292,17 @@ class Recorder:
         return said[-1].removeprefix("py-spy> ") if said else f"exit {self.proc.returncode}"
 
 
-def profile_kind(kind: str, out: Path, security: bool, args) -> dict:
+def profile_kind(kind: str, out: Path, security: bool, args, run: int) -> dict:
     from bench.pipeline import say, throughput
     from bench.pipeline_mesh import Bench, submit_all
     from devmesh import brokers
 
-    kafka = brokers.start(kind, out / f"{kind}-broker" if kind == "apache" else None,
+    kafka = brokers.start(kind, out / f"{kind}-run{run}-broker" if kind == "apache" else None,
                           security=security)
     tag = uuid.uuid4().hex[:6]
     try:
         say(f"{kind}: {brokers.describe(kafka)} at {kafka.bootstrap}")
-        bench = Bench(out / f"{kind}-mesh", kafka, tag)
+        bench = Bench(out / f"{kind}-run{run}-mesh", kafka, tag)
         try:
             bench.start()
             bench.record_consents(max(args.n, 10), args.threads)
@@ -311,12 +311,12 @@ def profile_kind(kind: str, out: Path, security: bool, args) -> dict:
             bench.wait_stored(f"warm-{tag}-", len(warm), 60)
             bench.wait_quiet(60)
             pids = bench.pids()
-            recorders = {name: Recorder(pid, out / f"{kind}-{slug(name)}.raw")
+            recorders = {name: Recorder(pid, out / f"{kind}-run{run}-{slug(name)}.raw")
                          for name, pid in pids.items()}
             if args.flamegraph:
-                recorders.update({f"{name} (svg)": Recorder(pid, out / f"{kind}-{slug(name)}.svg",
-                                                            "flamegraph")
-                                  for name, pid in pids.items()})
+                recorders.update({
+                    f"{name} (svg)": Recorder(pid, out / f"{kind}-run{run}-{slug(name)}.svg",
+                                              "flamegraph") for name, pid in pids.items()})
             try:
                 for rec in recorders.values():
                     rec.wait_sampling()
@@ -331,7 +331,7 @@ def profile_kind(kind: str, out: Path, security: bool, args) -> dict:
     finally:
         kafka.stop()
     return {"tp": tp, "label": brokers.describe(kafka),
-            "files": {name: f"{kind}-{slug(name)}.raw" for name in pids},
+            "files": {name: f"{kind}-run{run}-{slug(name)}.raw" for name in pids},
             "py_spy": {name: ends[name] for name in pids}}
 
 
@@ -355,20 +355,29 @@ def body_for(results: dict[str, dict], source, args, command: str, note: str) ->
         "itself takes CPU on the same 2 cores, so throughput is lower than in the pipeline "
         "bench; the ms per referral are the ones to compare. Raw profiles: "
         f"`{args.out}` (kept only on this machine).", ""]
-    for kind, result in results.items():
-        tp = result["tp"]
-        lines += [f"### {re.sub(r', data in .*', '', result['label'])}", "",
-                  f"Throughput under the profiler {tp['rate']:.1f} referrals/s, "
-                  f"{tp['resends']} re-sends; CPU ms per referral: " + ", ".join(
-                      f"{name} {ms:.2f}" for name, ms in tp["cpu_ms"].items()) + ".", ""]
-        for name, file in result["files"].items():
-            profile = aggregate((Path(args.out) / file).read_text(), source)
-            seen = profile.busy / RATE / (tp["cpu_ms"][name] * args.n / 1000)
+    for kind, runs in results.items():
+        runs = runs if isinstance(runs, list) else [runs]
+        tps = [r["tp"] for r in runs]
+        # the runs pooled: every run's samples, and the mean CPU ms per referral (same n)
+        cpu_ms = {name: sum(tp["cpu_ms"][name] for tp in tps) / len(tps)
+                  for name in tps[0]["cpu_ms"]}
+        rates = ", ".join(f"{tp['rate']:.1f}" for tp in tps)
+        resends = ", ".join(str(tp["resends"]) for tp in tps)
+        lines += [f"### {re.sub(r', data in .*', '', runs[0]['label'])}", "",
+                  f"{len(runs)} run{'s' if len(runs) > 1 else ''}, pooled. Throughput under the "
+                  f"profiler {rates} referrals/s, {resends} re-sends; CPU ms per referral (mean "
+                  "over the runs): " + ", ".join(
+                      f"{name} {ms:.2f}" for name, ms in cpu_ms.items()) + ".", ""]
+        for name in runs[0]["files"]:
+            profile = aggregate("\n".join((Path(args.out) / r["files"][name]).read_text()
+                                          for r in runs), source)
+            seen = profile.busy / RATE / (cpu_ms[name] * len(runs) * args.n / 1000)
+            said = "; ".join(r["py_spy"][name].split(". ", 1)[-1] for r in runs)
             lines += [f"#### {name} ({kind})", "",
-                      f"py-spy: {result['py_spy'][name]}; its non-idle samples add up to "
-                      f"{seen:.1f}x the CPU time of the window (above 1: threads runnable but "
-                      "waiting for a core look busy to py-spy).", "",
-                      *tables(profile, tp["cpu_ms"][name], args.top), ""]
+                      f"py-spy {said}; its non-idle samples add up to {seen:.1f}x the CPU time "
+                      "of the window (above 1: threads runnable but waiting for a core look "
+                      "busy to py-spy).", "",
+                      *tables(profile, cpu_ms[name], args.top), ""]
     return "\n".join(lines)
 
 
@@ -392,6 +401,7 @@ def run_before(args, argv: list[str]) -> int:
     if "--out" not in rest:
         rest += ["--out", str(args.out)]
     body_file = Path(args.out) / "profile.md"
+    body_file.unlink(missing_ok=True)
     done = subprocess.run([sys.executable, str(tree / "bench" / "profile.py"), *rest,
                            "--no-write", "--command", f"python bench/profile.py {' '.join(argv)}",
                            "--note", f" (commit {commit}: `git archive` with today's bench/ "
@@ -411,6 +421,8 @@ def main() -> int:
                     help="broker kinds, comma-separated (apache left out when it cannot run)")
     ap.add_argument("--quick", action="store_true", help="100 referrals (default 300)")
     ap.add_argument("--n", type=int, help="referrals in the throughput run (300; quick 100)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="runs per broker kind, their samples pooled (the order alternating)")
     ap.add_argument("--threads", type=int, default=4, help="API client threads")
     ap.add_argument("--top", type=int, default=8, help="functions per process")
     ap.add_argument("--out", help="folder for the raw profiles (default: a new temp folder)")
@@ -450,14 +462,19 @@ def main() -> int:
             security = acls_available() is None
     out = Path(args.out)
     results, failed = {}, False
-    for kind in kinds:
-        try:
-            results[kind] = profile_kind(kind, out, security, args)
-        except Exception as exc:
-            failed = True
-            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            say(f"{kind} failed: {why}")
-            notes.append(f"{kind}: the profile run failed ({why})")
+    active = list(kinds)
+    for run in range(1, args.runs + 1):
+        for kind in list(active) if run % 2 else active[::-1]:  # as bench/pipeline.py
+            try:
+                results.setdefault(kind, []).append(profile_kind(kind, out, security, args, run))
+            except Exception as exc:
+                failed = True
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                say(f"run {run} on {kind} failed: {why}")
+                notes.append(f"{kind}: profile run {run} failed ({why}); its later runs were "
+                             "not made")
+                active.remove(kind)
+    results = {kind: runs for kind, runs in results.items() if runs}
     if not results:
         return 1
     command = args.command or f"python bench/profile.py {' '.join(argv)}".strip()

@@ -1,7 +1,8 @@
 """bench/profile.py's aggregation of py-spy's collapsed stacks: categories, idle samples, own and
 inclusive functions, and the conversion to CPU ms per referral (no broker, no clock)."""
 from bench.profile import (
-    COMMIT, CRYPTO, IDLE, KAFKA, OTHER, SOCKETS, Frame, aggregate, categorise, parse_frame, parse_raw, tables)
+    COMMIT, CRYPTO, IDLE, KAFKA, OTHER, SOCKETS, Frame, aggregate, categorise, parse_frame,
+    parse_raw, tables)
 
 LOOP = "<module> (gateways/run.py:40);Gateway.run (/tmp/before/gateways/gateway.py:88)"
 RAW = "\n".join([
