@@ -69,9 +69,8 @@ def replay_off():
     """``refmesh.domain`` without its replay memory: no entry key, digest, look-up or writes."""
     real = domain.replay
     domain.replay = types.SimpleNamespace(
-        entry_key=lambda *a: b"", digest=lambda *a: "", content_digest=lambda *a: "",
-        same=lambda *a: True, read=lambda *a: None, remember=lambda *a: (), Seen=real.Seen,
-        until=real.until)
+        entry_key=lambda *a: b"", digest=lambda *a: "", read=lambda *a: None,
+        remember=lambda *a: (), Seen=real.Seen, until=real.until)
     try:
         yield
     finally:
@@ -173,7 +172,7 @@ class Domain:
             record, header = opened.record, opened.header
             key = replay.entry_key(SECRET, header["sender"], record["senderAgency"],
                                    header["eventId"])
-            digest = getattr(replay, "content_digest", replay.digest)("Referral", record)
+            digest = replay.digest("Referral", record)
             assert replay.read(self.keys, seen.get, key, NOW) is None
             held = replay.Seen(digest, "Forwarded", None, replay.until(header["createdAt"], NOW))
             apply_writes(seen, replay.remember(self.keys, seen.get, key, held, 0, NOW))

@@ -180,9 +180,10 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View,
             return _dead(problem, event_id)
         origin = record["senderAgency"] if kind == "Referral" else signer
         seen_key = replay.entry_key(ctx.secret, signer, origin, event_id)
+        digest = replay.digest(kind, record)
         held = replay.read(ctx.keys, view.seen, seen_key, ctx.now)
         if held is not None:
-            if not replay.same(held.digest, kind, record):
+            if held.digest != digest:
                 return _dead("replay", event_id)
             return _again(kind, record, key, signer, event_id, opened.header["createdAt"],
                           held, ctx, view)
@@ -192,7 +193,7 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View,
     if effects.deadletter is not None:
         return effects
     first = effects.audit[0] if effects.audit else {"decision": kind}
-    seen = replay.Seen(replay.content_digest(kind, record), first["decision"], first.get("reason"),
+    seen = replay.Seen(digest, first["decision"], first.get("reason"),
                        replay.until(opened.header["createdAt"], ctx.now))
     return replace(effects, seen_put=replay.remember(ctx.keys, view.seen, seen_key, seen,
                                                      partition, ctx.now))

@@ -11,10 +11,6 @@ type and the inner record's encoding), what the domain did, and when it may forg
 - The same id with other content is a **replay** (an old id reused for something else):
   dead-lettered. An event the domain refused (dead-lettered) is not remembered.
 
-The domain remembers ``content_digest`` (of the record's canonical JSON: a quarter of the cost
-of re-encoding it in Avro, which ``digest`` does for the gateway's memory); ``same`` compares
-either kind, so entries written with an Avro ``digest`` before still answer re-sends.
-
 The memory is the domain's table ``seen`` on the broker, like its other tables: values
 encrypted for the domain and bound to their key (``envelope.protect``), keys keyed hashes or
 numbers. It stays bounded: each partition keeps an expiry index, the entry keys by the ten
@@ -50,7 +46,6 @@ CONTEXT = b"seen|"  # associated data of every protected value, with its table k
 BUCKET_MS = 600_000  # the expiry index's granularity
 PURGE_STEPS = 64  # index buckets holding entries purged per accepted event, at most
 CHUNK = 32  # entry keys per index chunk (each event re-encrypts its bucket's last chunk)
-JSON_DIGEST = "j1:"  # the prefix of a ``content_digest``
 
 Read = Callable[[bytes], "bytes | None"]
 Write = tuple[bytes, "bytes | None"]  # (table key, protected value, or None to delete)
@@ -60,7 +55,7 @@ Write = tuple[bytes, "bytes | None"]  # (table key, protected value, or None to 
 class Seen:
     """One accepted event as the domain remembers it."""
 
-    digest: str  # ``content_digest`` (or, written before it, ``digest``) of the event
+    digest: str  # SHA-256 of the event type and the inner record's encoding, hex
     outcome: str  # the first audit decision (Forwarded, Refused, ConsentRecorded...) or type
     reason: str | None  # the audit reason (a refusal's code)
     until: int  # epoch ms after which it is forgotten
@@ -79,21 +74,6 @@ def digest(record_type: str, record: dict) -> str:
     changes the envelope's time, ciphertext and signature, never these)."""
     return hashlib.sha256(record_type.encode() + b"\0" + codec.encode(record_type, record)) \
         .hexdigest()
-
-
-def content_digest(record_type: str, record: dict) -> str:
-    """The same as ``digest`` for a record checked against its contract (as decoding does),
-    from its JSON with sorted keys instead of its Avro encoding: the event records hold only
-    strings, ints, booleans, nulls, lists and records, each of which JSON writes one way."""
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return JSON_DIGEST + hashlib.sha256(f"{record_type}\0{text}".encode()).hexdigest()
-
-
-def same(held: str, record_type: str, record: dict) -> bool:
-    """Whether a remembered digest (either kind) is that of this event's content."""
-    mine = content_digest(record_type, record) if held.startswith(JSON_DIGEST) else \
-        digest(record_type, record)
-    return held == mine
 
 
 def until(created_at: int, now: int, max_age_ms: int = envelope.MAX_AGE_MS) -> int:

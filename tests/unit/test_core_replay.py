@@ -54,20 +54,6 @@ def test_a_re_seal_keeps_the_digest_a_change_does_not():
     assert replay.digest("Referral", changed) != replay.digest("Referral", referral)
 
 
-def test_the_domain_digest_reads_both_kinds():
-    """The domain remembers ``content_digest``; an entry written with the Avro ``digest``
-    before still recognises a re-send, and neither kind matches other content."""
-    referral = samples.referral()
-    changed = {**referral, "person": {**referral["person"], "firstName": "Other"}}
-    new = replay.content_digest("Referral", referral)
-    assert new == replay.content_digest("Referral", dict(reversed(referral.items())))
-    assert new != replay.content_digest("Referral", changed)
-    assert new != replay.content_digest("Consent", referral)
-    for held in (new, replay.digest("Referral", referral)):
-        assert replay.same(held, "Referral", referral)
-        assert not replay.same(held, "Referral", changed)
-
-
 def test_an_event_is_forgotten_once_its_envelope_could_no_longer_open():
     assert replay.until(S.NOW, S.NOW) == S.NOW + envelope.MAX_AGE_MS
     # sealed a little in the future (clock skew): remembered as long as it can open
