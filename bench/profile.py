@@ -17,14 +17,21 @@ and every share is turned into CPU ms per referral with the process's CPU time o
 The innermost Python frame also carries the time of the C or Rust code it calls (py-spy cannot
 see native frames with --nonblocking): a line of refmesh/envelope.py that calls the
 cryptography API counts as cryptography, a line of gateways/store.py that calls sqlite3 as
-SQLite; the source line decides (CRYPTO_CALL, SQLITE_CALL).
+SQLite; the source line decides (CRYPTO_CALL, SQLITE_CALL). A send or receive on a socket
+counts for the Kafka or HTTP client that makes it. py-spy leaves out threads the kernel has
+asleep, but a thread just woken, or runnable and waiting for one of the cores, still shows in
+select() or a lock: those samples count as idle (IDLE_FILES, IDLE_FUNCS) and are left out.
+
+``--runs N`` pools N runs per kind (the order alternating, as bench/pipeline.py). The raw
+profiles, runs.json (the figures) and profile.md stay in ``--out``; ``--from`` aggregates them
+again without a run.
 
 ``--before REF`` profiles commit REF instead (``git archive`` with today's bench/ over it, as
 bench/ab.py does; its gateways and agents run from that tree) and writes the section
 "Profile before issue 15 (commit REF)", which a later plain run does not replace.
 
-Usage: python bench/profile.py [--quick] [--brokers embedded,apache] [--n 300] [--out DIR]
-       [--flamegraph] [--before REF] [--no-write]
+Usage: python bench/profile.py [--quick] [--brokers embedded,apache] [--n 300] [--runs 1]
+       [--out DIR] [--flamegraph] [--before REF] [--from] [--no-write]
 """
 from __future__ import annotations
 
@@ -272,10 +279,11 @@ class Recorder:
 
     def __init__(self, pid: int, output: Path, fmt: str = "raw") -> None:
         self.output, self.log = output, output.with_suffix(output.suffix + ".log")
-        self.proc = subprocess.Popen(
-            [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format", fmt,
-             "--output", str(output), "--nonblocking"],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # its messages: stdout
+        with open(self.log, "wb") as log:  # py-spy says what it does on stdout
+            self.proc = subprocess.Popen(
+                [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format", fmt,
+                 "--output", str(output), "--nonblocking"],
+                stdout=log, stderr=subprocess.STDOUT)
 
     def wait_sampling(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
