@@ -14,9 +14,12 @@ type and the inner record's encoding), what the domain did, and when it may forg
 The memory is the domain's table ``seen`` on the broker, like its other tables: values
 encrypted for the domain and bound to their key (``envelope.protect``), keys keyed hashes or
 numbers. It stays bounded: each partition keeps an expiry index, the entry keys by the ten
-minutes in which they expire, and a cursor; each accepted event removes the run-out index
-buckets of its partition with their entries (empty ones cost a look-up; at most
-``PURGE_STEPS`` that hold entries at a time, which still removes faster than events add). A
+minutes in which they expire, and a cursor; an event that starts a bucket or a chunk (below)
+removes the run-out buckets of its partition with their entries (empty ones cost a look-up; at
+most ``PURGE_STEPS`` that hold entries at a time). Buckets run out one per ten minutes, and
+while events come a bucket starts as often, and a chunk every ``CHUNK`` events, so the purge
+keeps up; the other events read neither the cursor nor run-out buckets (what has run out and
+waits is never read as remembered: ``read`` checks the time). A
 bucket's first ``CHUNK`` keys are listed in its index entry itself; a busier bucket moves
 them to chunk 0 and goes on in chunks of about ``CHUNK`` keys (so an event re-encrypts one
 short list, however busy the bucket).
@@ -91,7 +94,7 @@ def read(owner: AgencyKeys, get: Read, key: bytes, now: int) -> Seen | None:
 def remember(owner: AgencyKeys, get: Read, key: bytes, seen: Seen, partition: int,
              now: int) -> tuple[Write, ...]:
     """The table writes that remember ``seen`` under ``key`` (an event handled in
-    ``partition``) and forget what has run out there."""
+    ``partition``) and, when it starts a bucket or a chunk, forget what has run out there."""
     bucket = seen.until // BUCKET_MS
     index = b"x|%d|%d" % (partition, bucket)
     held = _open_json(owner, index, get(index))
@@ -103,21 +106,21 @@ def remember(owner: AgencyKeys, get: Read, key: bytes, seen: Seen, partition: in
     elif isinstance(held, list):  # the bucket's keys
         if len(held) < CHUNK:
             writes.append((index, _protect(owner, index, [*held, key.decode()])))
-        else:  # full: the list and the key become chunk 0
-            writes += [(_chunk(index, 0), _protect(owner, _chunk(index, 0),
-                                                   [*held, key.decode()])),
-                       (index, _protect(owner, index, 1))]
+            return tuple(writes)
+        # full: the list and the key become chunk 0
+        writes += [(_chunk(index, 0), _protect(owner, _chunk(index, 0),
+                                               [*held, key.decode()])),
+                   (index, _protect(owner, index, 1))]
     else:
-        chunks = held
-        last = _chunk(index, chunks - 1) if chunks else None
+        last = _chunk(index, held - 1) if held else None
         listed = _open_json(owner, last, get(last)) if last is not None else None
         if listed is not None and len(listed) < CHUNK:
             writes.append((last, _protect(owner, last, [*listed, key.decode()])))
-        else:
-            new = _chunk(index, chunks)
-            writes += [(new, _protect(owner, new, [key.decode()])),
-                       (index, _protect(owner, index, chunks + 1))]
-    return (*writes, *_purge(owner, get, partition, now))
+            return tuple(writes)
+        new = _chunk(index, held)
+        writes += [(new, _protect(owner, new, [key.decode()])),
+                   (index, _protect(owner, index, held + 1))]
+    return (*writes, *_purge(owner, get, partition, now))  # a bucket or chunk started
 
 
 def _chunk(index: bytes, n: int) -> bytes:

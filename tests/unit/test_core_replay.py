@@ -120,11 +120,34 @@ def test_each_partition_purges_its_own_index_a_bounded_step_at_a_time():
         replay.PURGE_STEPS
     assert len([k for k in deleted if k.startswith(b"e|")]) == replay.PURGE_STEPS
     apply(table, writes)
-    apply(table, replay.remember(OWNER, table.get, b"e|y", seen(until=much_later + DAY), 2,
-                                 much_later))  # the next event purges the rest
+    writes = replay.remember(OWNER, table.get, b"e|y", seen(until=much_later + DAY), 2,
+                             much_later)  # added to e|x's bucket: no purge
+    assert [k for k, _ in writes] == [b"e|y", b"x|2|%d" % ((much_later + DAY)
+                                                            // replay.BUCKET_MS)]
+    apply(table, writes)
+    assert [k for k in many if k in table]
+    next_bucket = much_later + DAY + replay.BUCKET_MS
+    apply(table, replay.remember(OWNER, table.get, b"e|z", seen(until=next_bucket), 2,
+                                 much_later))  # the next event to start a bucket purges the rest
     assert not [k for k in many if k in table]
-    bucket = b"x|2|%d" % ((much_later + DAY) // replay.BUCKET_MS)
-    assert sorted(k for k in table if k.startswith(b"x|2|")) == [bucket]  # listing both
+    buckets = [b"x|2|%d" % (t // replay.BUCKET_MS) for t in (much_later + DAY, next_bucket)]
+    assert sorted(k for k in table if k.startswith(b"x|2|")) == buckets
+
+
+def test_only_an_event_that_starts_a_bucket_or_chunk_reads_the_cursor():
+    table: dict = {}
+    reads: list[bytes] = []
+
+    def get(key):
+        reads.append(key)
+        return table.get(key)
+
+    for n in range(replay.CHUNK + 2):
+        reads.clear()
+        key = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, f"ev-{n}")
+        apply(table, replay.remember(OWNER, get, key, seen(until=S.NOW + DAY), 0, S.NOW))
+        starts = n in (0, replay.CHUNK, replay.CHUNK + 1)  # the bucket, chunk 0, chunk 1
+        assert (b"c|0" in reads) == starts, n
 
 
 def test_an_entry_remembered_again_after_it_ran_out_is_not_purged_early():
@@ -166,6 +189,8 @@ def test_a_busy_bucket_is_indexed_in_chunks_and_purged_whole():
     old = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "old")
     table[old] = replay._protect(OWNER, old, asdict(seen(until=S.NOW + 1)))
     table[legacy] = replay._protect(OWNER, legacy, [old.decode()])
+    cursor = b"c|1"  # the old code wrote the cursor with the list's first key
+    table[cursor] = replay._protect(OWNER, cursor, S.NOW // replay.BUCKET_MS)
     new = replay.entry_key(S.SECRET, S.HOTLINE, S.HOTLINE, "new")
     apply(table, replay.remember(OWNER, table.get, new, seen(until=S.NOW + 1), 1, S.NOW))
     apply(table, replay.remember(OWNER, table.get, b"e|late1", seen(until=later + DAY), 1,
