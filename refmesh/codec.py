@@ -12,7 +12,8 @@ import io
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
-from refmesh import records, schemas
+from refmesh import binary, records, schemas
+from refmesh.binary import zigzag  # noqa: F401  (the envelope and tests use codec.zigzag)
 from refmesh.errors import (
     BadMarkerError,
     MalformedBodyError,
@@ -29,16 +30,40 @@ HEADER_LEN = 10
 
 def encode(name: str, value: dict) -> bytes:
     """Encode ``value`` (a dict shaped like the contract ``name``) as a single object, after
-    checking it strictly (fastavro alone would write 1.5 as 1, or drop unknown fields)."""
+    checking it strictly (fastavro alone would write 1.5 as 1, or drop unknown fields).
+
+    The compiled encoder checks as it writes; on a value it refuses, ``records.check`` says
+    which field is wrong (and a value the check passes goes to fastavro, as before)."""
+    contract = schemas.contract(name)
+    out = _compiled_encode(contract, value)
+    if out is not None:
+        return out
     try:
         records.check(name, value)
     except RecordError as exc:
         raise SchemaMismatchError(f"value does not match schema {name}: {exc}") from exc
-    return encode_with(schemas.contract(name), value)
+    return _fastavro_encode(contract, value)
 
 
 def encode_with(contract: schemas.Contract, value: dict) -> bytes:
     """Encode an already checked value with a given (possibly older) contract."""
+    out = _compiled_encode(contract, value)
+    return _fastavro_encode(contract, value) if out is None else out
+
+
+def _compiled_encode(contract: schemas.Contract, value: dict) -> bytes | None:
+    enc = _compiled(_ENCODERS, contract, binary.encoder)
+    if enc is None:
+        return None
+    out = bytearray(MARKER + contract.fingerprint)
+    try:
+        enc(value, out)
+    except (binary.Invalid, UnicodeEncodeError, OverflowError):
+        return None
+    return bytes(out)
+
+
+def _fastavro_encode(contract: schemas.Contract, value: dict) -> bytes:
     out = io.BytesIO()
     out.write(MARKER)
     out.write(contract.fingerprint)
@@ -49,16 +74,23 @@ def encode_with(contract: schemas.Contract, value: dict) -> bytes:
     return out.getvalue()
 
 
-def zigzag(n: int) -> bytes:
-    """Avro's encoding of a long (and of a bytes or string length): zig-zag, then a
-    little-endian base-128 varint."""
-    n = ((n << 1) ^ (n >> 63)) & (2**64 - 1)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_ENCODERS: dict = {}  # fingerprint -> compiled encoder, or None: fastavro for that schema
+_DECODERS: dict = {}
+
+
+def _compiled(cache: dict, contract: schemas.Contract, compile_):
+    """The schema's compiled encoder or decoder, compiled at its first use; None when the
+    schema uses what ``binary`` does not compile."""
+    try:
+        return cache[contract.fingerprint]
+    except KeyError:
+        pass
+    try:
+        fn = compile_(contract.raw)
+    except NotImplementedError:
+        fn = None
+    cache[contract.fingerprint] = fn
+    return fn
 
 
 def fingerprint_of(data: bytes) -> bytes:
@@ -97,9 +129,29 @@ def _decode(data: bytes, expect: str | None, resolve: bool) -> tuple[schemas.Con
     reader = schemas.CURRENT.get(writer.name)
     if reader is None:
         raise UnknownFingerprintError(f"{writer.name} is not a record type this reader handles")
+    target = reader if resolve else writer
+    dec = None
+    if writer.fingerprint == target.fingerprint:  # the same schema: no resolution to do
+        dec = _compiled(_DECODERS, target, binary.decoder)
+    if dec is None:
+        return target, _fastavro_decode(data, writer, target, check=target is reader)
+    try:
+        value, end = dec(bytes(data), HEADER_LEN)
+    except (EOFError, IndexError) as exc:
+        raise TruncatedError(f"{writer.name} record ends early") from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise MalformedBodyError(f"{writer.name} body does not decode: {exc}") from exc
+    if end != len(data):
+        raise TrailingBytesError(f"{len(data) - end} bytes after the end of the {writer.name} "
+                                 "record")
+    # No records.check: what the compiled decoder returns is valid by construction.
+    return target, value
+
+
+def _fastavro_decode(data: bytes, writer: schemas.Contract, target: schemas.Contract,
+                     check: bool) -> dict:
     body = io.BytesIO(data)
     body.seek(HEADER_LEN)
-    target = reader if resolve else writer
     try:
         value = schemaless_reader(body, writer.parsed,
                                   None if target is writer else target.parsed)
@@ -114,9 +166,9 @@ def _decode(data: bytes, expect: str | None, resolve: bool) -> tuple[schemas.Con
         raise TrailingBytesError(
             f"{len(data) - body.tell()} bytes after the end of the {writer.name} record"
         )
-    if target is reader:
+    if check:
         try:  # validate on every decode: e.g. an int wider than 32 bits on the wire
-            records.check(reader.name, value)
+            records.check(target.name, value)
         except RecordError as exc:
             raise MalformedBodyError(f"{writer.name} body out of range: {exc}") from exc
-    return target, value
+    return value
