@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from refmesh import audit
 
@@ -50,8 +50,9 @@ class Checkpoints:
     ``publish`` its publisher, called with ``source=None``."""
 
     def __init__(self, forwarder, publish, held: Callable[[], Iterable[int]], *,
-                 seconds: float) -> None:
+                 seconds: float, settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.forwarder, self.publish, self.held, self.seconds = forwarder, publish, held, seconds
+        self.settle = settle  # commits the events handled and not yet committed (group commit)
         self.stopping = False
         self._busy = asyncio.Lock()  # held by the agent for each event, handled and committed
 
@@ -110,6 +111,8 @@ class Checkpoints:
         else:
             acquired = True
         try:
+            if acquired and self.settle is not None:
+                await self.settle()
             return await self.due(0)
         except Exception as exc:  # noqa: BLE001 (the worker stops anyway)
             log.warning("audit checkpoints at shutdown failed (%s)", type(exc).__name__)

@@ -74,6 +74,11 @@ log = logging.getLogger("refmesh.agents.forward")
 
 #: faust's commit timer, switched off: the agent commits between two events itself
 COMMIT_TIMER_OFF_S = 10 ** 9
+#: group commit under exactly_once (refmesh.offsets.commit_now): at most this many events, or
+#: events handled over this many ms, share one transaction commit; an event with none waiting
+#: behind it is committed at once
+GROUP_COMMIT_EVENTS = 200
+GROUP_COMMIT_MS = 100
 
 Publish = Callable[[str, "bytes | None", "bytes | None", "list | None"], Awaitable[None]]
 
@@ -244,13 +249,14 @@ class Forwarder:
             await self._deliver(self.checkpoint_topic, head_key, data, None, partition, where,
                                 effects.event_id, source)
             self._pending[partition] = (head, (head.seq, now))
-        elif effects.audit:
-            self._pending[partition] = (head, None)
+        elif effects.audit:  # a checkpoint of an earlier event of the same commit stays due
+            self._pending[partition] = (head, self._pending.get(partition, (None, None))[1])
         return [("audit-heads", head_key, head.to_bytes())] if effects.audit else []
 
     def committed(self, partition: int) -> None:
-        """The offset of the partition's event in hand is committed (under exactly_once: its
-        transaction, with its audit records and checkpoint): its head is committed."""
+        """The offset of the partition's last handled event is committed (under exactly_once:
+        its transaction, with the audit records and checkpoints of every event since the last
+        commit): its head is committed."""
         head, checkpoint = self._pending.pop(partition, (None, None))
         if head is not None:
             self.heads_committed[partition] = head
@@ -474,6 +480,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender, assigned, **kwargs) -> None:  # noqa: ARG001 (faust signal)
+        uncommitted.clear()  # their transactions ended with the revocation: handled again
+        since["count"] = 0
         guard.reset()
         forwarder.state.reset()
         forwarder.reassigned()
@@ -486,7 +494,8 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox}
 
     # signed chain heads between events: on a timer and at a clean stop (agents/checkpoints.py)
-    checkpoints = Checkpoints(forwarder, publisher, held, seconds=settings.audit_checkpoint_s)
+    checkpoints = Checkpoints(forwarder, publisher, held, seconds=settings.audit_checkpoint_s,
+                              settle=lambda: commit())
 
     @app.timer(interval=settings.audit_checkpoint_s / 2, name="audit_checkpoints")
     async def _checkpoint_timer() -> None:
@@ -496,57 +505,80 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
     async def _stopping(sender, **kwargs) -> None:  # noqa: ARG001 (faust signal)
         await checkpoints.stop()
 
-    async def commit(message) -> None:
-        """Commit the partition's next expected offset, once the table writes faust buffers
-        are sent (under exactly_once: commit the partition's transaction). faust's public
+    # under exactly_once, events handled and not yet committed: (topic, partition) -> the
+    # last one; several events share a commit (refmesh.offsets.commit_now). at_least_once
+    # (Tansu: no transactions) commits after each event, so a kill repeats one event at most.
+    grouped = profile_of(settings).processing_guarantee == "exactly_once"
+    uncommitted: dict[tuple[str, int], object] = {}
+    since = {"count": 0, "first_ms": 0}
+
+    async def commit() -> None:
+        """Commit each partition's next expected offset, once the table writes faust buffers
+        are sent (under exactly_once: commit the partitions' transactions). faust's public
         ``Consumer.commit`` derives the offset from its own acknowledgements, which count the
         gap it records after dropping events a second time when the guard re-reads them
         (measured: the committed offset then crawls one event per commit, and a restart
-        handles dozens of events again); the guard's offset is exact. Outside a worker
-        (faust's test context) there is no group to commit to."""
+        handles dozens of events again); the guard's offset is exact. A partition revoked
+        since its events were handled is left out: its transaction is gone with it, and its
+        new owner handles them again. Outside a worker (faust's test context) there is no
+        group to commit to."""
+        messages = [m for (_, p), m in uncommitted.items() if p in held()]
+        uncommitted.clear()
+        since["count"] = 0
+        if not messages:
+            return
         if app.in_worker:
             await app.producer.flush()
             # aiokafka's own TopicPartition: the transactional commit hands it on unconverted
-            tp = aiokafka.TopicPartition(message.topic, message.partition)
             done = await app.consumer._commit_offsets(  # noqa: SLF001 (see above)
-                {tp: guard.expected_at(message)})
+                {aiokafka.TopicPartition(m.topic, m.partition): guard.expected_at(m)
+                 for m in messages})
         else:
             done = True
-        forwarder.state.committed(message.partition)
-        if done:  # the event's audit records are committed: its head may be signed later
-            forwarder.committed(message.partition)
+        for message in messages:
+            forwarder.state.committed(message.partition)
+            if done:  # the events' audit records are committed: the head may be signed
+                forwarder.committed(message.partition)
 
     async def handle(message):
         effects = await forwarder.handle(message)
         guard.handled(message)
+        uncommitted[(message.topic, message.partition)] = message
+        if since["count"] == 0:
+            since["first_ms"] = now_ms()
+        since["count"] += 1
         return effects
+
+    async def settle(more_waiting: bool) -> None:
+        """After each event, whatever became of it: commit now, or handle the next one first
+        (exactly_once only; at_least_once commits every event)."""
+        if not grouped or offsets.commit_now(since["count"], since["first_ms"], now_ms(),
+                                             more_waiting, max_events=GROUP_COMMIT_EVENTS,
+                                             max_ms=GROUP_COMMIT_MS):
+            await commit()
 
     async def forward(stream):  # concurrency 1: events of a partition one after the other
         async for event in stream.noack().events():  # never acked: the agent commits itself
-            message = event.message
+            message, effects = event.message, None
             async with checkpoints.event() as go:  # a stopping worker starts no new event
-                if not go:
-                    continue
                 try:
-                    step = await guard.step(message)
-                    if isinstance(step, offsets.Done):  # handled already
-                        continue
+                    step = await guard.step(message) if go else offsets.Done()
                     if isinstance(step, offsets.Reread):  # faust skipped these: first them
                         for missed in await guard.reread(message, step):
                             await handle(missed)
-                            await commit(missed)
-                    effects = await handle(message)
-                    await commit(message)
+                    if not isinstance(step, offsets.Done):  # else handled already
+                        effects = await handle(message)
                 except PartitionLost as exc:
                     log.info("left the event from %s/%d@%d to the partition's new owner (%s)",
                              message.topic, message.partition, message.offset, exc)
-                    continue
                 except PartitionHalted:  # logged once, named on /healthz; the offset stays
                     if app.in_worker:
                         app.consumer.pause_partitions(
                             {TP(message.topic, message.partition)})
-                    continue
-            yield effects  # yielding lets faust's test context wait for the whole event
+                if go:
+                    await settle(not stream.channel.empty())
+            if effects is not None:
+                yield effects  # yielding lets faust's test context wait for the whole event
 
     app.agent(source, name="forward", concurrency=1)(forward)
     app.forwarder, app.publisher, app.refmesh_tables = forwarder, publisher, tables

@@ -64,3 +64,20 @@ def expected_after_assignment(committed: int | None, first: int) -> int:
     if committed is None or committed < first:
         return first
     return committed
+
+
+def commit_now(handled: int, oldest_ms: int, now_ms: int, more_waiting: bool, *,
+               max_events: int, max_ms: int) -> bool:
+    """Group commit: whether the agent commits the ``handled`` events it has handled since its
+    last commit (the oldest of them handled at ``oldest_ms``) now, or handles the next one
+    first. Under ``exactly_once`` an event's records and offset are in its partition's open
+    transaction until the commit, so several events may share one commit without any of them
+    being seen half done or twice: they commit together or not at all. It commits as soon as
+    no event is waiting (an event alone waits for nobody: no added latency), after
+    ``max_events`` events, or once the oldest has waited ``max_ms``."""
+    if handled < 0 or max_events < 1 or max_ms < 0:
+        raise ValueError(f"handled must be >= 0, max_events >= 1 and max_ms >= 0 (got "
+                         f"{handled}, {max_events}, {max_ms})")
+    if handled == 0:
+        return False
+    return not more_waiting or handled >= max_events or now_ms - oldest_ms >= max_ms

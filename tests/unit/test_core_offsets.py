@@ -61,3 +61,25 @@ def test_the_first_offset_expected_after_an_assignment(committed, first, expecte
 def test_a_negative_first_offset_is_refused():
     with pytest.raises(ValueError, match="first offset"):
         expected_after_assignment(None, -1)
+
+
+def test_commit_now_waits_for_events_waiting_within_the_bounds() -> None:
+    from refmesh.offsets import commit_now
+    bounds = {"max_events": 3, "max_ms": 100}
+    assert commit_now(0, 0, 10_000, False, **bounds) is False  # nothing to commit
+    assert commit_now(1, 0, 0, False, **bounds) is True  # nobody waiting: at once
+    assert commit_now(1, 0, 10, True, **bounds) is False  # the next event first
+    assert commit_now(2, 0, 99, True, **bounds) is False
+    assert commit_now(3, 0, 10, True, **bounds) is True  # max_events reached
+    assert commit_now(2, 0, 100, True, **bounds) is True  # the oldest waited max_ms
+
+
+def test_commit_now_refuses_nonsense_bounds() -> None:
+    import pytest
+
+    from refmesh.offsets import commit_now
+    for bad in ({"max_events": 0, "max_ms": 1}, {"max_events": 1, "max_ms": -1}):
+        with pytest.raises(ValueError, match="max_events >= 1"):
+            commit_now(1, 0, 0, True, **bad)
+    with pytest.raises(ValueError):
+        commit_now(-1, 0, 0, True, max_events=1, max_ms=1)
