@@ -151,7 +151,8 @@ def main() -> None:
     print(body)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {**med, "policy cost (share of plain forwarding)": cost}))
+            {**med, "policy cost (% of plain forwarding)": 100 * cost,
+             "policy and statistics cost (% of plain forwarding)": 100 * stats_cost}))
     elif not args.quick:
         write_section("Agents: policy and statistics against plain forwarding (bench/agents.py)",
                       body)
