@@ -21,6 +21,10 @@ log = logging.getLogger("refmesh.inbox")
 
 
 REJOIN_AFTER_S = 30.0  # no partition held for this long: the consumer is replaced
+#: offsets of stored events are committed to the group at most this often while events keep
+#: coming, and at once when a poll comes back empty or the consumer closes: an event read
+#: again after a crash is found in the store and answered as a duplicate, never stored twice
+COMMIT_EVERY_S = 1.0
 
 
 class Inbox:
@@ -36,6 +40,8 @@ class Inbox:
         self.consumer: KafkaConsumer | None = None
         self.lag = 0  # for the consumer-lag gauge; on Tansu an estimate (end offsets are off)
         self.unassigned_since: float | None = time.monotonic()  # None while partitions held
+        self._stored: dict = {}  # partition -> offset after its last stored event, uncommitted
+        self._committed_at = time.monotonic()
         self.thread = threading.Thread(target=self._run, name="inbox", daemon=True)
 
     def start(self) -> None:
@@ -60,6 +66,11 @@ class Inbox:
                 self._stop.wait(1.0)
             finally:
                 if self.consumer is not None:
+                    try:  # events stored but not committed are read again and found stored
+                        self._commit_offsets()
+                    except Exception as exc:  # noqa: BLE001 (closing anyway)
+                        log.warning("inbox offsets not committed at close (%s); the events "
+                                    "after them will be read again", type(exc).__name__)
                     self.consumer.close(autocommit=False)
                     self.consumer = None
 
@@ -79,12 +90,24 @@ class Inbox:
                             "new consumer", self.topic, self.unassigned_s())
                 self.unassigned_since = time.monotonic()
                 return
-            for tp, messages in batches.items():
-                with self.store.batch():  # one commit for the polled batch, then the offset
-                    for message in messages:
-                        self.handle(message)
-                self.consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, None, -1)})
+            if batches:
+                with self.store.batch():  # one store commit for the polled batch
+                    for messages in batches.values():
+                        for message in messages:
+                            self.handle(message)
+                for tp, messages in batches.items():  # durable now: the offsets may follow
+                    self._stored[tp] = OffsetAndMetadata(messages[-1].offset + 1, None, -1)
+            if not batches or time.monotonic() - self._committed_at >= COMMIT_EVERY_S:
+                self._commit_offsets()
             self.lag = self._lag()
+
+    def _commit_offsets(self) -> None:
+        """Commit the offsets after the events stored since the last commit (group commit:
+        one request for many polls while events keep coming)."""
+        self._committed_at = time.monotonic()
+        if self._stored:
+            stored, self._stored = self._stored, {}
+            self.consumer.commit(stored)
 
     def unassigned_s(self) -> float:
         """How long the inbox consumer has held no partition of its topic (0 while it holds

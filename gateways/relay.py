@@ -37,6 +37,10 @@ class Relay:
         self.kafka, self.metrics, self.settings, self.clock = kafka, metrics, settings, clock
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # fire-and-forget entries the broker acknowledged, marked sent in the next tick's
+        # commit (one commit per tick, not two): a crash before that re-sends them once, and
+        # their recipient drops the copy by delivery key
+        self._acknowledged: list[str] = []
         self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
 
     def start(self) -> None:
@@ -69,8 +73,14 @@ class Relay:
         if stop_reason(self.directory_ref) is not None:
             return False
         now = self.clock()
-        due = self.store.due(now)
+        done, self._acknowledged = self._acknowledged, []
+        skip = set(done)
+        due = [e for e in self.store.due(now) if e.delivery_key not in skip]
         if not due:
+            if done:
+                with self.store.batch():
+                    for key in done:
+                        self.store.sent(key, now)
             return False
         try:
             producer = self.kafka.producer()
@@ -78,9 +88,12 @@ class Relay:
             self.metrics.send_failures.inc()
             log.warning("no broker to publish %d due event(s) to (%s); retrying",
                         len(due), type(exc).__name__)
+            self._acknowledged = done  # marked sent with the next tick that commits
             return False
         pending, failed = [], False
-        with self.store.batch():  # the re-send times of the whole tick, one commit
+        with self.store.batch():  # the last tick's acknowledgements and the re-send times of
+            for key in done:  # this one: one commit
+                self.store.sent(key, now)
             for entry in due:
                 self.store.attempted(entry.delivery_key, now + backoff_ms(
                     entry.attempts, self.settings.resend_after_ms,
@@ -124,9 +137,5 @@ class Relay:
             acknowledged.append(entry)
             log.info("published %s event %s (attempt %d)", entry.record_type, entry.event_id,
                      entry.attempts + 1)
-        fire_and_forget = [e for e in acknowledged if not e.needs_receipt]
-        if fire_and_forget:
-            with self.store.batch():
-                for entry in fire_and_forget:
-                    self.store.sent(entry.delivery_key, self.clock())
+        self._acknowledged = [e.delivery_key for e in acknowledged if not e.needs_receipt]
         return not failed

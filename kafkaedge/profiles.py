@@ -199,7 +199,9 @@ def faust_broker_settings(profile: ClientProfile) -> dict:
         "broker_heartbeat_interval": profile.heartbeat_interval_ms / 1000,
         "broker_rebalance_timeout": profile.rebalance_timeout_ms / 1000,
         "producer_max_batch_size": profile.faust_max_batch_size,
-        "producer_linger": profile.linger_ms / 1000,
+        # the agent awaits each record's acknowledgement (agents/forward.py): a linger would
+        # only hold every record back; its records still share a request when several wait
+        "producer_linger": 0.0,
         "producer_acks": -1 if profile.acks == "all" else int(profile.acks),
         "processing_guarantee": profile.processing_guarantee,
         "consumer_auto_offset_reset": "earliest",

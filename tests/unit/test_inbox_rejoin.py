@@ -51,3 +51,47 @@ def test_a_consumer_still_joining_is_left_alone():
     inbox.consumer.poll = poll
     inbox._consume()  # ends only because the inbox was stopped
     assert len(polls) == 3
+
+
+class Batches:
+    """A consumer handing out two non-empty polls of partition 0, then empty ones."""
+
+    def __init__(self, inbox) -> None:
+        from types import SimpleNamespace
+        self.inbox, self.commits, self.polls = inbox, [], 0
+        self.tp = ("refmesh.agency.x", 0)
+        self.batches = [{self.tp: [SimpleNamespace(offset=o)]} for o in (7, 8)]
+        self.ns = SimpleNamespace
+
+    def poll(self, **_):
+        self.polls += 1
+        if self.polls == 4:
+            self.inbox._stop.set()
+        return self.batches.pop(0) if self.batches else {}
+
+    def assignment(self):
+        return {self.tp}
+
+    def highwater(self, tp):
+        return None
+
+    def commit(self, offsets):
+        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+
+class Store:
+    import contextlib
+
+    @contextlib.contextmanager
+    def batch(self):
+        yield
+
+
+def test_stored_offsets_are_committed_once_the_polls_run_dry():
+    inbox = Inbox(Store(), Keys(), lambda: None, {}, None, None)
+    inbox.handle = lambda message: None
+    consumer = inbox.consumer = Batches(inbox)
+    inbox.unassigned_since = None
+    inbox._consume()
+    # not after each of the two busy polls: once, after the first empty one, the last offset
+    assert consumer.commits == [{consumer.tp: 9}]

@@ -83,3 +83,30 @@ def test_nothing_is_sent_while_the_directory_has_expired(tmp_path):
     ref.renewed = True
     assert relay.tick() is True
     assert [envelope.read_header(v)["eventType"] for v in producer.sent] == ["Consent"]
+
+
+def test_an_acknowledged_receipt_is_marked_sent_with_the_next_ticks_commit(tmp_path):
+    """One commit per tick: the receipts the broker acknowledged are marked sent in the next
+    tick's transaction, and the next tick does not send them again meanwhile."""
+    mesh = signed_mesh()
+    shelter = mesh.keys["BH/GOV/SHELTER"]
+    store = Store(str(tmp_path / "gw.db"), shelter.agency_id, "BH/GOV/NCCTIP")
+    referral = samples.referral(sender="BH/GOV/HOTLINE", recipient=shelter.agency_id, n=1)
+    from refmesh import receive
+    store.receive(receive.Event("ev-1", "Referral", "BH/GOV/NCCTIP", referral, b"k", NOW),
+                  receive.Parties(shelter.agency_id, lambda _: "BH/GOV/NCCTIP"), NOW)
+    producer = FlakyProducer(refuse=0)
+    link = SimpleNamespace(producer=lambda: producer, reset=lambda: None)
+    settings = SimpleNamespace(resend_after_ms=1, max_resend_after_ms=1, poll_interval_ms=200)
+    relay = Relay(store, shelter, lambda: mesh.directory, link, Metrics(), settings,
+                  clock=lambda: NOW + 10)
+
+    def receipts_pending() -> int:
+        return [d.record_type for d in store.due(NOW + 10_000)].count("Receipt")
+
+    assert relay.tick() is True
+    first = [envelope.read_header(v)["eventType"] for v in producer.sent]
+    assert "Receipt" in first and receipts_pending() == 1  # acknowledged, not yet marked
+    relay.tick()  # due again by its 1 ms re-send time, yet not sent again: marked instead
+    assert [envelope.read_header(v)["eventType"] for v in producer.sent].count("Receipt") == 1
+    assert receipts_pending() == 0
