@@ -497,6 +497,8 @@ def main() -> None:
     if args.json:
         figures = {f"{k}, {side}": v for k, (a, b) in med.items()
                    for side, v in (("without", a), ("with", b))}
+        figures.update({f"{k}, with / without (paired per run)": statistics.median(
+            [y / x for x, y in zip(a, b)]) for k, (a, b) in runs.items()})
         figures.update({k: statistics.median(v) for k, v in alone.items()})
         figures.update({f"state head: {k}": statistics.median(v)
                         for k, v in head_alone.items()})
