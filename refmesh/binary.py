@@ -7,8 +7,10 @@ what is wrong). ``decoder(raw)`` gives ``dec(data, pos) -> (value, end)`` for by
 that very schema; what it returns is a valid value of the schema by construction (ints within 32
 bits, longs within 64, enum indexes within the symbols, strings strict UTF-8), so it needs no
 check after it. It raises ``EOFError`` (or ``IndexError``) when the data ends early and
-``ValueError`` when it cannot be a value of the schema. Resolving one schema to another is not
-done here: the codec leaves that to fastavro.
+``ValueError`` when it cannot be a value of the schema. It is stricter than fastavro in two
+ways the spec supports: a boolean byte other than 0 or 1 and a negative enum index (which
+fastavro reads as a symbol counted from the end) are malformed. Resolving one schema to another
+is not done here: the codec leaves that to fastavro.
 
 Only what the contracts use is compiled: records, enums, arrays, fixed, ["null", T] unions and
 the primitives. Anything else raises ``NotImplementedError`` at compile time, and the codec
