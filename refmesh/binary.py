@@ -261,6 +261,7 @@ def _decoder(t: Any, named: dict) -> Callable:
             if i == 1:
                 return inner(data, pos)
             raise ValueError(f"union index {i}")
+        dec.inner = inner  # for the record code below
         return dec
     kind = t["type"]
     if kind == "enum":
@@ -277,6 +278,9 @@ def _decoder(t: Any, named: dict) -> Callable:
             return symbols[i], pos
     elif kind == "array":
         item = _decoder(t["items"], named)
+        items = t["items"]
+        quick = {2 * j: s for j, s in enumerate(items["symbols"]) if 2 * j < 128} if (
+            isinstance(items, dict) and items["type"] == "enum") else {}
         if _may_be_empty(t["items"], named):
             raise NotImplementedError("array of zero-width items")
 
@@ -296,7 +300,11 @@ def _decoder(t: Any, named: dict) -> Callable:
                 if count > len(data) - pos:  # every item takes a byte at least
                     raise EOFError(f"{count} items declared, {len(data) - pos} bytes left")
                 for _ in range(count):
-                    x, pos = item(data, pos)
+                    x = quick.get(data[pos])
+                    if x is None:
+                        x, pos = item(data, pos)
+                    else:
+                        pos += 1
                     out.append(x)
     elif kind == "fixed":
         size = t["size"]
@@ -384,7 +392,8 @@ _DEC = {
                     "    v{i} = data[pos + 2:end].decode()", "    pos = end"),
     "enum": ("v{i} = q{i}.get(data[pos])", "if v{i} is not None:", "    pos += 1"),
     "int": ("b = data[pos]", "if b < 128:", "    v{i} = (b >> 1) ^ -(b & 1)", "    pos += 1"),
-    "null-other": ("if data[pos] == 0:", "    v{i} = None", "    pos += 1"),
+    "null-other": ("b = data[pos]", "if b == 0:", "    v{i} = None", "    pos += 1",
+                   "elif b == 2:", "    v{i}, pos = g{i}(data, pos + 1)"),
 }
 _DEC["long"] = _DEC["int"]
 _DEC["null-enum"] = _DEC["null-other"]
@@ -395,7 +404,7 @@ def _record_decoder(fields: list) -> Callable:
     code = ["def dec(data, pos):", "ln = len(data)"]
     for i, (_, t, fdec) in enumerate(fields):
         shape = _shape(t)
-        ns[f"f{i}"] = fdec
+        ns[f"f{i}"], ns[f"g{i}"] = fdec, getattr(fdec, "inner", None)
         if shape == "enum":
             ns[f"q{i}"] = {2 * j: s for j, s in enumerate(t["symbols"]) if 2 * j < 128}
         inline = [line.format(i=i) for line in _DEC.get(shape, ())]
