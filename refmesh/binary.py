@@ -329,8 +329,8 @@ def _decoder(t: Any, named: dict) -> Callable:
 # A record's encoder and decoder are generated as one function each that handles its fields one
 # after the other, with the commonest field types (strings, optional strings, enums, small ints)
 # written inline; any other value, and every case outside the inline fast path (a long string,
-# a wrong value), goes to the field's compiled closure above, which has the whole logic. This
-# halves the cost of a loop over the fields calling a closure each.
+# a wrong value), goes to the field's compiled closure above, which has the whole logic. On a
+# full referral this costs a quarter less than a loop over the fields calling a closure each.
 
 def _shape(t: Any) -> str:
     if isinstance(t, list):
