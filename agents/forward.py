@@ -117,8 +117,9 @@ class Forwarder:
     """Handle one Kafka message: ``refmesh.domain.handle`` decides, this carries it out.
 
     ``publish(topic, key, value, headers, partition, source=(topic, partition))`` must return
-    only once the broker acknowledged the record; ``source`` is the event's own partition (its
-    transaction under ``exactly_once``), and ``PartitionLost`` from it means the partition
+    only once the broker acknowledged the record, or under ``exactly_once`` once it is in the
+    transaction of ``source``, the event's own partition (the commit waits for its
+    acknowledgement: agents/publisher.py), and ``PartitionLost`` from it means the partition
     was revoked meanwhile: the event is left to its new owner, not retried. A failed produce
     (aiokafka's KafkaError, faust's ProducerSendError, a timeout, or anything else) is retried
     with backoff for as long as it takes: a referral must not be dropped, and a partition that
@@ -528,6 +529,20 @@ def create_app(settings: AgentSettings, keys: AgencyKeys,
         if not messages:
             return
         if app.in_worker:
+            if app.in_transaction:  # the records sent in the transactions, acknowledged
+                try:
+                    await asyncio.wait_for(
+                        publisher.acknowledged({m.partition for m in messages}),
+                        profile_of(settings).delivery_timeout_ms / 1000)
+                except Exception as exc:
+                    # a record failed or was not acknowledged within the delivery timeout:
+                    # the transactions cannot commit, and the tables in memory are ahead of
+                    # their changelogs. Stop: the next worker restores them and handles the
+                    # events again (their records are in aborted transactions no reader sees).
+                    log.error("a record of the open transactions was not acknowledged (%s); "
+                              "stopping the worker", type(exc).__name__)
+                    await app.crash(exc)
+                    raise
             await app.producer.flush()
             # aiokafka's own TopicPartition: the transactional commit hands it on unconverted
             done = await app.consumer._commit_offsets(  # noqa: SLF001 (see above)

@@ -1,11 +1,13 @@
 """``publish`` for the domain's agent over its faust app's producer (agents/forward.py).
 
-Every record the agent publishes is acknowledged by the broker before the next step of the
-event. Under ``exactly_once`` (the apache profile) every record goes into the transaction of the
-event's own partition, the transaction its offset commit ends.
+Under ``at_least_once`` every record the agent publishes is acknowledged by the broker before
+the next step of the event. Under ``exactly_once`` (the apache profile) every record goes into
+the transaction of the event's own partition, the transaction its offset commit ends, and the
+commit first waits for every record of the transaction to be acknowledged (``acknowledged``).
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import faust
@@ -39,6 +41,9 @@ class FaustPublisher:
         self.app, self.partitions, self.ensure_topic = app, partitions, ensure_topic
         self._topics: dict[str, faust.TopicT] = {}
         self._ensured: set[str] = set()
+        # under exactly_once: (source partition, acknowledgement future) of records sent in
+        # the open transactions, awaited together before their commit (``acknowledged``)
+        self._unacked: list[tuple[int, asyncio.Future]] = []
 
     def known(self, names) -> None:
         """Topics already created (by ``agents.run``): no need to check them again."""
@@ -68,5 +73,15 @@ class FaustPublisher:
         # the transactional id faust's TransactionManager commits this partition's offsets in
         transactional_id = (f"{self.app.conf.id}-{self.app.assignor.group_for_topic(topic)}-"
                             f"{source_partition}")
-        await (await self.app.producer.send(name, key, value, partition, None, headers,
-                                            transactional_id=transactional_id))
+        # not awaited one by one: the records of an event (and of the events sharing its
+        # commit) go out together, and the commit waits for them (``acknowledged``); a record
+        # that fails makes the transaction fail, so none of them is ever seen
+        self._unacked.append((source_partition, await self.app.producer.send(
+            name, key, value, partition, None, headers, transactional_id=transactional_id)))
+
+    async def acknowledged(self, partitions: set[int]) -> None:
+        """Wait until the broker acknowledged every record sent in the transactions of
+        ``partitions`` (the ones about to be committed); raise the first failure. Records of
+        other partitions (revoked meanwhile: their transactions are gone) are forgotten."""
+        unacked, self._unacked = self._unacked, []
+        await asyncio.gather(*(f for p, f in unacked if p in partitions))
