@@ -25,6 +25,10 @@ REJOIN_AFTER_S = 30.0  # no partition held for this long: the consumer is replac
 #: coming, and at once when a poll comes back empty or the consumer closes: an event read
 #: again after a crash is found in the store and answered as a duplicate, never stored twice
 COMMIT_EVERY_S = 1.0
+#: after a poll that brought events, more are gathered for this long (up to MAX_RECORDS) and
+#: stored in the same commit: one fsync for many events under load, at most 10 ms more per event
+GATHER_S = 0.010
+MAX_RECORDS = 200
 
 
 class Inbox:
@@ -77,8 +81,8 @@ class Inbox:
     def _consume(self) -> None:
         while not self._stop.is_set():
             # nothing is fetched while the directory in force has expired (kafkaedge)
-            batches = gated_poll(self.consumer, self.directory_ref, timeout_ms=500,
-                                 max_records=200)
+            batches = self._gather(gated_poll(self.consumer, self.directory_ref,
+                                              timeout_ms=500, max_records=MAX_RECORDS))
             if self.consumer.assignment():
                 self.unassigned_since = None
             elif self.unassigned_since is None:
@@ -100,6 +104,23 @@ class Inbox:
             if not batches or time.monotonic() - self._committed_at >= COMMIT_EVERY_S:
                 self._commit_offsets()
             self.lag = self._lag()
+
+    def _gather(self, batches: dict) -> dict:
+        """``batches`` and whatever more arrives within GATHER_S, per partition in order."""
+        count = sum(len(m) for m in batches.values())
+        deadline = time.monotonic() + GATHER_S
+        while batches and count < MAX_RECORDS:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = gated_poll(self.consumer, self.directory_ref, timeout_ms=left_ms,
+                              max_records=MAX_RECORDS - count)
+            if not more:
+                break
+            for tp, messages in more.items():
+                batches[tp] = batches.get(tp, []) + messages
+                count += len(messages)
+        return batches
 
     def _commit_offsets(self) -> None:
         """Commit the offsets after the events stored since the last commit (group commit:
