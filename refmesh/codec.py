@@ -140,7 +140,9 @@ def _decode(data: bytes, expect: str | None, resolve: bool) -> tuple[schemas.Con
     except (EOFError, IndexError) as exc:
         raise TruncatedError(f"{writer.name} record ends early") from exc
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise MalformedBodyError(f"{writer.name} body does not decode: {exc}") from exc
+        # The type only: the message may quote a value of the (decrypted) body.
+        raise MalformedBodyError(f"{writer.name} body does not decode: {type(exc).__name__}") \
+            from exc
     if end != len(data):
         raise TrailingBytesError(f"{len(data) - end} bytes after the end of the {writer.name} "
                                  "record")
