@@ -47,6 +47,9 @@ class ClientProfile:
     delivery_timeout_ms: int = 120000
     #: faust's processing guarantee: exactly_once needs transactions (Apache Kafka only)
     processing_guarantee: str = "at_least_once"
+    #: the gateway inbox gathers the events arriving this long after a poll's into its commit
+    #: (gateways/inbox.py); 0 on Tansu, whose fetches wait out fetch_max_wait_ms anyway
+    inbox_gather_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
@@ -102,7 +105,7 @@ APACHE = ClientProfile(
     name="apache", enable_idempotence=True, batch_size=262144, linger_ms=5,
     session_timeout_ms=10000, heartbeat_interval_ms=3000, rebalance_timeout_ms=20000,
     max_poll_interval_ms=300000, isolation_level="read_committed", faust_max_batch_size=16384,
-    processing_guarantee="exactly_once",
+    processing_guarantee="exactly_once", inbox_gather_ms=10,
 )
 
 #: The profile of each broker kind (refmesh.settings.BROKER_KINDS).

@@ -88,7 +88,8 @@ class Store:
 
 
 def test_stored_offsets_are_committed_once_the_polls_run_dry():
-    inbox = Inbox(Store(), Keys(), lambda: None, {}, None, None)
+    """The second poll's event is gathered into the first's store commit (gather_ms)."""
+    inbox = Inbox(Store(), Keys(), lambda: None, {}, None, None, gather_ms=10)
     inbox.handle = lambda message: None
     consumer = inbox.consumer = Batches(inbox)
     inbox.unassigned_since = None
