@@ -38,15 +38,18 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m devmesh.demo --broker $(BROKER)
 
-# benchmarks (about 10 minutes): the pipeline on Tansu and on Apache Kafka (SASL_SSL, ACLs) side by
+# benchmarks (about 30 minutes): the pipeline on Tansu and on Apache Kafka (SASL_SSL, ACLs) side by
 # side when java 17+ and mvn are on PATH, else on Tansu alone with a NOTE saying why;
 # `$(BIN)/python bench/pipeline.py --quick` takes about a minute; BENCH_ARGS='--brokers embedded';
-# bench/checks.py (what issue 12's checks cost, with against without) takes about 10 s
+# bench/checks.py (what issue 12's checks cost, with against without) takes about 10 s;
+# bench/scale.py (1,000 agencies, four agent workers, restoring 1,000,000 referrals) about 20
+# minutes, its --quick about 2
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
+	$(BIN)/python bench/scale.py
 
 # where each process of the pipeline bench spends its CPU, per referral (py-spy on both brokers,
 # about 2 minutes; PROFILE_ARGS='--brokers embedded --flamegraph')
