@@ -8,8 +8,10 @@ measured in the same run.
    until stored at the shelter) and its CPU ms per referral; what grows with the directory
    (topics, ACL grants, the signed directory's size and load time, the domain agents' start).
 2. **Four agent workers.** The domain run with one worker and with four (one partition each of
-   the inbox's four), the same load: throughput, CPU ms per referral summed over the workers,
-   partitions per worker, and every referral stored once at the shelter.
+   the inbox's four), the same load: throughput, CPU ms per referral summed over the workers
+   (also less their idle CPU, measured just before), partitions per worker, and every referral
+   stored once at the shelter; then the same at a steady 30 referrals/s (``--rate``), where no
+   backlog builds up and every event travels alone.
 3. **Restore after N forwarded referrals** (bench/scale_restore.py): a fresh worker's time to
    restore the domain's tables, N = 100 (the worker's fixed start cost), 10,000, 100,000 and,
    on Apache Kafka, 1,000,000; the state made by bench/scale_state.py with the core's functions.
@@ -17,12 +19,14 @@ measured in the same run.
 Each part runs on each broker kind (Tansu; Apache Kafka 4 PLAINTEXT when Java 17+ and Maven
 are there: 1,000 agencies would need 1,000 SCRAM users on a secured one, see the ACL grants
 counted instead), a fresh broker per mesh for parts 1 and 2, one broker per kind for part 3.
+``--parts`` with some parts only replaces those parts' tables in RESULTS.md's section.
 Usage: python bench/scale.py [--quick] [--brokers embedded,apache] [--parts ...]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -63,7 +67,8 @@ def fresh_broker(kind: str, root: Path, name: str):
 def drive(bench: ScaleBench, tag: str, args) -> dict:
     """Consents, a warm-up, the CPU each process spends idle (no referral moving: polling,
     timers), then bench/pipeline.py's throughput run."""
-    bench.record_consents(args.n, args.threads)
+    # every person the throughput and paced runs refer has consented first
+    bench.record_consents(max(args.n, int(args.rate * args.seconds)), args.threads)
     warm = [bench.referral(f"warm-{tag}-{i}", i) for i in range(10)]
     submit_all(bench, warm, 2)
     bench.wait_stored(f"warm-{tag}-", len(warm), 60)
@@ -77,6 +82,27 @@ def drive(bench: ScaleBench, tag: str, args) -> dict:
     tp["stored"] = bench.stored(f"tp-{tag}-")
     tp["idle_ms_per_s"] = idle
     return tp
+
+
+def paced(bench: ScaleBench, tag: str, rate: float, seconds: float) -> dict:
+    """CPU ms per referral of every process with referrals offered at a steady ``rate`` (below
+    what the pipeline takes: no backlog, so each event travels alone), until the loop closes."""
+    prefix = f"pace-{tag}-"
+    n = int(rate * seconds)
+    procs = {**bench.pids(), "broker": bench.broker_pid}
+    before = {name: cpu_s(pid) for name, pid in procs.items()}
+    client, pause, t0 = bench.api[bench.hotline], threading.Event(), time.monotonic()
+    for i in range(n):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            pause.wait(delay)
+        client.submit(bench.referral(f"{prefix}{i:05d}", i))
+    offered = n / (time.monotonic() - t0)
+    bench.wait_stored(prefix, n, timeout=60 + seconds)
+    bench.wait_quiet(timeout=60 + seconds)
+    cpu = {name: (cpu_s(pid) - before[name]) * 1000 / n for name, pid in procs.items()}
+    return {"offered": offered, "n": n, "cpu_ms": cpu, "stored": bench.stored(prefix),
+            "resends": bench.resends(prefix)}
 
 
 def net_ms(tp: dict, names, n: int) -> float:
@@ -133,6 +159,7 @@ def workers_run(root: Path, kind: str, workers: int, args) -> dict:
             bench.start(workers)
             held = bench.partitions_by_worker()
             tp = drive(bench, tag, args)
+            tp["paced"] = paced(bench, tag, args.rate, args.seconds)
             after = bench.partitions_by_worker()
         finally:
             bench.stop()
@@ -194,7 +221,7 @@ def directory_table(per_kind: dict[str, list[dict]], n: int) -> list[str]:
     return out
 
 
-def workers_table(per_kind: dict[str, list[dict]], n: int) -> list[str]:
+def workers_table(per_kind: dict[str, list[dict]], n: int, rate: float) -> list[str]:
     out = ["### 2. The domain with four agent workers", "",
            "| figure | " + " | ".join(f"{label(k)}: 1 worker / 4 workers / ratio"
                                       for k in per_kind) + " |",
@@ -212,6 +239,15 @@ def workers_table(per_kind: dict[str, list[dict]], n: int) -> list[str]:
         ("all processes CPU per referral (ms)", lambda r: sum(r["cpu_ms"].values()), 2),
         ("broker CPU per referral (ms)", lambda r: r["cpu_ms"]["broker"], 2),
         (f"referrals stored at the shelter (of {n}; each once)", lambda r: r["stored"], 0),
+        (f"**paced run: agent workers' CPU per referral, summed, at a steady {rate:g}/s (no "
+         "backlog) (ms)**",
+         lambda r: sum(v for k, v in r["paced"]["cpu_ms"].items() if "agent" in k), 2),
+        ("paced run: all processes CPU per referral (ms)",
+         lambda r: sum(r["paced"]["cpu_ms"].values()), 2),
+        ("paced run: rate achieved (referrals/s)", lambda r: r["paced"]["offered"], 1),
+        ("paced run: referrals stored at the shelter (each once)",
+         lambda r: r["paced"]["stored"], 0),
+        ("paced run: re-sends", lambda r: r["paced"]["resends"], 0),
         ("re-sends (no receipt within resend_after_ms)", lambda r: r["resends"], 0),
     ]
     for name, get, digits in rows:
@@ -275,6 +311,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=4, help="API client threads")
     ap.add_argument("--sizes", help="restore sizes, comma-separated (default: 100,10000,100000 "
                                     "and on Apache Kafka also 1000000; quick 100,2000)")
+    ap.add_argument("--rate", type=float, default=30.0,
+                    help="referrals/s of the workers' paced run (30)")
+    ap.add_argument("--seconds", type=float, help="length of the paced run (20; quick 4)")
     ap.add_argument("--idle-s", type=float, help="seconds of idle CPU measured before each "
                                                    "throughput run (5; quick 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
@@ -288,6 +327,7 @@ def main() -> int:
     args.members = args.members or (100 if args.quick else 1000)
     args.n = args.n or (100 if args.quick else 1000)
     args.idle_s = args.idle_s or (2.0 if args.quick else 5.0)
+    args.seconds = args.seconds or (4.0 if args.quick else 20.0)
     notes = []
     if "apache" in kinds and (problem := brokers.apache_available()):
         kinds.remove("apache")
@@ -337,8 +377,28 @@ def main() -> int:
     body = report(results, notes, args)
     print(body)
     if not args.quick:
-        write_section(SECTION, body)
+        write_section(SECTION, body if set(parts) == set(PARTS) else merged(body, parts))
     return 1 if failed else 0
+
+
+def merged(body: str, parts: list[str]) -> str:
+    """With only some parts run: the section RESULTS.md holds, with the subsections of those
+    parts replaced by the new ones (the others are from the run that wrote them)."""
+    from bench.results import RESULTS
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    found = re.search(rf"^## {re.escape(SECTION)}\n\n[^\n]*\n\n(.*?)(?=^## |\Z)", text,
+                      re.S | re.M)
+    if found is None:
+        return body
+    old = re.split(r"^(?=### )", found.group(1).strip() + "\n", flags=re.M)
+    new = {chunk.split(".", 1)[0]: chunk for chunk in re.split(r"^(?=### )", body + "\n",
+                                                                flags=re.M)
+           if chunk.startswith("### ")}
+    out = [new.pop(chunk.split(".", 1)[0], chunk) for chunk in old]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out[0] = out[0].rstrip() + (f" {', '.join(parts).capitalize()} re-measured alone at "
+                                f"{when} (the machine line above is that run's).\n\n")
+    return "".join(out + list(new.values())).strip()
 
 
 def report(results: dict, notes: list[str], args) -> str:
@@ -352,7 +412,7 @@ def report(results: dict, notes: list[str], args) -> str:
     if results.get("directory"):
         lines += [*directory_table(results["directory"], args.n), ""]
     if results.get("workers"):
-        lines += [*workers_table(results["workers"], args.n), ""]
+        lines += [*workers_table(results["workers"], args.n, args.rate), ""]
     if results.get("restore"):
         lines += [*restore_table(results["restore"]), ""]
     return "\n".join(lines)

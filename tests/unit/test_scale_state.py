@@ -142,8 +142,10 @@ def test_the_report_renders_every_part():
              "setup_s": {"keys, keystores, settings and the signed directory": 3.0,
                          "topics pre-created": 20.0},
              "start_s": {"domain agents (worker 1)": 5.0, "hotline gateway": 0.9}, **tp}
-    four = {**tp, "workers": 4, "agents_ms": 5.0, "held": {"1": [0], "2": [1]}, "after": {},
-            "cpu_ms": {**tp["cpu_ms"], "agent worker 1": 1.2}}
+    pace = {"offered": 30.0, "n": 60, "cpu_ms": {"agent worker 1": 2.0}, "stored": 60,
+            "resends": 0}
+    four = {**tp, "paced": pace, "workers": 4, "agents_ms": 5.0, "held": {"1": [0], "2": [1]},
+            "after": {}, "cpu_ms": {**tp["cpu_ms"], "agent worker 1": 1.2}}
     restore = [{"referrals": n, "records": 3 * n, "bytes": 300 * n, "generated_s": 1.0,
                 "produced_s": 1.0, "answered_s": 0.5, "recovery_s": None if n < 10 else 2.0,
                 "ready_s": 4.0 + n / 1e4, "forwarded_s": 5.0, "worker_rss_ready_mb": 80,
@@ -151,5 +153,5 @@ def test_the_report_renders_every_part():
     body = report({"directory": {"embedded": [grown, grown]},
                    "workers": {"embedded": [{**four, "workers": 1}, four]},
                    "restore": {"embedded": restore}}, ["a note"],
-                  argparse.Namespace(n=10, threads=4))
+                  argparse.Namespace(n=10, threads=4, rate=30.0))
     assert "1,002,046" in body and "worker 2: [1]" in body and "per million referrals" in body
