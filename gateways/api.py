@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateways import feed
+from gateways.commits import GroupCommit
 from gateways.gateway import Paused
 from gateways.openapi import OPENAPI
 from gateways.store import NotFound, StoreError
@@ -31,6 +32,7 @@ MAX_BODY = 256 * 1024  # a referral is a few KB; anything far larger is refused 
 GATEWAY = web.AppKey("gateway", object)
 WEB_ROUTES = "web:"  # name prefix of the web page's routes: no token, sessions instead
 DESK = web.AppKey("desk", Desk)
+COMMITS = web.AppKey("commits", GroupCommit)  # submissions share commits (gateways/commits.py)
 PRINCIPAL = web.RequestKey("principal", permissions.Principal)
 #: what each route needs at least (refmesh.permissions); the handlers (gateways/desk.py) check
 #: the referral or consent itself. Routes not named (metrics, the OpenAPI description) need a
@@ -151,7 +153,8 @@ async def json_body(request: web.Request) -> dict:
 
 
 async def submit(request: web.Request) -> web.Response:
-    referral = _desk(request).submit(_who(request), await json_body(request))
+    referral = await request.app[COMMITS].run(_desk(request).submit, _who(request),
+                                              await json_body(request))
     log.info("referral %s accepted for %s", referral["referralId"], referral["recipientAgency"])
     return web.json_response({"referralId": referral["referralId"], "state": "requested"},
                              status=202)
@@ -192,7 +195,8 @@ async def change_status(request: web.Request) -> web.Response:
 
 
 async def record_consent(request: web.Request) -> web.Response:
-    consent = _desk(request).record_consent(_who(request), await json_body(request))
+    consent = await request.app[COMMITS].run(_desk(request).record_consent, _who(request),
+                                             await json_body(request))
     # a consent id is shared by every referral of one person: never in a log
     log.info("consent recorded (version %d)", consent["version"])
     return web.json_response({"consentId": consent["consentId"], "version": consent["version"]},
@@ -326,11 +330,17 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
+async def _close_commits(app: web.Application) -> None:
+    app[COMMITS].close()
+
+
 def create_api(gateway) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
     app[DESK] = Desk(gateway)
+    app[COMMITS] = GroupCommit(lambda: gateway.store)
     app.on_shutdown.append(_stop_waiting)
+    app.on_cleanup.append(_close_commits)
     app.router.add_post("/v1/referrals", submit)
     app.router.add_get("/v1/inbox", inbox)
     app.router.add_get("/v1/outbox", outbox)
