@@ -103,7 +103,8 @@ class Gateway:
         group = gateway_group(settings.agency)  # the group its ACLs name (refmesh.access)
         self.inbox = Inbox(self.store, self.keys, self.directory, profiles.consumer_config(
             profile, settings.bootstrap, group, settings.security), self.kafka,
-            self.metrics, on_stored=self.relay.wake, gather_ms=profile.inbox_gather_ms)
+            self.metrics, on_stored=self.relay.wake, gather_ms=profile.inbox_gather_ms,
+            on_closed=self.relay.closed)
 
     def _lag(self) -> int:
         return self.inbox.lag

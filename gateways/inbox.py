@@ -32,10 +32,12 @@ MAX_RECORDS = 200
 class Inbox:
     def __init__(self, store: Store, keys, directory_ref, consumer_config: dict, kafka,
                  metrics, on_stored=lambda: None,
-                 clock=lambda: int(time.time() * 1000), gather_ms: int = 0) -> None:
+                 clock=lambda: int(time.time() * 1000), gather_ms: int = 0,
+                 on_closed=lambda keys: None) -> None:
         self.store, self.keys, self.directory_ref = store, keys, directory_ref
         self.consumer_config, self.kafka, self.metrics = consumer_config, kafka, metrics
         self.on_stored, self.clock = on_stored, clock
+        self.on_closed = on_closed  # outbox entries closed by a receipt: the relay's timing
         # after a poll that brought events, more are gathered for this long into the same
         # store commit: one fsync for many events under load, at most gather_ms more per event
         # (kafkaedge.profiles: 10 ms on Apache Kafka, 0 on Tansu)
@@ -172,6 +174,8 @@ class Inbox:
                                      "new" if changes.new else "duplicate").inc()
         log.info("stored %s event %s from %s (%s) at %s", event.record_type, event.event_id,
                  event.sender, "new" if changes.new else "duplicate", where)
+        if changes.close:
+            self.on_closed([close.key for close in changes.close])
         self.on_stored()
 
     def _dead_letter(self, message, reason: str, where: str, detail: str = "") -> None:

@@ -14,15 +14,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 
 from kafka.errors import KafkaError
 
 from gateways.store import Store, StoreError
 from kafkaedge.directory_gate import stop_reason
-from refmesh import envelope, topology
+from refmesh import envelope, resend, topology
 from refmesh.errors import DirectoryError, MeshError, failure
 
 log = logging.getLogger("refmesh.relay")
+
+
+#: first sends remembered for their receipt delay (oldest forgotten first: no sample from them)
+FIRST_SENT_MAX = 100_000
 
 
 def backoff_ms(attempts: int, first_ms: int, ceiling_ms: int) -> int:
@@ -41,6 +46,11 @@ class Relay:
         # commit (one commit per tick, not two): a crash before that re-sends them once, and
         # their recipient drops the copy by delivery key
         self._acknowledged: list[str] = []
+        # the re-send timeout follows the receipts' delay (refmesh.resend): first sends of this
+        # process (delivery key -> when), the delays the inbox reports, under one lock
+        self._first_sent: OrderedDict[str, int] = OrderedDict()
+        self._estimate = resend.Estimate()
+        self._timing = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
 
     def start(self) -> None:
@@ -66,6 +76,32 @@ class Relay:
                 self._wake.wait(self.settings.poll_interval_ms / 1000)
                 self._wake.clear()
 
+    def closed(self, delivery_keys) -> None:
+        """Entries closed by their receipts (the inbox's thread): each one sent once by this
+        relay gives a receipt delay (Karn: an entry sent twice gives none)."""
+        now = self.clock()
+        with self._timing:
+            for key in delivery_keys:
+                sent = self._first_sent.pop(key, None)
+                if sent is not None and now >= sent:
+                    self._estimate = resend.observe(self._estimate, now - sent)
+
+    def timeout_ms(self) -> int:
+        """The re-send timeout now: resend_after_ms, or longer while receipts come slower."""
+        with self._timing:
+            estimate = self._estimate
+        return resend.timeout_ms(estimate, self.settings.resend_after_ms,
+                                 self.settings.max_resend_after_ms)
+
+    def _sent_once(self, entry, now: int) -> None:
+        with self._timing:
+            if entry.attempts:  # a re-send: its receipt could answer either copy
+                self._first_sent.pop(entry.delivery_key, None)
+                return
+            self._first_sent[entry.delivery_key] = now
+            while len(self._first_sent) > FIRST_SENT_MAX:
+                self._first_sent.popitem(last=False)
+
     def tick(self) -> bool:
         """Publish every due entry once, in order; return True if there was work and the broker
         took it (False makes the relay wait a poll interval before trying again). Nothing is
@@ -75,12 +111,22 @@ class Relay:
         now = self.clock()
         done, self._acknowledged = self._acknowledged, []
         skip = set(done)
-        due = [e for e in self.store.due(now) if e.delivery_key not in skip]
+        timeout = self.timeout_ms()
+        due, later = [], []
+        for entry in self.store.due(now):
+            if entry.delivery_key in skip:
+                continue
+            with self._timing:
+                first = self._first_sent.get(entry.delivery_key)
+            wait = resend.due(first, now, timeout) if entry.attempts == 1 else None
+            (due.append(entry) if wait is None else later.append((entry.delivery_key, wait)))
         if not due:
-            if done:
+            if done or later:
                 with self.store.batch():
                     for key in done:
                         self.store.sent(key, now)
+                    for key, at in later:  # slow receipts, not lost events: no copy yet
+                        self.store.reschedule(key, at)
             return False
         try:
             producer = self.kafka.producer()
@@ -94,10 +140,11 @@ class Relay:
         with self.store.batch():  # the last tick's acknowledgements and the re-send times of
             for key in done:  # this one: one commit
                 self.store.sent(key, now)
+            for key, at in later:  # slow receipts, not lost events: no copy yet
+                self.store.reschedule(key, at)
             for entry in due:
                 self.store.attempted(entry.delivery_key, now + backoff_ms(
-                    entry.attempts, self.settings.resend_after_ms,
-                    self.settings.max_resend_after_ms))
+                    entry.attempts, timeout, self.settings.max_resend_after_ms))
         for index, entry in enumerate(due):
             try:
                 directory = self.directory_ref()
@@ -135,6 +182,8 @@ class Relay:
                 continue
             self.metrics.sent.labels(entry.record_type).inc()
             acknowledged.append(entry)
+            if entry.needs_receipt:
+                self._sent_once(entry, now)
             log.info("published %s event %s (attempt %d)", entry.record_type, entry.event_id,
                      entry.attempts + 1)
         self._acknowledged = [e.delivery_key for e in acknowledged if not e.needs_receipt]

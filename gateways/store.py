@@ -295,6 +295,13 @@ class Store:
                        "WHERE delivery_key = ? AND state = 'pending'",
                        (next_attempt_ms, delivery_key))
 
+    def reschedule(self, delivery_key: str, next_attempt_ms: int) -> None:
+        """Move a pending entry's next attempt without counting one: its receipt is slow, not
+        lost (refmesh.resend)."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET next_attempt_ms = ? WHERE delivery_key = ? "
+                       "AND state = 'pending'", (next_attempt_ms, delivery_key))
+
     def retry_soon(self, delivery_key: str) -> None:
         """The broker did not take the entry: make it due again at once, in its original place
         (its creation time), so that a later entry for the same person (a referral after a

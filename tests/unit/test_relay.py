@@ -110,3 +110,36 @@ def test_an_acknowledged_receipt_is_marked_sent_with_the_next_ticks_commit(tmp_p
     relay.tick()  # due again by its 1 ms re-send time, yet not sent again: marked instead
     assert [envelope.read_header(v)["eventType"] for v in producer.sent].count("Receipt") == 1
     assert receipts_pending() == 0
+
+
+def test_a_slow_receipt_postpones_the_first_resend_instead_of_sending_a_copy(tmp_path):
+    """Receipts that came slower than resend_after_ms stretch the re-send timeout
+    (refmesh.resend): an entry whose first send is younger than it is rescheduled, not sent
+    again; once older, it is re-sent."""
+    mesh = signed_mesh()
+    hotline = mesh.keys["BH/GOV/HOTLINE"]
+    store = Store(str(tmp_path / "gw.db"), hotline.agency_id, "BH/GOV/NCCTIP")
+    producer = FlakyProducer(refuse=0)
+    link = SimpleNamespace(producer=lambda: producer, reset=lambda: None)
+    settings = SimpleNamespace(resend_after_ms=1000, max_resend_after_ms=60000,
+                               poll_interval_ms=200)
+    now = [NOW]
+    relay = Relay(store, hotline, lambda: mesh.directory, link, Metrics(), settings,
+                  clock=lambda: now[0])
+    # an earlier entry's receipt took 5 s: receipts are slow now
+    now[0] = NOW - 5000
+    relay._sent_once(SimpleNamespace(attempts=0, delivery_key="earlier"), now[0])
+    now[0] = NOW
+    relay.closed(["earlier"])
+    assert relay.timeout_ms() > 5000
+    store.submit_referral(samples.referral(sender=hotline.agency_id,
+                                           recipient="BH/GOV/SHELTER", n=1), b"k", NOW)
+    assert relay.tick() is True and len(producer.sent) == 1
+    now[0] = NOW + 2000  # due by resend_after_ms, yet younger than the timeout
+    relay.tick()
+    assert len(producer.sent) == 1  # no copy
+    assert [d.delivery_key for d in store.due(NOW + 2000)] == []  # rescheduled, not attempted
+    assert store.due(NOW + 10**9)[0].attempts == 1
+    now[0] = NOW + relay.timeout_ms() + 1
+    relay.tick()
+    assert len(producer.sent) == 2  # its receipt never came: re-sent after the timeout
