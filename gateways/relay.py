@@ -120,31 +120,27 @@ class Relay:
                 first = self._first_sent.get(entry.delivery_key)
             wait = resend.due(first, now, timeout) if entry.attempts == 1 else None
             (due.append(entry) if wait is None else later.append((entry.delivery_key, wait)))
+        if due:
+            try:
+                producer = self.kafka.producer()
+            except (KafkaError, MeshError) as exc:
+                self.metrics.send_failures.inc()
+                log.warning("no broker to publish %d due event(s) to (%s); retrying",
+                            len(due), type(exc).__name__)
+                self._acknowledged = done  # marked sent with the next tick that commits
+                return False
+        if done or later or due:
+            with self.store.batch():  # the last tick's acknowledgements, the postponed first
+                for key in done:  # re-sends and this tick's re-send times: one commit
+                    self.store.sent(key, now)
+                for key, at in later:  # slow receipts, not lost events: no copy yet
+                    self.store.reschedule(key, at)
+                for entry in due:
+                    self.store.attempted(entry.delivery_key, now + backoff_ms(
+                        entry.attempts, timeout, self.settings.max_resend_after_ms))
         if not due:
-            if done or later:
-                with self.store.batch():
-                    for key in done:
-                        self.store.sent(key, now)
-                    for key, at in later:  # slow receipts, not lost events: no copy yet
-                        self.store.reschedule(key, at)
-            return False
-        try:
-            producer = self.kafka.producer()
-        except (KafkaError, MeshError) as exc:
-            self.metrics.send_failures.inc()
-            log.warning("no broker to publish %d due event(s) to (%s); retrying",
-                        len(due), type(exc).__name__)
-            self._acknowledged = done  # marked sent with the next tick that commits
             return False
         pending, failed = [], False
-        with self.store.batch():  # the last tick's acknowledgements and the re-send times of
-            for key in done:  # this one: one commit
-                self.store.sent(key, now)
-            for key, at in later:  # slow receipts, not lost events: no copy yet
-                self.store.reschedule(key, at)
-            for entry in due:
-                self.store.attempted(entry.delivery_key, now + backoff_ms(
-                    entry.attempts, timeout, self.settings.max_resend_after_ms))
         for index, entry in enumerate(due):
             try:
                 directory = self.directory_ref()
