@@ -122,7 +122,7 @@ class Store:
         self._lock = threading.RLock()
         # the change feed (gateways/feed.py): rung after a commit that added to it
         self.bell = Bell()
-        self._fed = False
+        self._fed = self._refused = False
         try:
             self._db = connect(path)
             open_schema(self._db, agency_id, path, remember_max)
@@ -144,10 +144,13 @@ class Store:
             try:
                 self._db.execute("SAVEPOINT change" if nested else "BEGIN IMMEDIATE")
                 if not nested:
-                    self._fed = False
+                    self._fed = self._refused = False
                 yield self._db
                 self._db.execute("RELEASE change" if nested else "COMMIT")
-                if not nested:  # a full replay memory stays a problem until it has room
+                # a full replay memory stays a problem until it has room, and a change the
+                # database refused inside this transaction (a savepoint rolled back) until a
+                # transaction commits without one
+                if not nested and not self._refused:
                     self.write_error = self.memory_full
                     if self._fed:
                         self._fed = False
@@ -159,6 +162,7 @@ class Store:
                 elif self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
+                    self._refused = True
                     self.write_error = f"{type(exc).__name__}: {exc}"
                     raise StoreError(f"the gateway database refused the write: {exc}") from exc
                 raise

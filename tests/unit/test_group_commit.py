@@ -117,3 +117,22 @@ def test_a_request_after_close_is_refused():
     group.close()
     # after close (the API app's cleanup) a late request is refused, never left waiting
     assert [type(r) for r in run(group.run(lambda: 2))] == [RuntimeError]
+
+
+def test_a_change_the_database_refuses_leaves_its_error_on_health(tmp_path):
+    """A change the database refuses (as every one on a read-only file) fails its request, and
+    the store keeps saying so (/healthz: 'database refuses writes') although the batch's own
+    transaction, left with nothing in it, commits."""
+    store = Store(str(tmp_path / "gw.db"), HOTLINE, "BH/GOV/NCCTIP")
+    group = GroupCommit(lambda: store)
+
+    def refused():
+        with store.write() as db:
+            db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    try:
+        results = run(group.run(refused))
+    finally:
+        group.close()
+    assert [type(r) for r in results] == [StoreError]
+    assert store.write_error is not None and "no_such_table" in store.write_error
