@@ -130,6 +130,10 @@ class Bench:
         for agency in (self.hotline, self.shelter):
             self.mesh.wait_healthy(agency)
         self.mesh.wait_agents_ready(self.domain)
+        self._clients()
+
+    def _clients(self) -> None:
+        """Once the processes are up: API clients, database paths, the re-send setting."""
         self.api = {a: self.mesh.client(a) for a in (self.hotline, self.shelter)}
         config = {a: yaml.safe_load(self.files.gateway_config(a).read_text())
                   for a in (self.hotline, self.shelter)}

@@ -211,11 +211,18 @@ def directory_table(per_kind: dict[str, list[dict]], n: int) -> list[str]:
         ("all processes CPU per referral (ms)", lambda r: sum(r["cpu_ms"].values()), 2),
         ("re-sends (no receipt within resend_after_ms)", lambda r: r["resends"], 0),
     ]
+    out += paired_rows(rows, per_kind)
+    return out
+
+
+def paired_rows(rows, per_kind: dict[str, list[dict]]) -> list[str]:
+    """One table row per (name, get, digits): per broker kind "baseline / measured / ratio"
+    of the kind's two runs (the baseline first)."""
+    out = []
     for name, get, digits in rows:
         cells = []
-        for runs in per_kind.values():
-            small, grown = runs
-            a, b = get(small), get(grown)
+        for base, measured in per_kind.values():
+            a, b = get(base), get(measured)
             cells.append(f"{a:,.{digits}f} / {b:,.{digits}f} / {ratio(b, a)}")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return out
@@ -250,13 +257,7 @@ def workers_table(per_kind: dict[str, list[dict]], n: int, rate: float) -> list[
         ("paced run: re-sends", lambda r: r["paced"]["resends"], 0),
         ("re-sends (no receipt within resend_after_ms)", lambda r: r["resends"], 0),
     ]
-    for name, get, digits in rows:
-        cells = []
-        for runs in per_kind.values():
-            one, four = runs
-            a, b = get(one), get(four)
-            cells.append(f"{a:,.{digits}f} / {b:,.{digits}f} / {ratio(b, a)}")
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += paired_rows(rows, per_kind)
     for kind, runs in per_kind.items():
         four = runs[1]
         out.append("")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import yaml
 
 from bench.pipeline_mesh import Bench, broker_pid
 from devmesh.brokers import LocalBroker
@@ -114,14 +113,6 @@ class ScaleBench(Bench):
         return {f"agent worker {wid}": self.mesh.agents[
             self.domain if wid == "1" else f"{self.domain}-w{wid}"].popen.pid
             for wid in self.workers}
-
-    def _clients(self) -> None:
-        """What ``Bench.start`` does once the processes are up: API clients, database paths."""
-        self.api = {a: self.mesh.client(a) for a in (self.hotline, self.shelter)}
-        config = {a: yaml.safe_load(self.files.gateway_config(a).read_text())
-                  for a in (self.hotline, self.shelter)}
-        self.db = {a: c["database"] for a, c in config.items()}
-        self.resend_after_ms = config[self.hotline].get("resend_after_ms")
 
     def pids(self) -> dict[str, int]:
         pids = super().pids()
