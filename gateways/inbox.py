@@ -160,7 +160,7 @@ class Inbox:
             opened = envelope.open(message.value or b"", self.keys, directory, self.clock())
             event = receive.Event(opened.header["eventId"], opened.record_type,
                                   opened.header["sender"], opened.record, message.key,
-                                  opened.header["createdAt"])
+                                  opened.header["createdAt"], opened.inner)
             # the record was checked against its contract when decoded; who may say it is
             # decided with what the store holds (refmesh.receive), in one transaction
             changes = self.store.receive(event, receive.Parties.of(directory, me), self.clock())

@@ -180,7 +180,7 @@ def handle(data: bytes, key: bytes | None, ctx: Context, view: View,
             return _dead(problem, event_id)
         origin = record["senderAgency"] if kind == "Referral" else signer
         seen_key = replay.entry_key(ctx.secret, signer, origin, event_id)
-        digest = replay.digest(kind, record)
+        digest = replay.digest(kind, record, opened.inner)
         held = replay.read(ctx.keys, view.seen, seen_key, ctx.now)
         if held is not None:
             if held.digest != digest:

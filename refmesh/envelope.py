@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
@@ -47,11 +47,14 @@ MAX_SKEW_MS = 5 * 60_000  # clocks may disagree by 5 minutes
 
 @dataclass(frozen=True)
 class Opened:
-    """An opened event: its clear header and the inner record (as a dict of its contract)."""
+    """An opened event: its clear header and the inner record (as a dict of its contract),
+    and that record's single-object encoding as signed and decrypted (``inner``: what a
+    re-send has in common with the first copy, ``replay.digest``)."""
 
     header: dict
     record_type: str
     record: dict
+    inner: bytes = field(default=b"", repr=False, compare=False)
 
 
 def seal(record_type: str, record: dict, sender: keys.AgencyKeys, recipient: str,
@@ -173,7 +176,7 @@ def open(data: bytes, recipient: keys.AgencyKeys, directory: TrustedDirectory, n
     if record_type != header["eventType"] or codec.fingerprint_of(inner) != header[
             "schemaFingerprint"]:
         raise SealError("inner_mismatch", f"header says {header['eventType']}")
-    return Opened(header, record_type, record)
+    return Opened(header, record_type, record, inner)
 
 
 # --- the domain's own state at rest on the broker ---------------------------------------------

@@ -42,7 +42,7 @@ is idempotent, and a gateway re-arms a lost receipt with a new outcome under its
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from refmesh import loop, replay, topology
@@ -97,6 +97,9 @@ class Event:
     record: dict
     kafka_key: bytes | None = None  # unsigned: kept only to route outcome copies, never decides
     created_at: int | None = None  # the signed header's createdAt (None: taken as ``now``)
+    # the record's single-object encoding as it arrived (``envelope.Opened.inner``), for
+    # ``replay.digest``; empty: encoded again
+    inner: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ def decide(event: Event, parties: Parties, view: View, now: int) -> Changes:
     if kind == "Receipt":
         return _receipt(event, view)  # not remembered (see above)
     origin = _origin(event)
-    digest = replay.digest(kind, record)
+    digest = replay.digest(kind, record, event.inner)
     held = view.event(event.sender, origin, event.event_id)
     if held is not None and held != digest and not view.seen(*_inbox(event, origin)):
         return refuse("replay")

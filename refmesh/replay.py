@@ -41,7 +41,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from refmesh import codec, envelope
+from refmesh import codec, envelope, schemas
 from refmesh.keys import AgencyKeys
 
 SEEN_LABEL = b"refmesh-seen-v1\0"
@@ -72,11 +72,19 @@ def entry_key(secret: bytes, signer: str, origin: str, event_id: str) -> bytes:
     return b"e|" + hmac.digest(secret, SEEN_LABEL + name, "sha256").hex()[:32].encode()
 
 
-def digest(record_type: str, record: dict) -> str:
+def digest(record_type: str, record: dict, encoded: bytes = b"") -> str:
     """What a re-send has in common with the first copy: its type and inner record (a re-seal
-    changes the envelope's time, ciphertext and signature, never these)."""
-    return hashlib.sha256(record_type.encode() + b"\0" + codec.encode(record_type, record)) \
-        .hexdigest()
+    changes the envelope's time, ciphertext and signature, never these).
+
+    ``encoded``: the record's single-object encoding as it arrived (``envelope.Opened.inner``).
+    Written with the current contract it is what encoding ``record`` again gives (Avro's
+    binary form is canonical, and refmesh writes nothing else), so it is hashed as it is,
+    saving the encoding (about 10 us for a full referral); an older writer's encoding, or
+    none, is encoded again in the current contract, as digests always were."""
+    if not encoded or codec.fingerprint_of(encoded) != \
+            schemas.contract(record_type).fingerprint:
+        encoded = codec.encode(record_type, record)
+    return hashlib.sha256(record_type.encode() + b"\0" + encoded).hexdigest()
 
 
 def until(created_at: int, now: int, max_age_ms: int = envelope.MAX_AGE_MS) -> int:

@@ -2,11 +2,12 @@
 that a re-seal keeps, forgetting at the envelope's maximum age, and a table that stays bounded."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict
 
 import pytest
 
-from refmesh import envelope, replay, samples
+from refmesh import codec, envelope, replay, samples
 from refmesh.errors import SealError
 from tests import policy_samples as S
 
@@ -52,6 +53,25 @@ def test_a_re_seal_keeps_the_digest_a_change_does_not():
     assert replay.digest("Referral", records[0]) == replay.digest("Referral", records[1])
     changed = {**referral, "recipientAgency": S.PSYCH}
     assert replay.digest("Referral", changed) != replay.digest("Referral", referral)
+
+
+def test_the_digest_of_the_encoding_as_it_arrived_is_the_digest_of_the_record():
+    """The domain and the gateways hash the inner record's encoding as it was decrypted
+    (``Opened.inner``) instead of encoding the record again: the same digest, so that an event
+    remembered before keeps its digest; an encoding by another contract version (another
+    fingerprint) is not hashed as it is, but encoded again in the current one."""
+    referral = samples.referral()
+    sealed = envelope.seal("Referral", referral, MESH.keys[S.HOTLINE], NCC, MESH.directory,
+                           S.NOW, event_id="ev-1")
+    opened = envelope.open(sealed, OWNER, MESH.directory, S.NOW)
+    assert opened.inner == codec.encode("Referral", referral)
+    assert replay.digest("Referral", opened.record, opened.inner) == \
+        replay.digest("Referral", opened.record)
+    older = codec.MARKER + b"\x00" * 8 + opened.inner[codec.HEADER_LEN:]  # another writer
+    assert replay.digest("Referral", opened.record, older) == \
+        replay.digest("Referral", opened.record)
+    as_is = hashlib.sha256(b"Referral\0" + older).hexdigest()
+    assert replay.digest("Referral", opened.record, older) != as_is
 
 
 def test_an_event_is_forgotten_once_its_envelope_could_no_longer_open():
