@@ -6,6 +6,8 @@
 #   make drills runs the fault drills and writes bench/RESULTS.md
 PYTHON ?= python3.11
 BROKER ?= embedded
+# pytest-xdist workers of make test: the broker kinds' halves side by side (0: no workers)
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -33,7 +35,7 @@ test: $(STAMP)
 	@$(BIN)/python -c 'from devmesh.apache import java_problem as p; m = p(); \
 	print("NOTE: the Apache Kafka half of the integration tests will NOT run:", m) if m else \
 	print("Apache Kafka half: on (Java 17+ and Maven found; jars from broker/pom.xml)")'
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 demo: $(STAMP)
 	$(BIN)/python -m devmesh.demo --broker $(BROKER)

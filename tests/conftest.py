@@ -48,7 +48,12 @@ _collected = {"on_brokers": False}
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration and tests/adversary, so ``-m "not integration"``
     skips them all; leave out the tests pinned to a broker kind that this run does not start
-    (the NOTE at the end says which and why)."""
+    (the NOTE at the end says which and why).
+
+    Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) the tests on
+    one broker kind form one group, so each session broker is started by one worker only and
+    the two halves run side by side; the tests that start no shared broker go to whichever
+    worker is free."""
     kept, left_out = [], []
     for item in items:
         if any(folder in item.path.parents for folder in ON_BROKERS):
@@ -56,6 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _collected["on_brokers"] = True
         callspec = getattr(item, "callspec", None)
         kind = callspec.params.get("kafka") if callspec else None
+        if kind is not None and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(f"broker-{kind}"))
         (left_out if kind is not None and kind not in KINDS else kept).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
@@ -67,8 +74,16 @@ apache_only = pytest.mark.parametrize("kafka", ["apache"], indirect=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if NOTE and _collected["on_brokers"]:
+    if NOTE and (_collected["on_brokers"] or _workers_ran_broker_tests(terminalreporter)):
         terminalreporter.write_line(NOTE, yellow=True, bold=True)
+
+
+def _workers_ran_broker_tests(terminalreporter) -> bool:
+    """Under pytest-xdist the workers collect, not this process: whether any test they
+    reported ran from a broker folder."""
+    return any(Path(str(report.fspath)).resolve().is_relative_to(folder)
+               for reports in terminalreporter.stats.values() for report in reports
+               if getattr(report, "fspath", None) for folder in ON_BROKERS)
 
 
 @pytest.fixture(scope="session", params=KINDS)
