@@ -15,7 +15,7 @@ NEXT = {
     "in_progress": {"completed", "failed", "revoked"},
 }
 RANK = {"requested": 0, "received": 1, "accepted": 2, "in_progress": 3,
-        **{s: 4 for s in TERMINAL}}
+        **{s: 4 for s in sorted(TERMINAL)}}
 SET_BY_SENDER = frozenset({"revoked"})
 SET_BY_DOMAIN = frozenset({"refused"})
 NEEDS_REASON = frozenset({"rejected", "failed", "refused"})

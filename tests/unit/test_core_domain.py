@@ -299,7 +299,7 @@ def _flip_last(data: bytes) -> bytes:
     # 16: an Ed25519 signature's last byte is below 0x10)
     (_flip_last(sealed(S.referral(), HOTLINE)), "bad_signature"),
     (sealed(S.referral(), HOTLINE, to=SHELTER), "wrong_recipient"),
-])
+], ids=["empty", "not-an-envelope", "truncated", "flipped-signature", "wrong-recipient"])
 def test_an_event_that_does_not_open_is_dead_lettered(data, reason):
     effects = handle(Tables(), data)
     assert (effects.deadletter, effects.event_id, effects.publish) == (reason, None, ())
