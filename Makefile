@@ -35,7 +35,7 @@ test: $(STAMP)
 	@$(BIN)/python -c 'from devmesh.apache import java_problem as p; m = p(); \
 	print("NOTE: the Apache Kafka half of the integration tests will NOT run:", m) if m else \
 	print("Apache Kafka half: on (Java 17+ and Maven found; jars from broker/pom.xml)")'
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 demo: $(STAMP)
 	$(BIN)/python -m devmesh.demo --broker $(BROKER)

@@ -48,12 +48,7 @@ _collected = {"on_brokers": False}
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration and tests/adversary, so ``-m "not integration"``
     skips them all; leave out the tests pinned to a broker kind that this run does not start
-    (the NOTE at the end says which and why).
-
-    Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) the tests on
-    one broker kind form one group, so each session broker is started by one worker only and
-    the two halves run side by side; the tests that start no shared broker go to whichever
-    worker is free."""
+    (the NOTE at the end says which and why)."""
     kept, left_out = [], []
     for item in items:
         if any(folder in item.path.parents for folder in ON_BROKERS):
@@ -61,12 +56,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _collected["on_brokers"] = True
         callspec = getattr(item, "callspec", None)
         kind = callspec.params.get("kafka") if callspec else None
-        if kind is not None and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(f"broker-{kind}"))
         (left_out if kind is not None and kind not in KINDS else kept).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
+
+
+#: Modules whose tests one pytest-xdist worker runs one after the other (each demo run checks
+#: that no demo process is left anywhere).
+ONE_WORKER = ("tests/integration/test_demo.py",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs two pytest-xdist workers: the tests of one broker kind (a ``kafka``
+    id of ``brokers.KINDS`` in their parameters) go to one worker as one unit, so each session
+    broker is started by one worker only and the two halves run side by side; the modules of
+    ``ONE_WORKER`` are a unit each; every other test goes to whichever worker is free.
+
+    (pytest-xdist's own ``--dist loadgroup`` marks groups by renaming the test's node id,
+    which pytest 9 no longer reads: the grouping is done here, from the node id.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByBroker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return ByBroker(config, log)
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist (see above)."""
+    path, _, params = nodeid.partition("[")
+    module = path.partition("::")[0]
+    if module in ONE_WORKER:
+        return module
+    kinds = set(params.rstrip("]").split("-")) & set(brokers.KINDS)
+    return f"broker-{kinds.pop()}" if len(kinds) == 1 else nodeid
 
 
 #: Pins a test to Apache Kafka (security, ACLs, transactions: what Tansu cannot do).

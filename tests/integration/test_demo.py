@@ -25,8 +25,6 @@ def _demo_processes() -> list[str]:
     return found
 
 
-# one worker runs both (pytest-xdist): each checks that no demo process is left anywhere
-@pytest.mark.xdist_group("demo")
 @pytest.mark.parametrize("kind", KINDS)
 def test_demo_runs_the_case_path_and_finds_no_leak(kind):
     """`make demo`, and `make demo BROKER=apache` (SASL_SSL, SCRAM users and ACLs on)."""
