@@ -2,8 +2,8 @@
 broker.
 
 Every event's table writes go through ``StateGuard.apply``: it computes the partition's next
-head, writes the mark (the event's head and the digests after each write) to the worker's
-marks file, then the writes and the sealed head to faust's tables (so to their changelogs, in
+head, writes the mark (the last committed head, the event's head and the digests after each of
+its writes) to the worker's marks file, then the writes and the sealed head to faust's tables (so to their changelogs, in
 the event's transaction under ``exactly_once``). Once the event's offset is committed,
 ``committed`` records its head as the partition's newest. When the worker takes up a
 partition (the first event after an assignment, once faust restored the tables),
@@ -105,12 +105,17 @@ class StateGuard:
         self.keys, self.secret, self.tables, self.marks = keys, secret, tables, marks
         self.final = final  # window start -> may the release job have deleted it?
         self.running: dict[int, statehead.Head] = {}
+        # the head of each partition's last committed event: under exactly_once several
+        # events share a transaction (agents/forward.py), and an aborted one takes the state
+        # back to this head, not to the head before the last event
+        self.base: dict[int, statehead.Head] = {}
         self.halted: dict[int, str] = {}
         self.written: dict[tuple[str, bytes], int] = {}  # (table, key) -> partition written in
 
     def reset(self) -> None:
         """A new assignment: every partition is checked again before its next event."""
         self.running.clear()
+        self.base.clear()
         self.halted.clear()
 
     def ready(self, partition: int) -> str | None:
@@ -137,7 +142,7 @@ class StateGuard:
                       "has looked (docs/security-model.md)", problem)
             return
         seq = head.seq if head is not None else 0 if mark is None else mark.head.seq
-        self.running[partition] = statehead.Head(seq, found)
+        self.running[partition] = self.base[partition] = statehead.Head(seq, found)
         self.marks.put(partition, statehead.Mark(self.running[partition]))
 
     def _entries(self, partition: int):
@@ -163,7 +168,8 @@ class StateGuard:
             full.append((name, key, old, value))
             overlay[(name, key)] = value
         head, steps = statehead.step(self.running[partition], full, self.secret)
-        self.marks.put(partition, statehead.Mark(self.running[partition], head, steps))
+        base = self.base.get(partition, self.running[partition])
+        self.marks.put(partition, statehead.Mark(base, head, steps))
         for name, key, value in writes:
             table = self.tables[name]
             if value is None:
@@ -178,6 +184,7 @@ class StateGuard:
     def committed(self, partition: int) -> None:
         """The event's offset is committed: its head is the partition's newest."""
         if partition in self.running:
+            self.base[partition] = self.running[partition]
             self.marks.put(partition, statehead.Mark(self.running[partition]))
 
 

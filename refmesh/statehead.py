@@ -64,9 +64,10 @@ class Head:
 
 @dataclass(frozen=True)
 class Mark:
-    """What a worker keeps outside the broker for one partition: the newest head it wrote or
-    verified and, while an event is not committed, that event's head and the digests of each
-    group after each of its writes."""
+    """What a worker keeps outside the broker for one partition: the newest head it committed
+    or verified and, while events are not committed, the last one's head (``pending``) and the
+    digests of each group after each of its writes. Under exactly_once the events since the
+    commit share one transaction: the state is then the committed head or the pending one."""
 
     head: Head
     pending: Head | None = None
@@ -180,7 +181,8 @@ def problem(partition: int | str, head: Head | None, found: dict[str, int], mark
     checked = {g: d for g, d in found.items() if not _final(g, final)}
     if mark is not None and mark.pending is not None and \
             head.seq in (mark.head.seq, mark.pending.seq):
-        # the last event was not committed: each group may hold a prefix of its writes
+        # events since the last commit were not committed: the state is at the committed head
+        # or the pending one (exactly_once), or holds a prefix of the last event's writes
         if _within(found, mark, final, mark.head.digests):
             return None
         return (f"{where} matches neither version {mark.head.seq} nor any part of the "
@@ -208,12 +210,17 @@ def _final(group: str, final: Callable[[int], bool]) -> bool:
 
 def _within(found: dict[str, int], mark: Mark, final: Callable[[int], bool],
             before: dict[str, int]) -> bool:
-    """Each group holds its digest before the pending event, or after one of its writes."""
-    groups = set(found) | set(before) | set(mark.steps)
+    """Each group holds its digest at the committed head, after one of the last pending event's
+    writes, or at the pending head (the last event of a transaction of several)."""
+    pending = mark.pending
+    groups = set(found) | set(before) | set(mark.steps) | \
+        (set(pending.digests) if pending is not None else set())
     for group in groups:
         if _final(group, final):
             continue
         allowed = {before.get(group, 0), *mark.steps.get(group, ())}
+        if pending is not None:
+            allowed.add(pending.digests.get(group, 0))
         if found.get(group, 0) not in allowed:
             return False
     return True

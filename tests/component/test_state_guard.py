@@ -124,3 +124,49 @@ def test_an_expired_directory_holds_the_event_until_a_newer_edition_is_in_force(
     held, effects = asyncio.run(go())
     assert held
     assert effects.deadletter is None and app.forwarder.counts["ConsentRecorded"] == 1
+
+
+def _guard(mesh):
+    from agents.state import HEADS, StateGuard
+    tables = {HEADS: {}, "consents": {}, "forwarded": {}}
+    return StateGuard(mesh.keys[BH], S.SECRET, tables, Marks(None), final=lambda start: False), \
+        tables
+
+
+def _at(tables: dict, snapshot: dict) -> None:
+    for name, table in tables.items():
+        table.clear()
+        table.update(snapshot[name])
+
+
+def test_a_transaction_of_several_events_aborted_or_committed_is_no_rollback(mesh):
+    """Under exactly_once several events share one transaction (group commit): a worker that
+    dies before the commit leaves the state at the last committed head, a worker that dies
+    right after it at the newest one; neither is a rollback. Older than the last commit is."""
+    guard, tables = _guard(mesh)
+    assert guard.ready(0) is None
+    guard.apply(0, [("consents", b"k1", b"v1")])
+    guard.committed(0)
+    older = {name: dict(table) for name, table in tables.items()}
+    guard.apply(0, [("consents", b"k1", b"v1b")])
+    guard.committed(0)
+    committed = {name: dict(table) for name, table in tables.items()}
+    # one transaction of three events, in two tables
+    guard.apply(0, [("forwarded", b"f1", b"log1")])
+    guard.apply(0, [("consents", b"k2", b"v2")])
+    guard.apply(0, [("consents", b"k3", b"v3")])
+    newest = {name: dict(table) for name, table in tables.items()}
+
+    _at(tables, committed)  # aborted: the changelogs end at the last commit
+    guard.reset()
+    assert guard.ready(0) is None
+    guard.apply(0, [("forwarded", b"f1", b"log1")])  # the same three events again
+    guard.apply(0, [("consents", b"k2", b"v2")])
+    guard.apply(0, [("consents", b"k3", b"v3")])
+    assert tables == newest
+    guard.reset()  # committed, the worker gone before it noted it: the newest head
+    assert guard.ready(0) is None
+
+    _at(tables, older)  # an earlier committed state put back
+    guard.reset()
+    assert "rolled back" in guard.ready(0)
