@@ -3,10 +3,10 @@ broker.
 
 Every event's table writes go through ``StateGuard.apply``: it computes the partition's next
 head, writes the mark (the last committed head, the event's head and the digests after each of
-its writes) to the worker's marks file, then the writes and the sealed head to faust's tables (so to their changelogs, in
-the event's transaction under ``exactly_once``). Once the event's offset is committed,
-``committed`` records its head as the partition's newest. When the worker takes up a
-partition (the first event after an assignment, once faust restored the tables),
+its writes) to the worker's marks file, then the writes and the sealed head to faust's tables
+(so to their changelogs, in the event's transaction under ``exactly_once``). Once the
+event's offset is committed, ``committed`` records its head as the partition's newest. When
+the worker takes up a partition (the first event after an assignment, once faust restored the tables),
 ``ready`` digests what it holds of that partition and asks ``refmesh.statehead.problem``; a
 partition whose state was rolled back is **halted**: none of its events is handled, its offset
 does not move, and ``/healthz`` names it (agents/health.py) until an operator has looked
@@ -168,8 +168,7 @@ class StateGuard:
             full.append((name, key, old, value))
             overlay[(name, key)] = value
         head, steps = statehead.step(self.running[partition], full, self.secret)
-        base = self.base.get(partition, self.running[partition])
-        self.marks.put(partition, statehead.Mark(base, head, steps))
+        self.marks.put(partition, statehead.Mark(self.base[partition], head, steps))
         for name, key, value in writes:
             table = self.tables[name]
             if value is None:

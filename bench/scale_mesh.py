@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
 from bench.pipeline_mesh import Bench, broker_pid
 from devmesh.brokers import LocalBroker
 from devmesh.mesh import RunningMesh

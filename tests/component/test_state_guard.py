@@ -133,6 +133,10 @@ def _guard(mesh):
         tables
 
 
+def _copy(tables: dict) -> dict:
+    return {name: dict(table) for name, table in tables.items()}
+
+
 def _at(tables: dict, snapshot: dict) -> None:
     for name, table in tables.items():
         table.clear()
@@ -147,15 +151,15 @@ def test_a_transaction_of_several_events_aborted_or_committed_is_no_rollback(mes
     assert guard.ready(0) is None
     guard.apply(0, [("consents", b"k1", b"v1")])
     guard.committed(0)
-    older = {name: dict(table) for name, table in tables.items()}
+    older = _copy(tables)
     guard.apply(0, [("consents", b"k1", b"v1b")])
     guard.committed(0)
-    committed = {name: dict(table) for name, table in tables.items()}
+    committed = _copy(tables)
     # one transaction of three events, in two tables
     guard.apply(0, [("forwarded", b"f1", b"log1")])
     guard.apply(0, [("consents", b"k2", b"v2")])
     guard.apply(0, [("consents", b"k3", b"v3")])
-    newest = {name: dict(table) for name, table in tables.items()}
+    newest = _copy(tables)
 
     _at(tables, committed)  # aborted: the changelogs end at the last commit
     guard.reset()

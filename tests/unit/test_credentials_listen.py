@@ -31,8 +31,9 @@ def test_a_connection_closed_during_its_login_is_a_refusal():
 
 
 def test_the_brokers_own_refusal_is_one_when_it_is_logged():
-    assert watched((TRANSPORT, logging.ERROR, "Abort ([Error 58] SaslAuthenticationFailedError:"
-                                              " Authentication failed during authentication)")).refused
+    refusal = ("Abort ([Error 58] SaslAuthenticationFailedError: Authentication failed during "
+               "authentication)")
+    assert watched((TRANSPORT, logging.ERROR, refusal)).refused
 
 
 def test_a_connection_lost_after_its_login_or_before_tls_is_not():
