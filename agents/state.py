@@ -6,9 +6,9 @@ head, writes the mark (the last committed head, the event's head and the digests
 its writes) to the worker's marks file, then the writes and the sealed head to faust's tables
 (so to their changelogs, in the event's transaction under ``exactly_once``). Once the
 event's offset is committed, ``committed`` records its head as the partition's newest. When
-the worker takes up a partition (the first event after an assignment, once faust restored the tables),
-``ready`` digests what it holds of that partition and asks ``refmesh.statehead.problem``; a
-partition whose state was rolled back is **halted**: none of its events is handled, its offset
+the worker takes up a partition (the first event after an assignment, once faust restored
+the tables), ``ready`` digests what it holds of that partition and asks
+``refmesh.statehead.problem``; a partition whose state was rolled back is **halted**: none of its events is handled, its offset
 does not move, and ``/healthz`` names it (agents/health.py) until an operator has looked
 (docs/security-model.md: the domain's state on the broker).
 

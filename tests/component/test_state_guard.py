@@ -174,3 +174,22 @@ def test_a_transaction_of_several_events_aborted_or_committed_is_no_rollback(mes
     _at(tables, older)  # an earlier committed state put back
     guard.reset()
     assert "rolled back" in guard.ready(0)
+
+
+def test_while_a_transaction_is_pending_a_state_older_than_the_last_commit_halts(mesh):
+    """The broker's attacker (THREATS.md: it may rewrite and delete records, not read or seal
+    the domain's state) puts an older committed state back, with its head, while the worker
+    has events of an open transaction: the tolerance for that transaction (the committed head
+    or the pending one) does not cover it."""
+    guard, tables = _guard(mesh)
+    assert guard.ready(0) is None
+    guard.apply(0, [("consents", b"k1", b"given")])
+    guard.committed(0)
+    older = _copy(tables)  # what the attacker kept from the changelog
+    guard.apply(0, [("consents", b"k1", b"withdrawn")])
+    guard.committed(0)
+    guard.apply(0, [("forwarded", b"f1", b"log1")])  # a transaction still open
+    guard.apply(0, [("consents", b"k2", b"v2")])
+    _at(tables, older)
+    guard.reset()
+    assert "rolled back" in guard.ready(0)
