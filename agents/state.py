@@ -8,9 +8,9 @@ its writes) to the worker's marks file, then the writes and the sealed head to f
 event's offset is committed, ``committed`` records its head as the partition's newest. When
 the worker takes up a partition (the first event after an assignment, once faust restored
 the tables), ``ready`` digests what it holds of that partition and asks
-``refmesh.statehead.problem``; a partition whose state was rolled back is **halted**: none of its events is handled, its offset
-does not move, and ``/healthz`` names it (agents/health.py) until an operator has looked
-(docs/security-model.md: the domain's state on the broker).
+``refmesh.statehead.problem``; a partition whose state was rolled back is **halted**: none of
+its events is handled, its offset does not move, and ``/healthz`` names it (agents/health.py)
+until an operator has looked (docs/security-model.md: the domain's state on the broker).
 
 The marks file is ``<data_dir>/<worker_id>/state-marks.json`` (mode 0600), a log of JSON lines
 (``Marks``): a process killed at any point leaves every complete line before it.
