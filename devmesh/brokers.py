@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class LocalBroker:
     process: EmbeddedBroker | ApacheBroker
     bootstrap: str
     passwords: dict[str, str] = field(default_factory=dict)
+    scratch: Path | None = None  # the operator's client file, removed by stop()
 
     @property
     def profile(self) -> profiles.ClientProfile:
@@ -108,9 +110,10 @@ class LocalBroker:
         if security:
             os.environ[password_env(ADMIN)] = self.passwords[ADMIN]
         settings = {"bootstrap": self.bootstrap, "broker": self.kind, "security": security}
-        if path is None:
-            fd, path = tempfile.mkstemp(prefix=f"refmesh-{self.kind}-client-", suffix=".yaml")
-            os.close(fd)
+        if path is None:  # one file per broker (the same settings every time), gone at stop()
+            if self.scratch is None:
+                self.scratch = Path(tempfile.mkdtemp(prefix=f"refmesh-{self.kind}-client-"))
+            path = self.scratch / "client.yaml"
         return write_file(path, yaml.safe_dump(settings, sort_keys=True).encode(), mode=0o644)
 
     def halt(self, sig: int = signal.SIGTERM) -> None:
@@ -134,6 +137,9 @@ class LocalBroker:
 
     def stop(self) -> None:
         self.process.stop()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def __enter__(self) -> "LocalBroker":
         return self

@@ -54,8 +54,16 @@ class Proc:
 
     def check_alive(self) -> None:
         if self.popen is not None and self.popen.poll() is not None:
-            raise ProcessError(f"{self.name} exited with code {self.popen.returncode}:\n"
-                               f"{self.tail()}")
+            raise ProcessError(f"{self.name} exited with code {self.popen.returncode} "
+                               f"(log: {self.log_path}):\n{self.first_error()}{self.tail()}")
+
+    def first_error(self) -> str:
+        """This run's first ERROR line with "..." after it, when the tail may not show it (a
+        worker that fails at start logs a long traceback, then its shutdown)."""
+        for line in self.log_text().splitlines():
+            if "[ERROR]" in line or line.startswith("Traceback"):
+                return line + "\n...\n"
+        return ""
 
     def tail(self, lines: int = 20) -> str:
         try:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import IO
 
 from refmesh.errors import MeshError
@@ -58,11 +60,37 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         return True
 
 
+_PORT_FLOOR = 20000  # listening ports are picked from here up to the ephemeral range
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def ephemeral_floor() -> int:
+    """The lowest port the kernel gives to outgoing connections (32768 if it cannot be read)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = HOST) -> int:
-    """A port the kernel just handed out for ``host`` (bind to port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port that a server can listen on for ``host`` now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for port 0 comes from the ephemeral range, where any outgoing
+    connection (a Kafka client's, on a loaded machine hundreds a minute) may take it before
+    the server that was meant to listen there binds it: an agent then died at start with
+    "address already in use". Below that range only another listener can take it. Ports are
+    picked at random (so parallel test workers rarely pick the same one), checked free, and
+    never handed out twice by one process."""
+    ceiling = ephemeral_floor()
+    floor = min(_PORT_FLOOR, ceiling // 2)
+    for _ in range(200):
+        port = random.randrange(floor, ceiling)
+        if port not in _handed_out and port_is_free(port, host):
+            _handed_out.add(port)
+            return port
+    raise BrokerError(f"no free port for {host} between {floor} and {ceiling - 1}: close "
+                      "some servers, or widen the range in net.ipv4.ip_local_port_range")
 
 
 def _connect(port: int) -> OSError | None:
