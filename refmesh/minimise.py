@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -87,6 +88,11 @@ class Plan:
                 out.append((name, tuple((leaf, action.get(f"{name}.{leaf}"), f"{name}.{leaf}")
                                         for leaf in leaves), None))
         return tuple(out)
+
+    @cached_property
+    def projector(self) -> Callable:
+        """``project``'s work for this plan, compiled at its first use (``_compile_projector``)."""
+        return _compile_projector(self.layout)
 
     @cached_property
     def outputs(self) -> tuple[tuple[str, str, str], ...]:
@@ -209,49 +215,68 @@ def project(referral: dict, plan: Plan, recipient_id: str, secret: bytes, now: i
     """The minimised copy of ``referral`` for ``recipient_id``: a new Referral dict holding only
     what ``plan`` passes. ``referral`` must be valid against the contract; the projection then
     is too (checked before it is returned unless ``check`` is False, for a caller that checked
-    the input, as ``decide`` does: the sealing checks the output again anyway)."""
+    the input, as ``decide`` does: the sealing checks the output again anyway).
+
+    Every field is written: withheld ones as null (or, for caseRef, empty: the contract
+    requires it, and the recipient refers to the case by referralId); a nullable section that
+    passes nothing is null. The plan's projection is compiled once (``Plan.projector``)."""
     if referral.get("recipientAgency") != recipient_id:
         raise ValueError("project: the referral is addressed to another recipient than the "
                          "one its pseudonyms would be keyed for")
-    out: dict = {}
-    band = None  # from the birth date: it wins over a sender's band
-    for name, leaves, action in plan.layout:
-        if leaves is None:
-            out[name] = _pass(action, referral.get(name), name, recipient_id, secret) \
-                if action is not None else ("" if name == "caseRef" else None)
-            continue
-        # Every field is written: withheld ones as null (or, for caseRef above, empty: the
-        # contract requires it, and the recipient refers to the case by referralId).
-        holder = referral.get(name)
-        holder = holder if isinstance(holder, dict) else {}
-        given = {}
-        for leaf, act, dotted in leaves:
-            if act is None:
-                given[leaf] = None
-            elif act == "keep":
-                value = holder.get(leaf)
-                given[leaf] = list(value) if isinstance(value, (list, tuple)) else value
-            elif act == "generalise":  # person.birthdate, the only field that takes it
-                band = age_band(holder.get(leaf), now)
-                given[leaf] = None
-            else:
-                given[leaf] = _pass(act, holder.get(leaf), dotted, recipient_id, secret)
-        if band is not None and name == "person":
-            given["ageBand"] = band
-        out[name] = None if name in catalogue.NULLABLE_SECTIONS and all(
-            v is None for v in given.values()) else given
-    if out["service"]["services"] is None:
-        out["service"]["services"] = []
+    out = plan.projector(referral, recipient_id, secret, now)
     if check:
         records.check("Referral", out)
     return out
+
+
+def _compile_projector(layout) -> Callable:
+    """``project``'s work for one plan as a Python function (r, rid, secret, now) -> dict,
+    generated from the plan's ``layout``: one dict display per section, the withheld fields
+    as constants, no loop or branch on actions left for each referral."""
+    code = ["def projector(r, rid, secret, now):", "band = None", "out = {}"]
+    for name, leaves, action in layout:
+        if leaves is None:
+            code.append(f"out[{name!r}] = " + (
+                ('""' if name == "caseRef" else "None") if action is None else
+                f"_pass({action!r}, r.get({name!r}), {name!r}, rid, secret)"))
+            continue
+        code += [f"h = r.get({name!r})", "if not isinstance(h, dict): h = _EMPTY"]
+        items, passed = [], []
+        for leaf, act, dotted in leaves:
+            if act == "generalise":  # person.birthdate, the only field that takes it
+                code.append(f"band = age_band(h.get({leaf!r}), now)")
+            if act is None or act == "generalise":
+                items.append(f"{leaf!r}: None")
+                continue
+            passed.append(leaf)
+            items.append(f"{leaf!r}: " + (f"_kept(h.get({leaf!r}))" if act == "keep" else
+                                          f"_pass({act!r}, h.get({leaf!r}), {dotted!r}, rid, "
+                                          "secret)"))
+        code.append(f"g = {{{', '.join(items)}}}")
+        if name == "person":
+            code.append("if band is not None: g['ageBand'] = band")
+            passed.append("ageBand")
+        if name in catalogue.NULLABLE_SECTIONS:
+            given = " or ".join(f"g[{leaf!r}] is not None" for leaf in dict.fromkeys(passed))
+            code.append(f"out[{name!r}] = g if {given or 'False'} else None")
+        else:
+            code.append(f"out[{name!r}] = g")
+    code += ["if out['service']['services'] is None: out['service']['services'] = []",
+             "return out"]
+    namespace = {"_pass": _pass, "_kept": _kept, "age_band": age_band, "_EMPTY": {}}
+    exec("\n    ".join(code) + "\n", namespace)  # noqa: S102  (generated from the plan only)
+    return namespace["projector"]
+
+
+def _kept(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _pass(action: str, value, name: str, recipient_id: str, secret: bytes):
     """What a field of ``action`` keep or pseudonymise passes of ``value`` (nothing for
     another action)."""
     if action == "keep":
-        return list(value) if isinstance(value, (list, tuple)) else value
+        return _kept(value)
     if action == "pseudonymise" and value is not None:
         return pseudonym(secret, recipient_id, name, value)
     return None

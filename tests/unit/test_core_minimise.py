@@ -304,3 +304,38 @@ def test_any_subset_of_fields_projects_to_a_valid_referral(absent, null_sections
     out = minimise.project(r, plan, RECIPIENT, S.SECRET, S.NOW)
     codec.encode("Referral", out)
     assert set(out) == {f["name"] for f in fields.REFERRAL["fields"]}
+    assert out == interpreted(r, plan, RECIPIENT, S.SECRET, S.NOW)
+
+
+def interpreted(referral: dict, plan: minimise.Plan, recipient_id: str, secret: bytes,
+                now: int) -> dict:
+    """The projection as written before it was compiled (``minimise._compile_projector``): the
+    plan's layout walked field by field for every referral, the oracle of the compiled one."""
+    out: dict = {}
+    band = None
+    for name, leaves, action in plan.layout:
+        if leaves is None:
+            out[name] = minimise._pass(action, referral.get(name), name, recipient_id, secret) \
+                if action is not None else ("" if name == "caseRef" else None)
+            continue
+        holder = referral.get(name)
+        holder = holder if isinstance(holder, dict) else {}
+        given = {}
+        for leaf, act, dotted in leaves:
+            if act is None:
+                given[leaf] = None
+            elif act == "keep":
+                value = holder.get(leaf)
+                given[leaf] = list(value) if isinstance(value, (list, tuple)) else value
+            elif act == "generalise":
+                band = minimise.age_band(holder.get(leaf), now)
+                given[leaf] = None
+            else:
+                given[leaf] = minimise._pass(act, holder.get(leaf), dotted, recipient_id, secret)
+        if band is not None and name == "person":
+            given["ageBand"] = band
+        out[name] = None if name in fields.NULLABLE_SECTIONS and all(
+            v is None for v in given.values()) else given
+    if out["service"]["services"] is None:
+        out["service"]["services"] = []
+    return out
