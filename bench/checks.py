@@ -125,8 +125,7 @@ class Domain:
             consent["recipientRoles"] = ["CentralGovernmentOrganisation"]
             key = topology.partition_key(PARTITION_SECRET, consent["subjectId"])
             ckey = domain.consent_key(key, HOTLINE, consent["consentId"], SECRET)
-            self.consents[ckey] = envelope.protect(self.keys, b"consent|" + ckey,
-                                                   json.dumps(consent).encode())
+            self.consents[ckey] = domain.protect_consent(self.keys, ckey, consent)
             referral = samples.referral(referral_id=f"c-{i}", sender=HOTLINE,
                                         recipient=SHELTER, created_at=NOW, n=i)
             self.batch.append((envelope.seal("Referral", referral, mesh.keys[HOTLINE], NCC,

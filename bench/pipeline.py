@@ -60,7 +60,7 @@ from kafkaedge.policy_files import read_policy  # noqa: E402
 from kafkaedge.topics import TopicSpec, ensure_topics  # noqa: E402
 from refmesh import envelope, loop, records, samples, topology  # noqa: E402
 from refmesh.decide import Allow, decide  # noqa: E402
-from refmesh.domain import consent_key  # noqa: E402
+from refmesh.domain import CONSENT_CONTEXT, consent_key, protect_consent  # noqa: E402
 
 SECTION = "Pipeline: gateway to gateway through the domain (bench/pipeline.py)"
 START = time.monotonic()
@@ -150,14 +150,14 @@ def crypto_baseline(bench: Bench, n: int) -> tuple[float, int]:
         raise RuntimeError(f"the sample policy refuses the benchmark's referral: {decision}")
     subject = topology.partition_key(b"bench", referral["subjectId"])
     table_key = consent_key(subject, referral["senderAgency"], referral["consentId"], secret)
-    held_consent = envelope.protect(dom, b"consent|" + table_key, json.dumps(consent).encode())
+    held_consent = protect_consent(dom, table_key, consent)
     held_log = envelope.protect(dom, b"log|" + subject, b"[]")
 
     def one() -> int:
         now = now_ms()
         sealed = envelope.seal("Referral", referral, hot, dom.agency_id, directory, now)
         opened = envelope.open(sealed, dom, directory, now)
-        envelope.unprotect(dom, b"consent|" + table_key, held_consent)
+        envelope.unprotect(dom, CONSENT_CONTEXT + table_key, held_consent)
         entries = json.loads(envelope.unprotect(dom, b"log|" + subject, held_log))
         resealed = envelope.seal("Referral", decision.record, dom, she.agency_id, directory,
                                  now, event_id=opened.header["eventId"])

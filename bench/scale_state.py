@@ -123,8 +123,7 @@ def generate(keys: AgencyKeys, directory: TrustedDirectory, *, sender: str, reci
         consent = dict(consent0, consentId=f"consent-{j:06d}", subjectId=subject,
                        validFrom=at, events=[dict(consent0["events"][0], at=at)])
         table_key = domain.consent_key(key, sender, consent["consentId"], secret)
-        writes = [("consents", table_key, envelope.protect(
-            keys, b"consent|" + table_key, json.dumps(consent).encode()))]
+        writes = [("consents", table_key, domain.protect_consent(keys, table_key, consent))]
         writes += _audit(tables, p, at, me, str(uuid.uuid5(NS, f"c{j}")),
                          {"decision": "ConsentRecorded", "sender": sender,
                           "policy_version": policy_version})

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from refmesh import consent as consents
-from refmesh import aggregate, envelope, loop, minimise, records, replay, topology
+from refmesh import aggregate, codec, envelope, loop, minimise, records, replay, topology
 from refmesh.decide import Allow, decide
 from refmesh.directory import TrustedDirectory
 from refmesh.errors import DirectoryError, SealError
@@ -132,13 +132,28 @@ def consent_key(subject_key: bytes, controller: str, consent_id: str, secret: by
     return subject_key + b"|" + mac.hex()[:32].encode()
 
 
+CONSENT_CONTEXT = b"consent|"  # associated data of a protected consent, with its table key
+
+
+def protect_consent(keys: AgencyKeys, table_key: bytes, consent: dict) -> bytes:
+    """A consent as the consent table keeps it: its Avro single-object encoding (checked as it
+    is written), encrypted for the domain and bound to its table key."""
+    return envelope.protect(keys, CONSENT_CONTEXT + table_key, codec.encode("Consent", consent))
+
+
 def read_consent(ctx: Context, view: View, key: bytes) -> dict | None:
+    """The consent held under ``key``, checked against its contract (it is read on every
+    referral: the compiled codec decodes and checks in one pass, in the current contract
+    whatever version wrote it), or None. A value an older refmesh wrote as JSON is read too."""
     data = view.consent(key)
     if data is None:
         return None
-    consent = json.loads(envelope.unprotect(ctx.keys, b"consent|" + key, data))
-    records.check("Consent", consent)  # the fast check: it is read on every referral
-    return consent
+    plain = envelope.unprotect(ctx.keys, CONSENT_CONTEXT + key, data)
+    if plain[:1] == b"{":  # JSON, as written before 2026-12-05
+        consent = json.loads(plain)
+        records.check("Consent", consent)
+        return consent
+    return codec.decode(plain, "Consent")[1]
 
 
 COUNTS_CONTEXT = b"aggregate-counts|"  # associated data of a window's protected counts
@@ -458,8 +473,7 @@ def _consent(consent: dict, key: bytes, signer: str, event_id: str, ctx: Context
     if problem is not None:  # an older or equal version, or a rewritten history
         return _dead(problem, event_id)
     receipt = _receipt("Consent", consent, event_id, signer, ctx)
-    put = (table_key, envelope.protect(ctx.keys, b"consent|" + table_key,
-                                       json.dumps(consent).encode()))
+    put = (table_key, protect_consent(ctx.keys, table_key, consent))
     audits = [_audit(ctx, event_id, "ConsentRecorded", sender=signer)]
     publish = [receipt]
     newly_withdrawn = consents.withdrawn_at(consent) is not None and (
