@@ -1,7 +1,10 @@
 """Policy-domain agent benchmark: the per-event work of the domain's agent, in one process.
 
-Three variants over the same sealed referrals, measured in the same run:
+Four variants over the same sealed referrals, measured in the same run:
 - plain forwarding (the baseline): open the envelope, reseal it whole for the recipient;
+- forwarding with the protocol's checks: the same with the checks every forwarder of the mesh
+  makes, as ``domain.handle`` makes them (the signer's authority, the Kafka key, the replay
+  memory's look-up and writes), so that the policy's own cost can be told from theirs;
 - policy on: ``refmesh.domain.handle`` as the agent runs it: open, read the encrypted consent,
   decide (consent check, minimisation plan, allow-list projection), reseal the projection,
   update the encrypted forwarding log;
@@ -25,11 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import spread, write_section  # noqa: E402
-from refmesh import aggregate, domain, envelope, samples, topology  # noqa: E402
+from refmesh import aggregate, domain, envelope, replay, samples, topology  # noqa: E402
 from tests.policy_samples import NOW, SECRET, load, signed_mesh  # noqa: E402
 
 HOTLINE, SHELTER, NCC = "BH/GOV/HOTLINE", "BH/GOV/SHELTER", "BH/GOV/NCCTIP"
 PARTITION_SECRET = b"\x02" * 16  # the domain's key secret: the person's key, as a gateway's
+CHECKED = "forwarding with the protocol's checks (replay memory, signer, key)"
+AGGREGATOR = "into the aggregator alone (opened referral to encrypted counts)"
 
 
 def events(mesh, n: int) -> list[tuple[bytes, bytes]]:
@@ -78,8 +83,7 @@ def main() -> None:
                          partition_secret=PARTITION_SECRET)
     subject_key = topology.partition_key(PARTITION_SECRET, consent["subjectId"])
     ckey = domain.consent_key(subject_key, HOTLINE, consent["consentId"], SECRET)
-    tables = {"consent": {ckey: envelope.protect(keys, b"consent|" + ckey,
-                                                 json.dumps(consent).encode())}, "log": {}}
+    tables = {"consent": {ckey: domain.protect_consent(keys, ckey, consent)}, "log": {}}
     marks: dict[bytes, bytes] = {}  # the counted table (emptied before each run)
     # the batch is one person's referrals: the view never shows the slots taken, so that each
     # is counted (one look-up of a free cap slot) as a new person's would be
@@ -93,6 +97,26 @@ def main() -> None:
         hop = topology.next_hop(mesh.directory, NCC, opened.record["recipientAgency"])
         envelope.seal("Referral", opened.record, keys, hop.seal_for, mesh.directory, NOW,
                       event_id=opened.header["eventId"])
+
+    def checked(data, key):
+        """Plain forwarding with the protocol's checks that any forwarder of the mesh makes
+        before it re-signs (THREATS.md, issue 12), as ``domain.handle`` makes them: the
+        signer's authority, the Kafka key and partition, the replay memory (its look-up and
+        its writes); no consent, minimisation, forwarding log or counting."""
+        opened = envelope.open(data, keys, mesh.directory, NOW)
+        record, signer = opened.record, opened.header["sender"]
+        assert domain._authority("Referral", record, signer, ctx) is None
+        assert domain._arrival("Referral", record, key, 0, signer, ctx) is None
+        seen_key = replay.entry_key(SECRET, signer, record["senderAgency"],
+                                    opened.header["eventId"])
+        digest = replay.digest("Referral", record, opened.inner)
+        assert replay.read(keys, view.seen, seen_key, NOW) is None
+        hop = topology.next_hop(mesh.directory, NCC, record["recipientAgency"])
+        envelope.seal("Referral", record, keys, hop.seal_for, mesh.directory, NOW,
+                      event_id=opened.header["eventId"])
+        seen = replay.Seen(digest, "Forwarded", None,
+                           replay.until(opened.header["createdAt"], NOW))
+        replay.remember(keys, view.seen, seen_key, seen, 0, NOW)
 
     def with_policy(data, key):
         effects = domain.handle(data, key, ctx, view)
@@ -118,9 +142,9 @@ def main() -> None:
         held = domain.read_counts(keys, ck, counts.get(ck))
         counts[ck] = domain.protect_counts(keys, ck, aggregate.count(held, cell))
 
-    variants = {"plain forwarding (baseline)": plain, "policy on": with_policy,
+    variants = {"plain forwarding (baseline)": plain, CHECKED: checked, "policy on": with_policy,
                 "policy and statistics": with_statistics,
-                "into the aggregator alone (opened referral to encrypted counts)": aggregator}
+                AGGREGATOR: aggregator}
     rates = {name: [] for name in variants}
     for r in range(args.runs):  # the order alternating, so that a drift of load hits all
         for name, fn in (list(variants.items()) if r % 2 == 0 else
@@ -135,10 +159,12 @@ def main() -> None:
     released = release_rates(args.runs, 200 if args.quick else 2000)
     rows = [f"| {k} | {spread(v)} | {med[k] / base:.2f} |" for k, v in rates.items()]
     # each run's cost from its own two rates (paired), then the median over the runs
-    cost = statistics.median(1 - p / b for p, b in zip(rates["policy on"], rates[
-        "plain forwarding (baseline)"]))
-    stats_cost = statistics.median(1 - p / b for p, b in zip(rates["policy and statistics"],
-                                                              rates["plain forwarding (baseline)"]))
+
+    def cost_of(variant: str, against: str = "plain forwarding (baseline)") -> float:
+        return statistics.median(1 - p / b for p, b in zip(rates[variant], rates[against]))
+
+    cost, stats_cost = cost_of("policy on"), cost_of("policy and statistics")
+    checks_cost, over_checked = cost_of(CHECKED), cost_of("policy on", CHECKED)
     body = "\n".join([
         f"{n} sealed full referrals per run, {args.runs} runs (the variants' order alternating "
         "run by run); referrals per second, median (min-max), in one process (the agent's own "
@@ -148,8 +174,13 @@ def main() -> None:
         f"- policy costs {cost:.0%} of the plain forwarding throughput (issue 15's target: "
         f"under 20%): {'met' if cost < 0.20 else 'NOT met'}.",
         f"- policy and statistics together cost {stats_cost:.0%}.",
-        f"- aggregation throughput: {med[list(variants)[3]]:,.0f} referrals/s into the "
-        f"aggregator, {med[list(variants)[3]] / base:.1f}x the plain forwarding rate.",
+        f"- of that, the protocol's checks cost {checks_cost:.0%} of the plain forwarding "
+        "throughput: the replay memory (issue 12; bench/checks.py), the signer's authority and "
+        "the Kafka key, which every forwarder makes, with or without a policy. The policy "
+        f"itself (consent, minimisation, forwarding log, counting) costs {over_checked:.0%} of "
+        "the throughput of forwarding with those checks.",
+        f"- aggregation throughput: {med[AGGREGATOR]:,.0f} referrals/s into the "
+        f"aggregator, {med[AGGREGATOR] / base:.1f}x the plain forwarding rate.",
         *(f"- release with exact {name} noise (refmesh.aggregate.sampling, epsilon 1, "
           f"m = 2): {spread(v)} cells/s, median (min-max)"
           for name, v in released.items()),
@@ -158,7 +189,9 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**med, "policy cost (% of plain forwarding)": 100 * cost,
-             "policy and statistics cost (% of plain forwarding)": 100 * stats_cost}))
+             "policy and statistics cost (% of plain forwarding)": 100 * stats_cost,
+             "protocol checks cost (% of plain forwarding)": 100 * checks_cost,
+             "policy cost (% of forwarding with the protocol's checks)": 100 * over_checked}))
     elif not args.quick:
         write_section("Agents: policy and statistics against plain forwarding (bench/agents.py)",
                       body)
