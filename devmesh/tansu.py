@@ -63,6 +63,7 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 _PORT_FLOOR = 20000  # listening ports are picked from here up to the ephemeral range
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _handed_out: set[int] = set()
+_RNG = random.SystemRandom()  # never the seeded global one: test workers must not pick alike
 
 
 def ephemeral_floor() -> int:
@@ -85,7 +86,7 @@ def free_port(host: str = HOST) -> int:
     ceiling = ephemeral_floor()
     floor = min(_PORT_FLOOR, ceiling // 2)
     for _ in range(200):
-        port = random.randrange(floor, ceiling)
+        port = _RNG.randrange(floor, ceiling)
         if port not in _handed_out and port_is_free(port, host):
             _handed_out.add(port)
             return port

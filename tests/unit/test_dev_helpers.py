@@ -27,7 +27,7 @@ def test_a_port_with_a_listener_is_never_handed_out(monkeypatch):
         server.listen()
         taken = server.getsockname()[1]
         picks = iter([taken, taken, 23456])
-        monkeypatch.setattr(tansu.random, "randrange", lambda low, high: next(picks))
+        monkeypatch.setattr(tansu._RNG, "randrange", lambda low, high: next(picks))
         monkeypatch.setattr(tansu, "_handed_out", set())
         assert free_port() == 23456
 
