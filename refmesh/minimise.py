@@ -231,41 +231,52 @@ def project(referral: dict, plan: Plan, recipient_id: str, secret: bytes, now: i
 
 def _compile_projector(layout) -> Callable:
     """``project``'s work for one plan as a Python function (r, rid, secret, now) -> dict,
-    generated from the plan's ``layout``: one dict display per section, the withheld fields
-    as constants, no loop or branch on actions left for each referral."""
-    code = ["def projector(r, rid, secret, now):", "band = None", "out = {}"]
+    generated from the plan's ``layout``: one dict display per section and one for the record,
+    withheld fields as constants, no loop or branch on actions left for each referral."""
+    code = ["def projector(r, rid, secret, now):", "band = None"]
+    top = []
     for name, leaves, action in layout:
         if leaves is None:
-            code.append(f"out[{name!r}] = " + (
-                ('""' if name == "caseRef" else "None") if action is None else
-                f"_pass({action!r}, r.get({name!r}), {name!r}, rid, secret)"))
+            withheld = '""' if name == "caseRef" else "None"
+            top.append(f"{name!r}: " + (withheld if action is None else
+                                         _passed(action, "r", name, name)))
+            continue
+        passed = [leaf for leaf, act, _ in leaves if act not in (None, "generalise")]
+        if name in catalogue.NULLABLE_SECTIONS and not passed and name != "person":
+            top.append(f"{name!r}: None")  # nothing of it passes: withheld whole
             continue
         code += [f"h = r.get({name!r})", "if not isinstance(h, dict): h = _EMPTY"]
-        items, passed = [], []
+        items = []
         for leaf, act, dotted in leaves:
             if act == "generalise":  # person.birthdate, the only field that takes it
                 code.append(f"band = age_band(h.get({leaf!r}), now)")
-            if act is None or act == "generalise":
-                items.append(f"{leaf!r}: None")
-                continue
-            passed.append(leaf)
-            items.append(f"{leaf!r}: " + (f"_kept(h.get({leaf!r}))" if act == "keep" else
-                                          f"_pass({act!r}, h.get({leaf!r}), {dotted!r}, rid, "
-                                          "secret)"))
-        code.append(f"g = {{{', '.join(items)}}}")
+            items.append(f"{leaf!r}: " + ("None" if act in (None, "generalise") else
+                                          _passed(act, "h", leaf, dotted)))
+        code.append(f"s_{name} = {{{', '.join(items)}}}")
         if name == "person":
-            code.append("if band is not None: g['ageBand'] = band")
+            code.append("if band is not None: s_person['ageBand'] = band")
             passed.append("ageBand")
         if name in catalogue.NULLABLE_SECTIONS:
-            given = " or ".join(f"g[{leaf!r}] is not None" for leaf in dict.fromkeys(passed))
-            code.append(f"out[{name!r}] = g if {given or 'False'} else None")
-        else:
-            code.append(f"out[{name!r}] = g")
-    code += ["if out['service']['services'] is None: out['service']['services'] = []",
-             "return out"]
-    namespace = {"_pass": _pass, "_kept": _kept, "age_band": age_band, "_EMPTY": {}}
+            given = " or ".join(f"s_{name}[{leaf!r}] is not None"
+                                for leaf in dict.fromkeys(passed))
+            code.append(f"if not ({given}): s_{name} = None")
+        top.append(f"{name!r}: s_{name}")
+    code += ["if s_service['services'] is None: s_service['services'] = []",
+             f"return {{{', '.join(top)}}}"]
+    namespace = {"_pass": _pass, "_kept": _kept, "age_band": age_band, "pseudonym": pseudonym,
+                 "_EMPTY": {}}
     exec("\n    ".join(code) + "\n", namespace)  # noqa: S102  (generated from the plan only)
     return namespace["projector"]
+
+
+def _passed(action: str, holder: str, leaf: str, dotted: str) -> str:
+    """The expression of what a field of ``action`` passes, read from ``holder``."""
+    value = f"{holder}.get({leaf!r})"
+    if action == "keep":  # an array is copied, never shared with the sender's record
+        return f"_kept({value})" if catalogue.LEAVES.get(dotted) == "array" else value
+    if action == "pseudonymise":
+        return f"(None if (v := {value}) is None else pseudonym(secret, rid, {dotted!r}, v))"
+    return f"_pass({action!r}, {value}, {dotted!r}, rid, secret)"
 
 
 def _kept(value):
