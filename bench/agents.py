@@ -182,11 +182,11 @@ def main() -> None:
         f"- policy costs {cost:.0%} of the plain forwarding throughput (issue 15's target: "
         f"under 20%): {'met' if cost < 0.20 else 'NOT met'}.",
         f"- policy and statistics together cost {stats_cost:.0%}.",
-        f"- of that, the protocol's checks cost {checks_cost:.0%} of the plain forwarding "
-        "throughput: the replay memory (issue 12; bench/checks.py), the signer's authority and "
-        "the Kafka key, which every forwarder makes, with or without a policy. The policy "
-        f"itself (consent, minimisation, forwarding log, counting) costs {over_checked:.0%} of "
-        "the throughput of forwarding with those checks.",
+        f"- apart: the protocol's checks cost {checks_cost:.0%} of the plain forwarding "
+        "throughput (the replay memory of issue 12, see bench/checks.py; the signer's "
+        "authority; the Kafka key: what every forwarder of the mesh makes, with or without a "
+        f"policy); the policy itself (consent, minimisation, forwarding log, counting) costs "
+        f"{over_checked:.0%} of the throughput of forwarding with those checks.",
         f"- aggregation throughput: {med[AGGREGATOR]:,.0f} referrals/s into the "
         f"aggregator, {med[AGGREGATOR] / base:.1f}x the plain forwarding rate.",
         *(f"- release with exact {name} noise (refmesh.aggregate.sampling, epsilon 1, "
