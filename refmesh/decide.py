@@ -52,16 +52,6 @@ class Explanation:
     lines: tuple[Line, ...]  # empty when refused
 
 
-def _forwarded(record: dict, plan: minimise.Plan) -> tuple[str, ...]:
-    """Dotted names of the fields that carry a value in a projected record."""
-    names = []
-    for name, section, leaf in plan.outputs:
-        holder = record.get(section) if section else record
-        if isinstance(holder, dict) and holder.get(leaf) not in (None, ""):
-            names.append(name)
-    return tuple(names)
-
-
 def _decide(referral: dict, consent: dict | None, directory: TrustedDirectory, policy: Policy,
             now: int, secret: bytes, checked: bool = False):
     """(decision, sender member, recipient member, plan), the last three None when unknown."""
@@ -103,7 +93,7 @@ def _decide(referral: dict, consent: dict | None, directory: TrustedDirectory, p
     # The input was checked above, so the projection is valid by construction; the sealing
     # checks it again.
     record = minimise.project(referral, planned, recipient["agencyId"], secret, now, check=False)
-    return Allow(record, _forwarded(record, planned), planned.rules, basis), sender, recipient, \
+    return Allow(record, planned.carried(record), planned.rules, basis), sender, recipient, \
         planned
 
 

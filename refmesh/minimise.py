@@ -100,6 +100,33 @@ class Plan:
         names = [n for s in self.steps for n in catalogue.outputs(s.field, s.action)]
         return tuple((n, *_split(n)) for n in dict.fromkeys(names))
 
+    @cached_property
+    def carried(self) -> Callable:
+        """(projected record) -> the dotted names of the ``outputs`` that carry a value in it
+        (neither null nor empty), compiled at its first use."""
+        code = ["def carried(o):", "n = []"]
+        for section, leaves in _grouped(self.outputs):
+            holder = "o"
+            if section:
+                code += [f"h = o.get({section!r})", "if not isinstance(h, dict): h = _EMPTY"]
+                holder = "h"
+            code += [f"if {holder}.get({leaf!r}) not in (None, ''): n.append({name!r})"
+                     for name, leaf in leaves]
+        code.append("return tuple(n)")
+        namespace = {"_EMPTY": {}}
+        exec("\n    ".join(code) + "\n", namespace)  # noqa: S102  (generated from the plan)
+        return namespace["carried"]
+
+
+def _grouped(outputs) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``Plan.outputs`` as runs of one section: [(section, [(name, leaf), ...]), ...], in order."""
+    runs: list[tuple[str, list[tuple[str, str]]]] = []
+    for name, section, leaf in outputs:
+        if not runs or runs[-1][0] != section:
+            runs.append((section, []))
+        runs[-1][1].append((name, leaf))
+    return runs
+
 
 def plan(policy: Policy, referral: dict, sender_member: dict, recipient_member: dict,
          consent_categories: set | frozenset | None) -> Plan | Deny:

@@ -305,6 +305,10 @@ def test_any_subset_of_fields_projects_to_a_valid_referral(absent, null_sections
     codec.encode("Referral", out)
     assert set(out) == {f["name"] for f in fields.REFERRAL["fields"]}
     assert out == interpreted(r, plan, RECIPIENT, S.SECRET, S.NOW)
+    holders = {"": out, **{name: out[name] for name in fields.SECTION_FIELDS}}
+    assert plan.carried(out) == tuple(  # the fields the audit names as forwarded
+        name for name, section, leaf in plan.outputs
+        if isinstance(holders[section], dict) and holders[section].get(leaf) not in (None, ""))
 
 
 def interpreted(referral: dict, plan: minimise.Plan, recipient_id: str, secret: bytes,
