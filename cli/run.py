@@ -173,7 +173,7 @@ def gateway() -> None:
 @BOOTSTRAP
 def gateway_run(config: str, agency: str | None, bootstrap: str | None) -> None:
     """Run a gateway: outbox relay, inbox consumer and HTTP API, until Ctrl-C or SIGTERM."""
-    from gateways.gateway import serve
+    from gateways.run import serve
 
     settings = load_settings(config, GatewaySettings, {"agency": agency, "bootstrap": bootstrap})
     configure_logging()

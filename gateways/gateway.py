@@ -1,14 +1,12 @@
 """One agency's gateway: keys, directory, store, outbox relay, inbox consumer and HTTP API.
 
 ``Gateway`` holds the parts and the two operations case workers use (submit a referral, change
-a status); ``serve`` runs it with the HTTP API until SIGINT/SIGTERM.
+a status); ``gateways.run`` serves it with the HTTP API until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import threading
 import uuid
 
@@ -20,7 +18,7 @@ from kafkaedge.loading import DirectoryRef, load_keys, now_ms
 from gateways.metrics import Metrics
 from gateways.relay import Relay
 from gateways.store import Store
-from gateways.transport import add_hsts, check_files, server_tls
+from gateways.transport import check_files
 from kafkaedge.topics import TopicSpec, ensure_topics
 from refmesh import records, topology
 from refmesh.access import gateway_group
@@ -194,48 +192,3 @@ class Gateway:
         status = self.store.set_status(referral_id, state, reason, now_ms(), detail, sender)
         self.relay.wake()
         return status
-
-
-def application(gateway: Gateway):
-    """The gateway's aiohttp application: the API at /v1, the web page at / (setting ``web``),
-    HSTS on every answer when browsers reach it over TLS."""
-    from gateways.api import create_api
-
-    app = create_api(gateway)
-    if gateway.settings.web:
-        from gateways.web import mount
-
-        mount(app, gateway)  # the case workers' web page at /, beside the API's /v1
-    add_hsts(app, gateway.settings)
-    return app
-
-
-async def serve(settings: GatewaySettings) -> None:
-    """Run a gateway with its HTTP API (HTTPS with ``tls_cert``) until SIGINT or SIGTERM."""
-    from aiohttp import web
-
-    tls = server_tls(settings)
-    gateway = Gateway(settings)
-    app = application(gateway)
-    gateway.start()
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port, ssl_context=tls)
-    try:
-        await site.start()
-    except OSError as exc:
-        gateway.stop()
-        raise ConfigError(f"cannot listen on {settings.http_host}:{settings.http_port} "
-                          f"({exc.strerror}); choose another http_port") from None
-    scheme = "http" if tls is None else "https"
-    print(f"gateway {settings.agency} listening on {scheme}://{settings.http_host}:"
-          f"{settings.http_port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        gateway.stop()

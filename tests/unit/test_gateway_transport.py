@@ -20,7 +20,8 @@ from cli import cli
 from devmesh.testca import make_tls
 from gateways import run as gateway_run
 from gateways.client import GatewayClient, GatewayError
-from gateways.gateway import Gateway, application
+from gateways.gateway import Gateway
+from gateways.run import application
 from gateways.store import Store
 from gateways.transport import HSTS, server_tls
 from kafkaedge.loading import check_private, keystore_path, load_settings
