@@ -1,11 +1,13 @@
 """The check at the end of a fault drill (bench/drills.py): every referral the stream submitted
-against what each gateway stored, and every topic of the mesh against the planted values."""
+against what each gateway stored, and every topic of the mesh against the planted values; and
+what a drill's fault can reach (``Fault``)."""
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
 
 from bench.drillkit import DrillMesh, Plan, Stream
+from devmesh.brokers import LocalBroker
 from devmesh.supervise import ProcessError, wait_until
 from refmesh import codec
 
@@ -48,6 +50,17 @@ class Outcome:
                 f"misdelivered {self.misdelivered}  leaked {self.leaked}  re-sends absorbed "
                 f"{self.resends_absorbed:3d}  recovery {self.recovery_s:5.1f} s  (max latency "
                 f"{self.max_latency_s:.1f} s)  {'ok' if self.ok else 'FAILED'}")
+
+
+@dataclass
+class Fault:
+    """What a drill's fault can reach: the mesh, the plan, the drill's broker (if its own)."""
+
+    mesh: DrillMesh
+    plan: Plan
+    stream: Stream
+    outcome: Outcome
+    broker: LocalBroker | None = None
 
 
 @dataclass

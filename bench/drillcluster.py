@@ -10,19 +10,15 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from kafka.errors import KafkaError
 
-from bench.drillcheck import Outcome
+from bench.drillcheck import Fault, Outcome
 from bench.drillkit import DrillMesh, pause, wall_ms
 from devmesh.brokers import LocalBroker
 from devmesh.tansu import HOST, BrokerError
 from devmesh.supervise import ProcessError, wait_until
 from kafkaedge.credentials import admin_client
-
-if TYPE_CHECKING:
-    from bench.drills import Fault
 
 
 class ClusterWatch:

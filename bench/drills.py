@@ -56,7 +56,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.drillcheck import Before, Outcome, verify
+from bench.drillcheck import Before, Fault, Outcome, verify
 from bench.drillcluster import check_replication, cluster_faults
 from bench.drillkit import DrillMesh, Plan, Stream, pause, wall_ms
 from bench.results import spread, write_section
@@ -75,17 +75,6 @@ START = time.monotonic()
 
 def say(message: str) -> None:
     print(f"[{time.monotonic() - START:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Fault:
-    """What a drill's fault can reach: the mesh, the plan, the drill's broker (if its own)."""
-
-    mesh: DrillMesh
-    plan: Plan
-    stream: Stream
-    outcome: Outcome
-    broker: LocalBroker | None = None
 
 
 #: A broker of a drill's own: Tansu with memory or s3:// storage, Apache Kafka on one node or
