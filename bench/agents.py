@@ -56,6 +56,46 @@ def held(keys, table_key: bytes, consent: dict) -> bytes:
     return envelope.protect(keys, b"consent|" + table_key, json.dumps(consent).encode())
 
 
+def policy_pieces(batch, ctx, view, consent: dict, runs: int) -> dict[str, list[float]]:
+    """Microseconds per referral that each piece of the policy adds to ``domain.handle``, in
+    place (warm or cold caches as the agent has them): ``handle`` timed as it is and with that
+    piece replaced, for the time of the run, by a stand-in returning its result for these
+    referrals (all of them one person's, to one recipient, under one plan); the order of the
+    variants alternating run by run. A piece's cost is the median over the runs of its two
+    times' difference."""
+    data, key = batch[0]
+    record = envelope.open(data, ctx.keys, ctx.directory, NOW).record
+    allow = domain.decide(record, consent, ctx.directory, ctx.policy, NOW, ctx.secret,
+                          checked=True)
+    cell = domain._cell(record, "forwarded", ctx)
+    slot = domain._counted(key, "decision", record["createdAt"], cell, ctx, view)
+    stand_ins = {
+        "consent read (AES-SIV decryption, Avro decoding and its checks)":
+            ("read_consent", lambda *args: consent),
+        "decision (dates, consent check, plan, projection, forwarded names)":
+            ("decide", lambda *args, **kwargs: allow),
+        "coarse cell for the statistics": ("_cell", lambda *args: cell),
+        "cap slot (keyed hash, table look-up)": ("_counted", lambda *args: slot),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ("as it is", *stand_ins)}
+    for r in range(runs):
+        for name in (list(times) if r % 2 == 0 else list(times)[::-1]):
+            attr, stand_in = stand_ins.get(name, (None, None))
+            held = getattr(domain, attr) if attr else None
+            if attr:
+                setattr(domain, attr, stand_in)
+            try:
+                start = time.perf_counter()
+                for data, key in batch:
+                    domain.handle(data, key, ctx, view)
+                times[name].append((time.perf_counter() - start) / len(batch) * 1e6)
+            finally:
+                if attr:
+                    setattr(domain, attr, held)
+    whole = times.pop("as it is")
+    return {name: [w - t for w, t in zip(whole, v)] for name, v in times.items()}
+
+
 def release_rates(runs: int, cells: int) -> dict[str, list[float]]:
     """Cells per second through ``aggregate.release`` with exact integer noise (one draw per
     cell from ``secrets.randbelow``), per mechanism."""
@@ -193,6 +233,21 @@ def main() -> None:
           f"m = 2): {spread(v)} cells/s, median (min-max)"
           for name, v in released.items()),
     ])
+    if not args.json:  # (bench/ab.py compares the rates only)
+        pieces = policy_pieces(batch, ctx, view, consent, args.runs)
+        per = {k: 1e6 / statistics.median(v) for k, v in rates.items()}  # us per referral
+        policy_us = per["policy on"] - per[CHECKED]
+        body += "\n".join([
+            "", "", f"Where the policy's {policy_us:.0f} us per referral go (policy on less "
+            "forwarding with the protocol's checks; each piece measured in place: `handle` "
+            "against `handle` with that piece replaced by a stand-in returning its result, "
+            f"{args.runs} runs alternating; median (min-max) us per referral):", "",
+            "| piece | us per referral | share of the policy's |", "|---|---|---|",
+            *(f"| {name} | {spread(v)} | {statistics.median(v) / policy_us:.0%} |"
+              for name, v in pieces.items()),
+            f"| the rest: forwarding-log entry (JSON, AES-SIV), audit record, effects | "
+            f"{policy_us - sum(statistics.median(v) for v in pieces.values()):.1f} | "
+            f"{1 - sum(statistics.median(v) for v in pieces.values()) / policy_us:.0%} |"])
     print(body)
     if args.json:
         Path(args.json).write_text(json.dumps(
