@@ -90,8 +90,8 @@ def free_port(host: str = HOST) -> int:
         if port not in _handed_out and port_is_free(port, host):
             _handed_out.add(port)
             return port
-    raise BrokerError(f"no free port for {host} between {floor} and {ceiling - 1}: close "
-                      "some servers, or widen the range in net.ipv4.ip_local_port_range")
+    raise BrokerError(f"no free port for {host} between {floor} and {ceiling - 1}: stop some "
+                      "servers, or raise the start of net.ipv4.ip_local_port_range (sysctl)")
 
 
 def _connect(port: int) -> OSError | None:
