@@ -64,3 +64,10 @@ def test_a_process_that_died_is_an_error_with_its_first_error_and_its_log(tmp_pa
     with pytest.raises(ProcessError, match=r"(?s)agents-X exited with code 1 \(log: .*agents-X"
                                            r"\.log\).*No module named refmesh_no_such_module"):
         proc.check_alive()
+
+
+def test_no_free_port_is_one_error_that_names_the_range_and_the_fix(monkeypatch):
+    monkeypatch.setattr(tansu, "port_is_free", lambda port, host: False)
+    with pytest.raises(tansu.BrokerError, match=r"no free port for 127\.0\.0\.1 between \d+ and "
+                                                r"\d+: .*ip_local_port_range"):
+        free_port()
