@@ -376,7 +376,7 @@ def _record_encoder(fields: list) -> Callable:
         for line in _ENC.get(shape, ()):
             code.append(line.format(i=i) if line.startswith("elif") else "    " + line.format(i=i))
         code += ["else:", f"    e{i}(x, out)"]
-    return _define("enc", code, ns)
+    return define("enc", code, ns)
 
 
 _DEC = {
@@ -411,11 +411,12 @@ def _record_decoder(fields: list) -> Callable:
         code += inline + ["else:" if inline else "if True:", f"    v{i}, pos = f{i}(data, pos)"]
     made = ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(fields))
     code.append(f"return {{{made}}}, pos")
-    return _define("dec", code, ns)
+    return define("dec", code, ns)
 
 
-def _define(name: str, code: list[str], ns: dict) -> Callable:
-    """The function ``name`` whose first line is ``code[0]`` and body the rest."""
+def define(name: str, code: list[str], ns: dict) -> Callable:
+    """The function ``name`` whose first line is ``code[0]`` and body the rest, made in the
+    namespace ``ns`` (the names the body uses): for code generated from a schema or a plan."""
     exec("\n    ".join(code) + "\n", ns)  # noqa: S102  (our own generated code, no input)
     return ns[name]
 

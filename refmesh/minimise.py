@@ -22,9 +22,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import groupby
 
 from refmesh import fields as catalogue
-from refmesh import records
+from refmesh import binary, records
 from refmesh.decisions import Deny
 from refmesh.policy import Policy, Rule, stricter
 
@@ -105,27 +106,15 @@ class Plan:
         """(projected record) -> the dotted names of the ``outputs`` that carry a value in it
         (neither null nor empty), compiled at its first use."""
         code = ["def carried(o):", "n = []"]
-        for section, leaves in _grouped(self.outputs):
+        for section, outputs in groupby(self.outputs, key=lambda output: output[1]):
             holder = "o"
             if section:
                 code += [f"h = o.get({section!r})", "if not isinstance(h, dict): h = _EMPTY"]
                 holder = "h"
             code += [f"if {holder}.get({leaf!r}) not in (None, ''): n.append({name!r})"
-                     for name, leaf in leaves]
+                     for name, _, leaf in outputs]
         code.append("return tuple(n)")
-        namespace = {"_EMPTY": {}}
-        exec("\n    ".join(code) + "\n", namespace)  # noqa: S102  (generated from the plan)
-        return namespace["carried"]
-
-
-def _grouped(outputs) -> list[tuple[str, list[tuple[str, str]]]]:
-    """``Plan.outputs`` as runs of one section: [(section, [(name, leaf), ...]), ...], in order."""
-    runs: list[tuple[str, list[tuple[str, str]]]] = []
-    for name, section, leaf in outputs:
-        if not runs or runs[-1][0] != section:
-            runs.append((section, []))
-        runs[-1][1].append((name, leaf))
-    return runs
+        return binary.define("carried", code, {"_EMPTY": {}})
 
 
 def plan(policy: Policy, referral: dict, sender_member: dict, recipient_member: dict,
@@ -290,10 +279,8 @@ def _compile_projector(layout) -> Callable:
         top.append(f"{name!r}: s_{name}")
     code += ["if s_service['services'] is None: s_service['services'] = []",
              f"return {{{', '.join(top)}}}"]
-    namespace = {"_pass": _pass, "_kept": _kept, "age_band": age_band, "pseudonym": pseudonym,
-                 "_EMPTY": {}}
-    exec("\n    ".join(code) + "\n", namespace)  # noqa: S102  (generated from the plan only)
-    return namespace["projector"]
+    return binary.define("projector", code, {"_kept": _kept, "age_band": age_band,
+                                             "pseudonym": pseudonym, "_EMPTY": {}})
 
 
 def _passed(action: str, holder: str, leaf: str, dotted: str) -> str:
@@ -303,18 +290,10 @@ def _passed(action: str, holder: str, leaf: str, dotted: str) -> str:
         return f"_kept({value})" if catalogue.LEAVES.get(dotted) == "array" else value
     if action == "pseudonymise":
         return f"(None if (v := {value}) is None else pseudonym(secret, rid, {dotted!r}, v))"
-    return f"_pass({action!r}, {value}, {dotted!r}, rid, secret)"
+    return "None"  # no other action passes a value as it is (an address level is kept parts)
 
 
 def _kept(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def _pass(action: str, value, name: str, recipient_id: str, secret: bytes):
-    """What a field of ``action`` keep or pseudonymise passes of ``value`` (nothing for
-    another action)."""
-    if action == "keep":
-        return _kept(value)
-    if action == "pseudonymise" and value is not None:
-        return pseudonym(secret, recipient_id, name, value)
-    return None

@@ -311,6 +311,16 @@ def test_any_subset_of_fields_projects_to_a_valid_referral(absent, null_sections
         if isinstance(holders[section], dict) and holders[section].get(leaf) not in (None, ""))
 
 
+
+def passed(action: str, value, name: str, recipient_id: str, secret: bytes):
+    """What a field of ``action`` keep or pseudonymise passes of ``value`` (nothing for
+    another action), as written before the projection was compiled."""
+    if action == "keep":
+        return list(value) if isinstance(value, (list, tuple)) else value
+    if action == "pseudonymise" and value is not None:
+        return minimise.pseudonym(secret, recipient_id, name, value)
+    return None
+
 def interpreted(referral: dict, plan: minimise.Plan, recipient_id: str, secret: bytes,
                 now: int) -> dict:
     """The projection as written before it was compiled (``minimise._compile_projector``): the
@@ -319,7 +329,7 @@ def interpreted(referral: dict, plan: minimise.Plan, recipient_id: str, secret: 
     band = None
     for name, leaves, action in plan.layout:
         if leaves is None:
-            out[name] = minimise._pass(action, referral.get(name), name, recipient_id, secret) \
+            out[name] = passed(action, referral.get(name), name, recipient_id, secret) \
                 if action is not None else ("" if name == "caseRef" else None)
             continue
         holder = referral.get(name)
@@ -335,7 +345,7 @@ def interpreted(referral: dict, plan: minimise.Plan, recipient_id: str, secret: 
                 band = minimise.age_band(holder.get(leaf), now)
                 given[leaf] = None
             else:
-                given[leaf] = minimise._pass(act, holder.get(leaf), dotted, recipient_id, secret)
+                given[leaf] = passed(act, holder.get(leaf), dotted, recipient_id, secret)
         if band is not None and name == "person":
             given["ageBand"] = band
         out[name] = None if name in fields.NULLABLE_SECTIONS and all(
