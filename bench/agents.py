@@ -18,12 +18,14 @@ path). Usage: python bench/agents.py [--runs 5] [--quick]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
 import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,21 +79,20 @@ def policy_pieces(batch, ctx, view, consent: dict, runs: int) -> dict[str, list[
         "coarse cell for the statistics": ("_cell", lambda *args: cell),
         "cap slot (keyed hash, table look-up)": ("_counted", lambda *args: slot),
     }
-    times: dict[str, list[float]] = {name: [] for name in ("as it is", *stand_ins)}
+
+    def handled(attr: str | None = None, stand_in=None) -> float:
+        """Microseconds per referral of ``handle``, with ``domain.<attr>`` replaced."""
+        with mock.patch.object(domain, attr, stand_in) if attr else contextlib.nullcontext():
+            start = time.perf_counter()
+            for data, key in batch:
+                domain.handle(data, key, ctx, view)
+            return (time.perf_counter() - start) / len(batch) * 1e6
+
+    names = ["as it is", *stand_ins]
+    times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(runs):
-        for name in (list(times) if r % 2 == 0 else list(times)[::-1]):
-            attr, stand_in = stand_ins.get(name, (None, None))
-            held = getattr(domain, attr) if attr else None
-            if attr:
-                setattr(domain, attr, stand_in)
-            try:
-                start = time.perf_counter()
-                for data, key in batch:
-                    domain.handle(data, key, ctx, view)
-                times[name].append((time.perf_counter() - start) / len(batch) * 1e6)
-            finally:
-                if attr:
-                    setattr(domain, attr, held)
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(handled(*stand_ins.get(name, ())))
     whole = times.pop("as it is")
     return {name: [w - t for w, t in zip(whole, v)] for name, v in times.items()}
 
